@@ -1,0 +1,96 @@
+//! Decompression with a size cap: the one way compressed input is opened.
+//!
+//! A CloudTrail delivery is a few megabytes of gzip; a hostile or broken object can be a gzip
+//! bomb (kilobytes that inflate to gigabytes) or be cut short. Every decompression goes through
+//! [`gunzip_capped`], which stops at the cap and tells truncation from corruption, so one bad
+//! object is set aside with its reason instead of taking the process down.
+
+use std::io::Read;
+
+use flate2::read::MultiGzDecoder;
+
+/// Default cap on the decompressed size of one object (CloudTrail files are far smaller).
+pub const DEFAULT_MAX_DECOMPRESSED: u64 = 512 * 1024 * 1024;
+
+/// Why a compressed object could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The stream ended before the gzip trailer.
+    #[error("truncated gzip: the stream ends after {decompressed} decompressed bytes")]
+    Truncated {
+        /// Bytes decompressed before the end.
+        decompressed: u64,
+    },
+    /// The stream inflates past the cap (a gzip bomb, or a cap set too low).
+    #[error("gzip inflates past the {limit}-byte cap")]
+    TooLarge {
+        /// The cap in force.
+        limit: u64,
+    },
+    /// The bytes are not valid gzip.
+    #[error("corrupt gzip: {0}")]
+    Corrupt(String),
+}
+
+/// Whether `bytes` start with the gzip magic number.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Decompresses gzip (including concatenated members) up to `limit` bytes of output.
+pub fn gunzip_capped(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    let mut reader = MultiGzDecoder::new(bytes).take(limit.saturating_add(1));
+    match reader.read_to_end(&mut out) {
+        Ok(_) if out.len() as u64 > limit => Err(DecodeError::TooLarge { limit }),
+        Ok(_) => Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(DecodeError::Truncated { decompressed: out.len() as u64 })
+        }
+        Err(e) => Err(DecodeError::Corrupt(e.to_string())),
+    }
+}
+
+/// Decompresses `bytes` if they are gzip, else returns them as they are.
+pub fn maybe_gunzip(bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, DecodeError> {
+    if is_gzip(&bytes) { gunzip_capped(&bytes, limit) } else { Ok(bytes) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(data).unwrap_or_else(|e| panic!("{e}"));
+        enc.finish().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn round_trip_and_plain_passthrough() {
+        assert_eq!(gunzip_capped(&gzip(b"hello"), 100), Ok(b"hello".to_vec()));
+        assert_eq!(maybe_gunzip(b"plain".to_vec(), 100), Ok(b"plain".to_vec()));
+    }
+
+    #[test]
+    fn truncated_gzip_is_named() {
+        let full = gzip(&vec![b'x'; 100_000]);
+        let cut = &full[..full.len() / 2];
+        assert!(matches!(gunzip_capped(cut, 1 << 20), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn bomb_stops_at_the_cap() {
+        let bomb = gzip(&vec![0u8; 10 * 1024 * 1024]);
+        assert!(bomb.len() < 64 * 1024);
+        assert_eq!(gunzip_capped(&bomb, 1024 * 1024), Err(DecodeError::TooLarge { limit: 1024 * 1024 }));
+    }
+
+    #[test]
+    fn garbage_after_magic_is_corrupt() {
+        let result = gunzip_capped(&[0x1f, 0x8b, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff], 100);
+        assert!(result.is_err());
+    }
+}

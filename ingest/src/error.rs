@@ -1,0 +1,37 @@
+//! The error type of the ingest crate: each variant says where it happened.
+
+use auditq_model::Table;
+
+/// An error that stops an ingest (bad records do not: they become rejects).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A file or directory could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A lake table could not be opened, read or written.
+    #[error("lake table {table} at {location}: {source}")]
+    Lake {
+        /// The table.
+        table: Table,
+        /// The lake location.
+        location: String,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Rows could not be converted to or from Arrow.
+    #[error("table {table}: {source}")]
+    Arrow {
+        /// The table.
+        table: Table,
+        /// The cause.
+        source: arrow::error::ArrowError,
+    },
+}
+
+/// The result type of the ingest crate.
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;

@@ -1,0 +1,70 @@
+//! The local-file source: files and folders given on the command line.
+
+use std::path::{Path, PathBuf};
+
+use auditq_model::Timestamp;
+use chrono::{DateTime, Utc};
+
+use crate::error::{IngestError, Result};
+use crate::parse::{Limits, Object, Parsed, parse_object, reject};
+
+/// File names a folder walk reads; anything else in a folder (READMEs, scripts) is skipped.
+/// A file named explicitly is always read.
+const LOG_SUFFIXES: &[&str] = &[".json", ".json.gz", ".gz", ".log", ".ndjson", ".jsonl", ".txt"];
+
+/// The files to read under `paths`, sorted, and how many files were skipped.
+pub fn collect(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, usize)> {
+    let mut files = Vec::new();
+    let mut skipped = 0;
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| io_error(path, source))?;
+        if meta.is_dir() {
+            walk(path, &mut files, &mut skipped)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok((files, skipped))
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut usize) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|source| io_error(dir, source))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, files, skipped)?;
+        } else if LOG_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            files.push(path);
+        } else {
+            *skipped += 1;
+        }
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> IngestError {
+    IngestError::Io { path: path.display().to_string(), source }
+}
+
+/// Reads and parses one file. A file too large to read is rejected, not loaded.
+pub fn read_file(path: &Path, limits: &Limits) -> Result<Parsed> {
+    let meta = std::fs::metadata(path).map_err(|source| io_error(path, source))?;
+    let modified: Timestamp = meta.modified().map(DateTime::<Utc>::from).unwrap_or_default();
+    let origin = path.display().to_string();
+    let object = Object { origin: &origin, modified };
+    if meta.len() > limits.max_object_bytes {
+        let mut parsed = Parsed::default();
+        let reason = format!("object of {} bytes exceeds the {}-byte cap", meta.len(), limits.max_object_bytes);
+        parsed.rejects.push(reject(object, "object", "unknown", &reason, &[]));
+        return Ok(parsed);
+    }
+    let bytes = std::fs::read(path).map_err(|source| io_error(path, source))?;
+    Ok(parse_object(bytes, object, limits))
+}

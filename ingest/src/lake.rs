@@ -1,0 +1,182 @@
+//! The lake: one Delta table per [`Table`], partitioned by `date`, under one location.
+//!
+//! Why Delta rather than a folder of Parquet files: an append is one atomic commit, so a reader
+//! never sees half a batch and a crash leaves no half-written rows; compaction and retention
+//! (OPTIMIZE, VACUUM) are standard operations; Athena, Spark and Trino read the same tables.
+//!
+//! Appends are idempotent: rows whose id is already stored in the partitions they fall in (or
+//! that repeat within the batch, as CloudTrail duplicates do) are not written again. Sessions are
+//! the one table whose rows change as more sources arrive; they are replaced by id in a single
+//! commit (`replaceWhere session_id IN (...)`).
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use auditq_model::{Row, Session, Table, date32};
+use chrono::NaiveDate;
+use datafusion::catalog::TableProvider;
+use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::scalar::ScalarValue;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, ensure_table_uri};
+
+use crate::error::{IngestError, Result};
+
+/// A lake location: a local directory (or, later, an object-store URL).
+#[derive(Debug, Clone)]
+pub struct Lake {
+    location: String,
+}
+
+impl Lake {
+    /// A lake at `location` (created on first write).
+    pub fn new(location: impl Into<String>) -> Self {
+        Self { location: location.into() }
+    }
+
+    /// Where the lake is.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn table_location(&self, table: Table) -> String {
+        format!("{}/{}", self.location.trim_end_matches('/'), table.name())
+    }
+
+    fn lake_error(&self, table: Table, source: impl std::error::Error + Send + Sync + 'static) -> IngestError {
+        IngestError::Lake { table, location: self.location.clone(), source: Box::new(source) }
+    }
+
+    /// Opens a table; an uninitialised one has no version.
+    pub async fn open(&self, table: Table) -> Result<DeltaTable> {
+        let url = ensure_table_uri(self.table_location(table)).map_err(|e| self.lake_error(table, e))?;
+        DeltaTable::try_from_url(url).await.map_err(|e| self.lake_error(table, e))
+    }
+
+    /// Whether no table holds data yet.
+    pub async fn is_empty(&self) -> Result<bool> {
+        for table in Table::ALL {
+            if self.open(table).await?.version().is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A DataFusion provider for a stored table, or `None` if it has never been written.
+    pub async fn provider(
+        &self,
+        ctx: &SessionContext,
+        table: Table,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        let delta = self.open(table).await?;
+        if delta.version().is_none() {
+            return Ok(None);
+        }
+        delta.update_datafusion_session(&ctx.state()).map_err(|e| self.lake_error(table, e))?;
+        let provider = delta.table_provider().await.map_err(|e| self.lake_error(table, e))?;
+        Ok(Some(provider))
+    }
+
+    async fn select(
+        &self,
+        table: Table,
+        filter: datafusion::prelude::Expr,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new();
+        let Some(provider) = self.provider(&ctx, table).await? else { return Ok(Vec::new()) };
+        let df = ctx
+            .read_table(provider)
+            .and_then(|df| df.filter(filter))
+            .and_then(|df| if columns.is_empty() { Ok(df) } else { df.select_columns(columns) })
+            .map_err(|e| self.lake_error(table, e))?;
+        df.collect().await.map_err(|e| self.lake_error(table, e))
+    }
+
+    /// The ids stored in the given partitions of a table.
+    pub async fn existing_ids(&self, table: Table, dates: &BTreeSet<NaiveDate>) -> Result<HashSet<String>> {
+        if dates.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let in_dates = col(table.partition_column())
+            .in_list(dates.iter().map(|d| lit(ScalarValue::Date32(Some(date32(d))))).collect(), false);
+        let batches = self.select(table, in_dates, &[table.id_column()]).await?;
+        let mut ids = HashSet::new();
+        for batch in batches {
+            let column = cast(batch.column(0), &DataType::Utf8).map_err(|source| IngestError::Arrow { table, source })?;
+            let strings = column.as_string::<i32>();
+            ids.extend((0..strings.len()).filter(|&i| strings.is_valid(i)).map(|i| strings.value(i).to_string()));
+        }
+        Ok(ids)
+    }
+
+    /// Appends the rows whose ids are not stored yet; returns how many were written.
+    pub async fn append<R: Row>(&self, rows: Vec<R>) -> Result<usize> {
+        let table = R::TABLE;
+        let dates: BTreeSet<NaiveDate> = rows.iter().map(Row::date).collect();
+        let mut seen = self.existing_ids(table, &dates).await?;
+        let fresh: Vec<R> = rows.into_iter().filter(|r| seen.insert(r.id().to_string())).collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        self.write(table, &fresh, SaveMode::Append, None).await?;
+        Ok(fresh.len())
+    }
+
+    async fn write<R: Row>(
+        &self,
+        table: Table,
+        rows: &[R],
+        mode: SaveMode,
+        replace_where: Option<datafusion::prelude::Expr>,
+    ) -> Result<()> {
+        let batch = R::to_batch(rows).map_err(|source| IngestError::Arrow { table, source })?;
+        let delta = self.open(table).await?;
+        let mut builder = delta
+            .write(vec![batch])
+            .with_save_mode(mode)
+            .with_partition_columns([table.partition_column()])
+            .with_table_name(table.name())
+            .with_description(table.description());
+        if let Some(predicate) = replace_where {
+            builder = builder.with_replace_where(predicate);
+        }
+        builder.await.map_err(|e| self.lake_error(table, e))?;
+        Ok(())
+    }
+
+    /// The stored sessions with these ids.
+    pub async fn sessions(&self, ids: &[String]) -> Result<Vec<Session>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = col("session_id").in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false);
+        let batches = self.select(Table::Sessions, filter, &[]).await?;
+        let mut sessions = Vec::new();
+        for batch in batches {
+            sessions.extend(
+                Session::from_batch(&batch).map_err(|source| IngestError::Arrow { table: Table::Sessions, source })?,
+            );
+        }
+        Ok(sessions)
+    }
+
+    /// Stores these sessions, replacing any stored rows with the same ids, in one commit.
+    pub async fn replace_sessions(&self, sessions: &[Session]) -> Result<()> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let table = Table::Sessions;
+        if self.open(table).await?.version().is_none() {
+            return self.write(table, sessions, SaveMode::Append, None).await;
+        }
+        let ids = sessions.iter().map(|s| lit(s.session_id.as_str())).collect();
+        let predicate = col("session_id").in_list(ids, false);
+        self.write(table, sessions, SaveMode::Overwrite, Some(predicate)).await
+    }
+}

@@ -1,0 +1,391 @@
+//! One object in, typed events and rejects out: format detection and dispatch.
+//!
+//! The format is told from the content, not the name: a `{"Records":[...]}` CloudTrail delivery,
+//! a CloudWatch Logs export (`{"events":[...]}` from `filter-log-events`/`get-log-events`) or a
+//! decoded subscription payload (`{"logEvents":[...]}`) whose messages are stream chunks,
+//! CloudTrail records or plain-text transcript uploads, NDJSON of any of those, or a `script`
+//! transcript. Pure: no I/O, so every format can be tested and fuzzed from bytes.
+//!
+//! Nothing is dropped silently: a record that cannot be read becomes a [`Reject`] naming the
+//! object, the position and the reason, and the rest of the object goes on.
+
+use std::collections::BTreeMap;
+
+use auditq_model::{Command, Reject, Timestamp, TrailEvent, day_of, event_id};
+use serde_json::Value;
+
+use crate::cloudtrail;
+use crate::decode::{DEFAULT_MAX_DECOMPRESSED, maybe_gunzip};
+use crate::session::SessionFragment;
+use crate::ssm::{self, StreamChunk};
+use crate::time::from_epoch_millis;
+
+/// Size limits applied to every object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest object read at all, in bytes.
+    pub max_object_bytes: u64,
+    /// Largest decompressed size of one object.
+    pub max_decompressed_bytes: u64,
+    /// Largest line of an NDJSON object.
+    pub max_line_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_object_bytes: 1024 * 1024 * 1024,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED,
+            // CloudTrail and CloudWatch Logs events are at most 256 KB; leave room for envelopes.
+            max_line_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Everything read from a set of objects, before assembly.
+#[derive(Debug, Default, Clone)]
+pub struct Parsed {
+    /// CloudTrail records.
+    pub trail: Vec<TrailEvent>,
+    /// Session fragments from CloudTrail and transcripts.
+    pub fragments: Vec<SessionFragment>,
+    /// Stream chunks (assembled per session once all objects are read).
+    pub chunks: Vec<StreamChunk>,
+    /// Commands from transcripts.
+    pub commands: Vec<Command>,
+    /// Records that could not be read.
+    pub rejects: Vec<Reject>,
+}
+
+impl Parsed {
+    /// Adds another object's results.
+    pub fn extend(&mut self, other: Parsed) {
+        self.trail.extend(other.trail);
+        self.fragments.extend(other.fragments);
+        self.chunks.extend(other.chunks);
+        self.commands.extend(other.commands);
+        self.rejects.extend(other.rejects);
+    }
+}
+
+/// An object to parse.
+#[derive(Debug, Clone, Copy)]
+pub struct Object<'a> {
+    /// Where it came from (path or URI), recorded on every row.
+    pub origin: &'a str,
+    /// When it was written (file mtime, S3 LastModified): the time of its rejects.
+    pub modified: Timestamp,
+}
+
+/// Builds a reject. Its id derives from origin and position, so a re-read does not add another.
+pub fn reject(object: Object<'_>, position: &str, format: &str, reason: &str, excerpt: &[u8]) -> Reject {
+    let excerpt = String::from_utf8_lossy(&excerpt[..excerpt.len().min(200)]).into_owned();
+    Reject {
+        event_id: event_id("reject", &[object.origin, position]),
+        time: object.modified,
+        date: day_of(&object.modified),
+        origin: object.origin.to_string(),
+        position: position.to_string(),
+        format: format.to_string(),
+        reason: reason.to_string(),
+        excerpt,
+    }
+}
+
+/// Parses one object (compressed or not).
+pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Parsed {
+    let mut parsed = Parsed::default();
+    if bytes.len() as u64 > limits.max_object_bytes {
+        parsed.rejects.push(reject(
+            object,
+            "object",
+            "unknown",
+            &format!("object of {} bytes exceeds the {}-byte cap", bytes.len(), limits.max_object_bytes),
+            &bytes[..bytes.len().min(200)],
+        ));
+        return parsed;
+    }
+    let bytes = match maybe_gunzip(bytes, limits.max_decompressed_bytes) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            parsed.rejects.push(reject(object, "object", "gzip", &e.to_string(), &[]));
+            return parsed;
+        }
+    };
+    if ssm::looks_like_transcript(&bytes) {
+        parse_transcript_object(&bytes, object, &mut parsed);
+        return parsed;
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(value) => parse_json(value, object, "", &mut parsed),
+        Err(_) if !starts_like_json(&bytes) => {
+            let reason = "unrecognised format: not JSON, not a session transcript";
+            parsed.rejects.push(reject(object, "object", "unknown", reason, &bytes));
+        }
+        Err(whole_error) if !first_line_is_json(&bytes) => {
+            let reason = format!("malformed JSON: {whole_error}");
+            parsed.rejects.push(reject(object, "object", "json", &reason, &bytes));
+        }
+        Err(_) => parse_ndjson(&bytes, object, limits, &mut parsed),
+    }
+    parsed
+}
+
+/// Whether the object reads as NDJSON: its first non-blank line is a JSON value by itself
+/// (a pretty-printed document cut short is not, and is rejected whole rather than per line).
+fn first_line_is_json(bytes: &[u8]) -> bool {
+    bytes
+        .split(|&b| b == b'\n')
+        .find(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .is_some_and(|line| serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok())
+}
+
+fn starts_like_json(bytes: &[u8]) -> bool {
+    matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
+}
+
+fn parse_transcript_object(bytes: &[u8], object: Object<'_>, parsed: &mut Parsed) {
+    let Some(session_id) = ssm::session_id_of_key(object.origin) else {
+        parsed.rejects.push(reject(object, "object", "transcript", "no session id in the name", &[]));
+        return;
+    };
+    match ssm::parse_transcript(bytes, &session_id, object.origin, Some(object.modified)) {
+        Ok(t) => {
+            parsed.commands.extend(t.commands);
+            parsed.fragments.push(t.fragment);
+        }
+        Err(reason) => parsed.rejects.push(reject(object, "object", "transcript", &reason, bytes)),
+    }
+}
+
+fn parse_ndjson(bytes: &[u8], object: Object<'_>, limits: &Limits, parsed: &mut Parsed) {
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let position = format!("line {}", n + 1);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if line.len() > limits.max_line_bytes {
+            let reason =
+                format!("line of {} bytes exceeds the {}-byte cap", line.len(), limits.max_line_bytes);
+            parsed.rejects.push(reject(object, &position, "ndjson", &reason, line));
+            continue;
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(value) => parse_json(value, object, &position, parsed),
+            Err(e) => {
+                let reason = format!("malformed JSON: {e}");
+                parsed.rejects.push(reject(object, &position, "ndjson", &reason, line));
+            }
+        }
+    }
+}
+
+/// A CloudWatch Logs event as exported or delivered.
+struct LogEvent<'v> {
+    stream: Option<&'v str>,
+    timestamp: Option<Timestamp>,
+    message: &'v str,
+}
+
+fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Parsed) {
+    if let Some(records) = value.get("Records").and_then(Value::as_array) {
+        for (n, record) in records.iter().enumerate() {
+            parse_record_value(record, object, &at(position, "record", n), parsed);
+        }
+        return;
+    }
+    let events = value.get("events").or_else(|| value.get("logEvents")).and_then(Value::as_array);
+    if let Some(events) = events {
+        let default_stream = value.get("logStream").and_then(Value::as_str);
+        let mut uploads: BTreeMap<String, Vec<(Option<Timestamp>, String)>> = BTreeMap::new();
+        for (n, event) in events.iter().enumerate() {
+            let position = at(position, "event", n);
+            let Some(message) = event.get("message").and_then(Value::as_str) else {
+                let reason = "log event has no message";
+                parsed.rejects.push(reject(object, &position, "cloudwatch", reason, event.to_string().as_bytes()));
+                continue;
+            };
+            let log_event = LogEvent {
+                stream: event.get("logStreamName").and_then(Value::as_str).or(default_stream),
+                timestamp: event.get("timestamp").and_then(Value::as_i64).and_then(from_epoch_millis),
+                message,
+            };
+            parse_log_event(&log_event, object, &position, parsed, &mut uploads);
+        }
+        for (stream, parts) in uploads {
+            let text: String = parts.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+            let origin = format!("{}#{stream}", object.origin);
+            let fallback = parts.iter().find_map(|(t, _)| *t).unwrap_or(object.modified);
+            let inner = Object { origin: &origin, modified: fallback };
+            parse_transcript_object(text.as_bytes(), inner, parsed);
+        }
+        return;
+    }
+    if let Some(items) = value.as_array() {
+        for (n, item) in items.iter().enumerate() {
+            parse_record_value(item, object, &at(position, "item", n), parsed);
+        }
+        return;
+    }
+    let position = if position.is_empty() { "object" } else { position };
+    parse_record_value(&value, object, position, parsed);
+}
+
+/// A position inside a position: `line 3, record 2`.
+fn at(outer: &str, what: &str, index: usize) -> String {
+    if outer.is_empty() {
+        format!("{what} {}", index + 1)
+    } else {
+        format!("{outer}, {what} {}", index + 1)
+    }
+}
+
+fn parse_log_event(
+    event: &LogEvent<'_>,
+    object: Object<'_>,
+    position: &str,
+    parsed: &mut Parsed,
+    uploads: &mut BTreeMap<String, Vec<(Option<Timestamp>, String)>>,
+) {
+    let trimmed = event.message.trim_start();
+    if trimmed.starts_with('{') {
+        match serde_json::from_str::<Value>(trimmed) {
+            Ok(value) => {
+                let origin = match event.stream {
+                    Some(stream) => format!("{}#{stream}", object.origin),
+                    None => object.origin.to_string(),
+                };
+                let inner = Object { origin: &origin, modified: object.modified };
+                if ssm::looks_like_chunk(&value) {
+                    match ssm::parse_chunk(&value, &origin, event.timestamp) {
+                        Ok(chunk) => parsed.chunks.push(chunk),
+                        Err(reason) => parsed.rejects.push(reject(
+                            object,
+                            position,
+                            "ssm-stream",
+                            &reason,
+                            event.message.as_bytes(),
+                        )),
+                    }
+                } else {
+                    parse_record_value(&value, inner, position, parsed);
+                }
+            }
+            Err(e) => parsed.rejects.push(reject(
+                object,
+                position,
+                "cloudwatch",
+                &format!("malformed JSON message: {e}"),
+                event.message.as_bytes(),
+            )),
+        }
+    } else if let Some(stream) = event.stream {
+        // The non-streaming upload form: plain-text transcript pieces in a stream named after
+        // the session.
+        uploads.entry(stream.to_string()).or_default().push((event.timestamp, event.message.to_string()));
+    } else {
+        parsed.rejects.push(reject(
+            object,
+            position,
+            "cloudwatch",
+            "plain-text log event without a log stream name",
+            event.message.as_bytes(),
+        ));
+    }
+}
+
+fn parse_record_value(value: &Value, object: Object<'_>, position: &str, parsed: &mut Parsed) {
+    if cloudtrail::looks_like_record(value) {
+        match cloudtrail::parse_record(value, object.origin) {
+            Ok(event) => {
+                if let Some(fragment) = cloudtrail::session_fragment(&event, value) {
+                    parsed.fragments.push(fragment);
+                }
+                parsed.trail.push(event);
+            }
+            Err(reason) => {
+                parsed.rejects.push(reject(object, position, "cloudtrail", &reason, value.to_string().as_bytes()))
+            }
+        }
+    } else if ssm::looks_like_chunk(value) {
+        match ssm::parse_chunk(value, object.origin, None) {
+            Ok(chunk) => parsed.chunks.push(chunk),
+            Err(reason) => {
+                parsed.rejects.push(reject(object, position, "ssm-stream", &reason, value.to_string().as_bytes()))
+            }
+        }
+    } else {
+        parsed.rejects.push(reject(
+            object,
+            position,
+            "json",
+            "not a CloudTrail record, Session Manager chunk or CloudWatch Logs export",
+            value.to_string().as_bytes(),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::parse_rfc3339;
+
+    fn object(origin: &str) -> Object<'_> {
+        Object { origin, modified: parse_rfc3339("2026-10-07T00:00:00Z").unwrap_or_default() }
+    }
+
+    const RECORD: &str = r#"{"eventTime":"2026-10-06T18:02:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","eventID":"e1"}"#;
+
+    #[test]
+    fn records_file_and_ndjson_with_bad_lines() {
+        let file = format!(r#"{{"Records":[{RECORD},{{"eventSource":"x","eventName":"y"}}]}}"#);
+        let parsed = parse_object(file.into_bytes(), object("a.json"), &Limits::default());
+        assert_eq!(parsed.trail.len(), 1);
+        assert_eq!(parsed.rejects.len(), 1);
+        assert_eq!(parsed.rejects[0].position, "record 2");
+        assert_eq!(parsed.rejects[0].reason, "missing eventTime");
+
+        let mut ndjson = format!("{RECORD}\n{{not json\n").into_bytes();
+        ndjson.extend_from_slice(b"{\"eventSource\":\"\xff\xfe\"}\n");
+        ndjson.extend_from_slice(format!("\"{}\"\n", "x".repeat(2 * 1024 * 1024)).as_bytes());
+        ndjson.extend_from_slice(RECORD.replace("e1", "e2").as_bytes());
+        let parsed = parse_object(ndjson, object("b.ndjson"), &Limits::default());
+        assert_eq!(parsed.trail.len(), 2);
+        let reasons: Vec<_> = parsed.rejects.iter().map(|r| (r.position.as_str(), r.reason.as_str())).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[0].1.starts_with("malformed JSON"), "{reasons:?}");
+        assert!(reasons[1].1.starts_with("malformed JSON"), "{reasons:?}");
+        assert_eq!(reasons[2].0, "line 4");
+        assert!(reasons[2].1.contains("exceeds"), "{reasons:?}");
+    }
+
+    #[test]
+    fn truncated_gzip_and_garbage_are_rejected_whole() {
+        let parsed = parse_object(vec![0x1f, 0x8b, 8, 0, 0, 0], object("c.json.gz"), &Limits::default());
+        assert_eq!(parsed.rejects.len(), 1);
+        assert!(parsed.rejects[0].reason.contains("gzip"), "{:?}", parsed.rejects);
+        let parsed = parse_object(b"hello world".to_vec(), object("d.txt"), &Limits::default());
+        assert_eq!(parsed.rejects[0].format, "unknown");
+        let again = parse_object(b"hello world".to_vec(), object("d.txt"), &Limits::default());
+        assert_eq!(parsed.rejects[0].event_id, again.rejects[0].event_id);
+    }
+
+    #[test]
+    fn cloudwatch_export_of_stream_chunks() {
+        let message = serde_json::json!({
+            "eventVersion": "1.0", "eventTime": "2026-10-05T09:12:10Z", "awsRegion": "eu-west-1",
+            "target": {"id": "i-1"}, "userIdentity": {"arn": "arn:aws:iam::1:user/alice"},
+            "runAsUser": "ec2-user", "sessionId": "alice-1", "sessionData": ["sh-4.2$ id", "uid=1"]
+        });
+        let export = serde_json::json!({"events": [
+            {"logStreamName": "alice-1", "timestamp": 1, "message": message.to_string(), "eventId": "1"},
+            {"logStreamName": "alice-1", "timestamp": 2, "message": "{broken"},
+        ]});
+        let parsed = parse_object(export.to_string().into_bytes(), object("e.json"), &Limits::default());
+        assert_eq!(parsed.chunks.len(), 1);
+        assert_eq!(parsed.chunks[0].origin, "e.json#alice-1");
+        assert_eq!(parsed.rejects.len(), 1);
+        assert_eq!(parsed.rejects[0].position, "event 2");
+    }
+}

@@ -1,0 +1,319 @@
+//! Session Manager recordings: streamed JSON chunks (CloudWatch Logs) and `script` transcripts
+//! (S3 objects, and CloudWatch's non-streaming upload form).
+//!
+//! Both are terminal output, so both go through [`crate::terminal`] and [`crate::prompt`]. The
+//! stream adds its own quirks (`formats.md` 1a): each chunk is what the agent read in about a
+//! second, split on `\n` with the last empty element dropped, so a command typed across an upload
+//! boundary arrives in two chunks and nothing marks whether a chunk ended with a newline. A chunk
+//! whose last line is a prompt with text after it, followed by a chunk that does not open with a
+//! prompt, is taken to continue that line; a command whose output took more than a second to
+//! start would be misjoined with its first output line (a known limit of the format).
+
+use std::collections::BTreeMap;
+
+use auditq_model::{Command, Timestamp, day_of, event_id};
+use serde_json::Value;
+
+use crate::prompt::{extract_commands, match_prompt};
+use crate::session::SessionFragment;
+use crate::terminal::{TerminalRenderer, render};
+use crate::time::{parse_rfc3339, parse_script_date};
+
+/// One streamed upload chunk (one CloudWatch log event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamChunk {
+    /// Session id (also the log stream name).
+    pub session_id: String,
+    /// `eventTime`: when the agent uploaded the chunk.
+    pub time: Timestamp,
+    /// `awsRegion`.
+    pub region: Option<String>,
+    /// `target.id`.
+    pub target: Option<String>,
+    /// `userIdentity.arn`.
+    pub principal_arn: Option<String>,
+    /// `runAsUser`.
+    pub run_as: Option<String>,
+    /// `sessionData`.
+    pub lines: Vec<String>,
+    /// Where the chunk was read (for `origin` and `stream_uri`).
+    pub origin: String,
+}
+
+/// Whether a JSON value is a Session Manager stream chunk.
+pub fn looks_like_chunk(value: &Value) -> bool {
+    value.get("sessionData").is_some() && value.get("sessionId").is_some()
+}
+
+/// Reads one stream chunk; `fallback_time` (the CloudWatch event timestamp) is used when
+/// `eventTime` is absent.
+pub fn parse_chunk(
+    value: &Value,
+    origin: &str,
+    fallback_time: Option<Timestamp>,
+) -> Result<StreamChunk, String> {
+    let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let session_id = text("/sessionId").ok_or("missing sessionId")?;
+    let time = text("/eventTime")
+        .and_then(|t| parse_rfc3339(&t))
+        .or(fallback_time)
+        .ok_or("missing or bad eventTime")?;
+    let lines = value
+        .get("sessionData")
+        .and_then(Value::as_array)
+        .ok_or("sessionData is not an array")?
+        .iter()
+        .map(|line| line.as_str().map(str::to_string).ok_or("sessionData holds a non-string"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StreamChunk {
+        session_id,
+        time,
+        region: text("/awsRegion"),
+        target: text("/target/id"),
+        principal_arn: text("/userIdentity/arn"),
+        run_as: text("/runAsUser"),
+        lines,
+        origin: origin.to_string(),
+    })
+}
+
+/// The short name and account of a principal ARN
+/// (`arn:aws:sts::111122223333:assumed-role/Role/carol@example.com` -> `carol@example.com`).
+pub fn principal_of_arn(arn: &str) -> (Option<String>, Option<String>) {
+    let mut parts = arn.splitn(6, ':');
+    let account = parts.nth(4).filter(|a| !a.is_empty()).map(str::to_string);
+    let resource = parts.next().unwrap_or_default();
+    let name = if resource == "root" {
+        Some("root".to_string())
+    } else {
+        resource.rsplit('/').next().filter(|n| !n.is_empty()).map(str::to_string)
+    };
+    (name, account)
+}
+
+fn command_id(session_id: &str, seq: usize) -> String {
+    event_id("cmd", &[session_id, &seq.to_string()])
+}
+
+/// The text a line shows once its residual escape sequences are applied.
+fn visible(line: &str) -> String {
+    render(line.as_bytes()).pop().map(|l| l.text).unwrap_or_default()
+}
+
+/// Assembles the chunks of any number of sessions into commands and session fragments.
+pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFragment>) {
+    let mut by_session: BTreeMap<String, Vec<StreamChunk>> = BTreeMap::new();
+    for chunk in chunks {
+        by_session.entry(chunk.session_id.clone()).or_default().push(chunk);
+    }
+    let mut commands = Vec::new();
+    let mut fragments = Vec::new();
+    for (session_id, mut chunks) in by_session {
+        // Stable: chunks with the same upload second keep their log order.
+        chunks.sort_by_key(|c| c.time);
+        let mut renderer = TerminalRenderer::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            if i > 0 {
+                let previous_open = chunks[i - 1]
+                    .lines
+                    .last()
+                    .map(|l| visible(l))
+                    .and_then(|l| match_prompt(&l).map(|p| !l[p.len..].trim().is_empty()))
+                    .unwrap_or(false);
+                let opens_with_prompt = chunk
+                    .lines
+                    .first()
+                    .map(|l| match_prompt(&visible(l)).is_some())
+                    .unwrap_or(true);
+                if !(previous_open && !opens_with_prompt) {
+                    renderer.feed(b"\n", i - 1);
+                }
+            }
+            renderer.feed(chunk.lines.join("\n").as_bytes(), i);
+        }
+        let lines = renderer.finish();
+        let first = &chunks[0];
+        let default_run_as = chunks.iter().find_map(|c| c.run_as.as_deref());
+        let principal_arn = chunks.iter().find_map(|c| c.principal_arn.clone());
+        let (user, account) = principal_arn.as_deref().map(principal_of_arn).unwrap_or_default();
+        let found = extract_commands(&lines, default_run_as);
+        for (n, pc) in found.iter().enumerate() {
+            let chunk = &chunks[pc.tag.min(chunks.len() - 1)];
+            commands.push(Command {
+                event_id: command_id(&session_id, n + 1),
+                time: chunk.time,
+                date: day_of(&chunk.time),
+                user: user.clone(),
+                principal_arn: principal_arn.clone(),
+                run_as: pc.run_as.clone(),
+                target: chunk.target.clone(),
+                account: account.clone(),
+                region: chunk.region.clone(),
+                source_ip: None,
+                cmd: pc.cmd.clone(),
+                cwd: pc.cwd.clone(),
+                session_id: Some(session_id.clone()),
+                seq: n as i64 + 1,
+                source: "stream".to_string(),
+                origin: chunk.origin.clone(),
+            });
+        }
+        fragments.push(SessionFragment {
+            user,
+            principal_arn,
+            account,
+            first_seen: chunks.iter().map(|c| c.time).min(),
+            last_seen: chunks.iter().map(|c| c.time).max(),
+            target: first.target.clone(),
+            region: first.region.clone(),
+            run_as: default_run_as.map(str::to_string),
+            commands: Some(found.len() as i64),
+            stream_uri: Some(first.origin.clone()),
+            ..SessionFragment::new(session_id)
+        });
+    }
+    (commands, fragments)
+}
+
+/// Whether bytes are a `script` transcript.
+pub fn looks_like_transcript(bytes: &[u8]) -> bool {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    bytes[start..].starts_with(b"Script started on ")
+}
+
+/// The session id a transcript's object name carries (`<prefix>/<sessionId>.log`).
+pub fn session_id_of_key(key: &str) -> Option<String> {
+    let name = key.rsplit('/').next()?;
+    let id = name.strip_suffix(".log").unwrap_or(name);
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// A transcript's commands and what it says about its session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    /// Commands in order; times are the transcript start (transcripts carry no per-line times).
+    pub commands: Vec<Command>,
+    /// The session fragment.
+    pub fragment: SessionFragment,
+}
+
+/// Reads a `script` transcript. `fallback_time` stands in for a missing header date.
+pub fn parse_transcript(
+    bytes: &[u8],
+    session_id: &str,
+    origin: &str,
+    fallback_time: Option<Timestamp>,
+) -> Result<Transcript, String> {
+    let lines = render(bytes);
+    let mut started = None;
+    let mut ended = None;
+    let mut body = Vec::with_capacity(lines.len());
+    for line in lines {
+        if let Some(rest) = line.text.strip_prefix("Script started on ") {
+            started = parse_script_date(rest.split(" [").next().unwrap_or(rest));
+        } else if let Some(rest) = line.text.strip_prefix("Script done on ") {
+            ended = parse_script_date(rest.split(" [").next().unwrap_or(rest));
+        } else {
+            body.push(line);
+        }
+    }
+    let time = started.or(fallback_time).ok_or("transcript has no start date")?;
+    let found = extract_commands(&body, None);
+    let commands = found
+        .iter()
+        .enumerate()
+        .map(|(n, pc)| Command {
+            event_id: command_id(session_id, n + 1),
+            time,
+            date: day_of(&time),
+            user: None,
+            principal_arn: None,
+            run_as: pc.run_as.clone(),
+            target: None,
+            account: None,
+            region: None,
+            source_ip: None,
+            cmd: pc.cmd.clone(),
+            cwd: pc.cwd.clone(),
+            session_id: Some(session_id.to_string()),
+            seq: n as i64 + 1,
+            source: "transcript".to_string(),
+            origin: origin.to_string(),
+        })
+        .collect();
+    Ok(Transcript {
+        commands,
+        fragment: SessionFragment {
+            first_seen: started,
+            last_seen: ended.or(started),
+            commands: Some(found.len() as i64),
+            transcript_uri: Some(origin.to_string()),
+            ..SessionFragment::new(session_id.to_string())
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(time: &str, lines: &[&str]) -> StreamChunk {
+        StreamChunk {
+            session_id: "bob-1".into(),
+            time: parse_rfc3339(time).unwrap_or_default(),
+            region: Some("eu-west-1".into()),
+            target: Some("i-1".into()),
+            principal_arn: Some("arn:aws:iam::111122223333:user/bob".into()),
+            run_as: Some("ssm-user".into()),
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+            origin: "stream".into(),
+        }
+    }
+
+    #[test]
+    fn split_command_is_joined_and_timed_at_enter() {
+        let chunks = vec![
+            chunk("2026-10-05T10:30:20Z", &["$ df -h", "Filesystem Size", "$ tail -n 50 /var/log/postgres"]),
+            chunk("2026-10-05T10:30:21Z", &["ql/main.log", "line", "$ "]),
+        ];
+        let (commands, fragments) = assemble_stream(chunks);
+        let cmds: Vec<_> = commands.iter().map(|c| c.cmd.as_str()).collect();
+        assert_eq!(cmds, ["df -h", "tail -n 50 /var/log/postgresql/main.log"]);
+        assert_eq!(commands[1].time.to_rfc3339(), "2026-10-05T10:30:21+00:00");
+        assert_eq!(commands[1].user.as_deref(), Some("bob"));
+        assert_eq!(commands[1].account.as_deref(), Some("111122223333"));
+        assert_eq!(fragments[0].commands, Some(2));
+    }
+
+    #[test]
+    fn chunk_ending_in_a_bare_prompt_is_not_joined() {
+        let chunks = vec![
+            chunk("2026-10-05T10:30:20Z", &["$ ls", "a b", "$ "]),
+            chunk("2026-10-05T10:30:25Z", &["$ id", "uid=1001"]),
+        ];
+        let (commands, _) = assemble_stream(chunks);
+        let cmds: Vec<_> = commands.iter().map(|c| c.cmd.as_str()).collect();
+        assert_eq!(cmds, ["ls", "id"]);
+    }
+
+    #[test]
+    fn arn_names() {
+        assert_eq!(
+            principal_of_arn("arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_A_1/carol@example.com"),
+            (Some("carol@example.com".into()), Some("111122223333".into()))
+        );
+        assert_eq!(principal_of_arn("arn:aws:iam::1:root"), (Some("root".into()), Some("1".into())));
+    }
+
+    #[test]
+    fn transcript_header_footer_and_editing() {
+        let bytes = b"Script started on 2026-10-06 11:00:06+00:00 [COMMAND=\"cat x\" <not executed on terminal>]\r\n\
+sh-5.2$ rm -rf /tmp/x^C\r\nsh-5.2$ lx\x08\x1b[Ks /\r\nbin\r\nsh-5.2$ exit\r\nexit\r\n\r\nScript done on 2026-10-06 11:07:31+00:00 [COMMAND_EXIT_CODE=\"0\"]\r\n";
+        let t = parse_transcript(bytes, "s-1", "s3://b/s-1.log", None).unwrap_or_else(|e| panic!("{e}"));
+        let cmds: Vec<_> = t.commands.iter().map(|c| c.cmd.as_str()).collect();
+        assert_eq!(cmds, ["ls /", "exit"]);
+        assert_eq!(t.fragment.first_seen.map(|t| t.to_rfc3339()).as_deref(), Some("2026-10-06T11:00:06+00:00"));
+        assert_eq!(t.fragment.last_seen.map(|t| t.to_rfc3339()).as_deref(), Some("2026-10-06T11:07:31+00:00"));
+        assert_eq!(session_id_of_key("session-logs/s-1.log").as_deref(), Some("s-1"));
+    }
+}

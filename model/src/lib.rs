@@ -1,0 +1,691 @@
+//! The typed events of auditq and the Arrow schemas of the lake tables.
+//!
+//! Every table row is a plain Rust struct declared once with [`table_row!`]: the same
+//! declaration yields the struct, its Arrow schema, the conversion of a slice of rows to a
+//! `RecordBatch`, and the way back. The schemas therefore cannot drift from the types the
+//! parsers fill in, and adding a column is a one-line change.
+//!
+//! Why ids are derived from provenance: an audit trail must not count the same command twice
+//! because a file was read twice, a Lambda retried, or CloudTrail delivered a record twice.
+//! Each row's `event_id` is a hash of *where it came from* (CloudTrail `eventID`, session id and
+//! sequence number, host/stream/offset), never of when it was read, so re-reading is harmless:
+//! the lake writer keeps one row per id.
+//!
+//! All times are UTC with microsecond precision; every table is partitioned by `date`, the UTC
+//! day of its main time column.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{
+    DataType, Date32Type, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, NaiveDate, Utc};
+use sha2::{Digest, Sha256};
+
+/// A UTC timestamp as stored in the lake (microsecond precision).
+pub type Timestamp = DateTime<Utc>;
+
+/// Derives a deterministic id from the parts that say where a record came from.
+///
+/// Parts are length-prefixed before hashing so that `("ab", "c")` and `("a", "bc")` differ.
+/// The result is 32 hex characters (128 bits of SHA-256): collisions are not a practical concern
+/// at audit-log volumes, and the id stays short enough to read in a terminal.
+pub fn event_id(kind: &str, parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in std::iter::once(kind).chain(parts.iter().copied()) {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The UTC calendar day of a timestamp: the partition value of every table.
+pub fn day_of(time: &Timestamp) -> NaiveDate {
+    time.date_naive()
+}
+
+/// A Rust type that maps to one Arrow column.
+pub trait ColumnValue: Sized {
+    /// The Arrow type of the column.
+    fn data_type() -> DataType;
+    /// Whether the column may hold nulls.
+    const NULLABLE: bool;
+    /// Builds the column from one value per row.
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef
+    where
+        Self: 'a;
+    /// Reads the value of one row back, or `None` if the column has another type or a null
+    /// where the type has none.
+    fn read(array: &dyn Array, row: usize) -> Option<Self>;
+}
+
+fn utc_timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn timestamp_from_micros(micros: i64) -> Option<Timestamp> {
+    DateTime::from_timestamp_micros(micros)
+}
+
+fn date_from_days(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?)
+}
+
+/// Days from the common era to 1970-01-01: Arrow's Date32 counts from the Unix epoch.
+const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+/// A date as Arrow's Date32 value (days since 1970-01-01).
+pub fn date32(date: &NaiveDate) -> i32 {
+    days_of(date)
+}
+
+fn days_of(date: &NaiveDate) -> i32 {
+    chrono::Datelike::num_days_from_ce(date) - UNIX_EPOCH_DAYS_FROM_CE
+}
+
+impl ColumnValue for String {
+    fn data_type() -> DataType {
+        DataType::Utf8
+    }
+    const NULLABLE: bool = false;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(values.map(|v| Some(v.as_str())).collect::<StringArray>())
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        Option::<String>::read(array, row).flatten()
+    }
+}
+
+impl ColumnValue for Option<String> {
+    fn data_type() -> DataType {
+        DataType::Utf8
+    }
+    const NULLABLE: bool = true;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(values.map(|v| v.as_deref()).collect::<StringArray>())
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        if array.is_null(row) {
+            return Some(None);
+        }
+        match array.data_type() {
+            DataType::Utf8 => Some(Some(array.as_string::<i32>().value(row).to_string())),
+            DataType::LargeUtf8 => Some(Some(array.as_string::<i64>().value(row).to_string())),
+            DataType::Utf8View => Some(Some(array.as_string_view().value(row).to_string())),
+            _ => None,
+        }
+    }
+}
+
+impl ColumnValue for Timestamp {
+    fn data_type() -> DataType {
+        utc_timestamp_type()
+    }
+    const NULLABLE: bool = false;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        let array: TimestampMicrosecondArray = values.map(|v| Some(v.timestamp_micros())).collect();
+        Arc::new(array.with_timezone("UTC"))
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        Option::<Timestamp>::read(array, row).flatten()
+    }
+}
+
+impl ColumnValue for Option<Timestamp> {
+    fn data_type() -> DataType {
+        utc_timestamp_type()
+    }
+    const NULLABLE: bool = true;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        let array: TimestampMicrosecondArray =
+            values.map(|v| v.map(|t| t.timestamp_micros())).collect();
+        Arc::new(array.with_timezone("UTC"))
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        if array.is_null(row) {
+            return Some(None);
+        }
+        let micros = array.as_primitive_opt::<TimestampMicrosecondType>()?.value(row);
+        Some(timestamp_from_micros(micros))
+    }
+}
+
+impl ColumnValue for NaiveDate {
+    fn data_type() -> DataType {
+        DataType::Date32
+    }
+    const NULLABLE: bool = false;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(values.map(|v| Some(days_of(v))).collect::<Date32Array>())
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        if array.is_null(row) {
+            return None;
+        }
+        date_from_days(array.as_primitive_opt::<Date32Type>()?.value(row))
+    }
+}
+
+impl ColumnValue for i64 {
+    fn data_type() -> DataType {
+        DataType::Int64
+    }
+    const NULLABLE: bool = false;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(values.map(|v| Some(*v)).collect::<Int64Array>())
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        Option::<i64>::read(array, row).flatten()
+    }
+}
+
+impl ColumnValue for Option<i64> {
+    fn data_type() -> DataType {
+        DataType::Int64
+    }
+    const NULLABLE: bool = true;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(values.copied().collect::<Int64Array>())
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        if array.is_null(row) {
+            return Some(None);
+        }
+        Some(Some(array.as_primitive_opt::<Int64Type>()?.value(row)))
+    }
+}
+
+impl ColumnValue for bool {
+    fn data_type() -> DataType {
+        DataType::Boolean
+    }
+    const NULLABLE: bool = false;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(values.map(|v| Some(*v)).collect::<BooleanArray>())
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        Option::<bool>::read(array, row).flatten()
+    }
+}
+
+impl ColumnValue for Option<bool> {
+    fn data_type() -> DataType {
+        DataType::Boolean
+    }
+    const NULLABLE: bool = true;
+    fn to_array<'a>(values: impl Iterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(values.copied().collect::<BooleanArray>())
+    }
+    fn read(array: &dyn Array, row: usize) -> Option<Self> {
+        if array.is_null(row) {
+            return Some(None);
+        }
+        Some(Some(array.as_boolean_opt()?.value(row)))
+    }
+}
+
+/// A row of one lake table.
+pub trait Row: Sized {
+    /// The table this row belongs to.
+    const TABLE: Table;
+    /// The Arrow schema of the table.
+    fn schema() -> SchemaRef;
+    /// The rows as one record batch with [`Row::schema`].
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError>;
+    /// Reads rows back from a batch whose columns carry this table's names and types (extra
+    /// columns are ignored). Fails naming the first column that is missing or mistyped.
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError>;
+    /// The row's deterministic id (its key in the table).
+    fn id(&self) -> &str;
+    /// The row's partition value.
+    fn date(&self) -> NaiveDate;
+}
+
+/// Declares a table row: the struct, its schema, and conversions to and from Arrow.
+macro_rules! table_row {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident in $table:expr, id $id:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl Row for $name {
+            const TABLE: Table = $table;
+
+            fn schema() -> SchemaRef {
+                Arc::new(Schema::new(vec![
+                    $( Field::new(stringify!($field), <$ty as ColumnValue>::data_type(),
+                                  <$ty as ColumnValue>::NULLABLE), )*
+                ]))
+            }
+
+            fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
+                RecordBatch::try_new(Self::schema(), vec![
+                    $( <$ty as ColumnValue>::to_array(rows.iter().map(|r| &r.$field)), )*
+                ])
+            }
+
+            fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+                $(
+                    let $field = batch.column_by_name(stringify!($field)).ok_or_else(|| {
+                        ArrowError::SchemaError(format!(
+                            "table {} has no column {}", $table.name(), stringify!($field)))
+                    })?;
+                )*
+                (0..batch.num_rows()).map(|row| {
+                    Ok($name {
+                        $( $field: <$ty as ColumnValue>::read($field.as_ref(), row).ok_or_else(|| {
+                            ArrowError::SchemaError(format!(
+                                "table {} column {} row {row}: unexpected type {} or null",
+                                $table.name(), stringify!($field), $field.data_type()))
+                        })?, )*
+                    })
+                }).collect()
+            }
+
+            fn id(&self) -> &str {
+                &self.$id
+            }
+
+            fn date(&self) -> NaiveDate {
+                self.date
+            }
+        }
+    };
+}
+
+table_row! {
+    /// A command typed in a session (from a stream or transcript), or run through sudo/auditd.
+    pub struct Command in Table::Commands, id event_id {
+        /// `hash(session_id, seq)` for session commands; host, stream and offset for host logs.
+        pub event_id: String,
+        /// When the command was run (for streams: the upload time of the chunk that holds it;
+        /// for S3 transcripts, which carry no per-line times: the session start).
+        pub time: Timestamp,
+        /// UTC day of `time` (partition).
+        pub date: NaiveDate,
+        /// Who: the AWS principal's short name (IAM user name, role session name, `root`).
+        pub user: Option<String>,
+        /// Who: the full principal ARN that owned the session.
+        pub principal_arn: Option<String>,
+        /// The operating-system user the command ran as (`ssm-user`, `ec2-user`, `root`).
+        pub run_as: Option<String>,
+        /// Where: instance or managed-node id.
+        pub target: Option<String>,
+        /// Where: AWS account id.
+        pub account: Option<String>,
+        /// Where: AWS region.
+        pub region: Option<String>,
+        /// Where from: the IP the session was opened from (CloudTrail `sourceIPAddress`).
+        pub source_ip: Option<String>,
+        /// What: the command line as the user finally ran it.
+        pub cmd: String,
+        /// Working directory, when the prompt or log shows it.
+        pub cwd: Option<String>,
+        /// Session Manager session id.
+        pub session_id: Option<String>,
+        /// Position of the command in its session, from 1.
+        pub seq: i64,
+        /// Where the command was read: `stream`, `transcript`, `sudo`, `auditd`.
+        pub source: String,
+        /// Location of the record that produced it (file, S3 object, log stream).
+        pub origin: String,
+    }
+}
+
+table_row! {
+    /// A Session Manager session or an SSH login, assembled from every source that saw it.
+    pub struct Session in Table::Sessions, id session_id {
+        /// Session Manager session id (the key of this table).
+        pub session_id: String,
+        /// UTC day of `started_at` (partition).
+        pub date: NaiveDate,
+        /// Who: principal short name.
+        pub user: Option<String>,
+        /// Who: principal ARN.
+        pub principal_arn: Option<String>,
+        /// Where from: source IP of StartSession.
+        pub source_ip: Option<String>,
+        /// Client user agent of StartSession.
+        pub user_agent: Option<String>,
+        /// When the session started (CloudTrail StartSession, else the earliest transcript time).
+        pub started_at: Option<Timestamp>,
+        /// When it ended (CloudTrail TerminateSession, else the latest transcript time).
+        pub ended_at: Option<Timestamp>,
+        /// `ended_at - started_at` in seconds.
+        pub duration_seconds: Option<i64>,
+        /// Where: instance or managed-node id.
+        pub target: Option<String>,
+        /// Where: AWS account id.
+        pub account: Option<String>,
+        /// Where: AWS region.
+        pub region: Option<String>,
+        /// SSM document (`SSM-SessionManagerRunShell` when none was named).
+        pub document: Option<String>,
+        /// `shell`, `ssh`, `port_forward`, `command`.
+        pub kind: String,
+        /// The OS user the shell ran as.
+        pub run_as: Option<String>,
+        /// Number of commands extracted from its transcript or stream.
+        pub commands: i64,
+        /// What recorded it: `transcript`, `stream`, `host_only` or `none`.
+        pub logged: String,
+        /// Where the transcript is (S3 object or file).
+        pub transcript_uri: Option<String>,
+        /// The log stream that carried its streamed output.
+        pub stream_uri: Option<String>,
+        /// The reason given at StartSession.
+        pub reason: Option<String>,
+        /// CloudTrail `eventID` of StartSession.
+        pub start_event_id: Option<String>,
+    }
+}
+
+table_row! {
+    /// One CloudTrail record.
+    pub struct TrailEvent in Table::Cloudtrail, id event_id {
+        /// CloudTrail `eventID` (a hash of the record when it has none).
+        pub event_id: String,
+        /// `eventTime`.
+        pub time: Timestamp,
+        /// UTC day of `time` (partition).
+        pub date: NaiveDate,
+        /// Who: `userIdentity.arn` (absent for some identity types).
+        pub principal_arn: Option<String>,
+        /// Who: `userIdentity.type` (`IAMUser`, `AssumedRole`, `Root`, ...).
+        pub principal_type: Option<String>,
+        /// Who: IAM user name, role session name, or `root`.
+        pub user: Option<String>,
+        /// Who: access key used.
+        pub access_key_id: Option<String>,
+        /// Whether MFA was used (session attributes, or `MFAUsed` of console logins).
+        pub mfa: Option<bool>,
+        /// Where: account the event was recorded in (`recipientAccountId`).
+        pub account: Option<String>,
+        /// Where: `awsRegion`.
+        pub region: Option<String>,
+        /// Where from: `sourceIPAddress` (an IP or a service name).
+        pub source_ip: Option<String>,
+        /// `userAgent`.
+        pub user_agent: Option<String>,
+        /// What: `eventSource`.
+        pub event_source: String,
+        /// What: `eventName`.
+        pub event_name: String,
+        /// `eventType`.
+        pub event_type: Option<String>,
+        /// `errorCode` (absent on success).
+        pub error_code: Option<String>,
+        /// `errorMessage`.
+        pub error_message: Option<String>,
+        /// `readOnly`.
+        pub read_only: Option<bool>,
+        /// Session Manager session id for ssm Start/Resume/TerminateSession.
+        pub session_id: Option<String>,
+        /// `requestParameters` as JSON.
+        pub request: Option<String>,
+        /// `responseElements` as JSON.
+        pub response: Option<String>,
+        /// `additionalEventData` as JSON.
+        pub additional: Option<String>,
+        /// `resources` as JSON.
+        pub resources: Option<String>,
+        /// Location of the record (file or S3 object).
+        pub origin: String,
+    }
+}
+
+table_row! {
+    /// One line of sshd, sudo, su or auditd on a host.
+    pub struct HostEvent in Table::HostEvents, id event_id {
+        /// `hash(host, stream, line offset)`.
+        pub event_id: String,
+        /// When it happened.
+        pub time: Timestamp,
+        /// UTC day of `time` (partition).
+        pub date: NaiveDate,
+        /// Who: the user acting.
+        pub user: Option<String>,
+        /// The user acted as (sudo `USER=`, su target).
+        pub run_as: Option<String>,
+        /// Where: host name as logged.
+        pub host: Option<String>,
+        /// Where: instance id (the log stream name under the CloudWatch agent).
+        pub target: Option<String>,
+        /// Where from: remote address.
+        pub source_ip: Option<String>,
+        /// `sshd`, `sudo`, `su`, `auditd`, ...
+        pub program: String,
+        /// `login`, `login_failed`, `sudo`, `su`, `exec`, ...
+        pub action: String,
+        /// `success` or `failure`.
+        pub outcome: Option<String>,
+        /// The command, for sudo and exec.
+        pub cmd: Option<String>,
+        /// The line as logged.
+        pub raw: String,
+        /// Location of the line.
+        pub origin: String,
+    }
+}
+
+table_row! {
+    /// A rule match.
+    pub struct Alert in Table::Alerts, id alert_id {
+        /// `hash(rule_id, event_id)`: a retry never creates a second alert.
+        pub alert_id: String,
+        /// Rule that matched.
+        pub rule_id: String,
+        /// `info`, `low`, `medium`, `high`, `critical`.
+        pub severity: String,
+        /// Human title.
+        pub title: String,
+        /// Time of the event that matched.
+        pub time: Timestamp,
+        /// UTC day of `time` (partition).
+        pub date: NaiveDate,
+        /// When auditq saw it.
+        pub detected_at: Timestamp,
+        /// Where.
+        pub target: Option<String>,
+        /// Where: account.
+        pub account: Option<String>,
+        /// Who.
+        pub user: Option<String>,
+        /// What: the command.
+        pub cmd: Option<String>,
+        /// What: the CloudTrail event name.
+        pub event_name: Option<String>,
+        /// Session of the event.
+        pub session_id: Option<String>,
+        /// Table of the event that matched.
+        pub source_table: String,
+        /// Id of the event that matched.
+        pub event_id: String,
+        /// Whether the alert reached its publishers.
+        pub published: bool,
+    }
+}
+
+table_row! {
+    /// A record that could not be read, kept with the reason so nothing is lost silently.
+    pub struct Reject in Table::Rejects, id event_id {
+        /// `hash(origin, position)`.
+        pub event_id: String,
+        /// When auditq rejected it.
+        pub time: Timestamp,
+        /// UTC day of `time` (partition).
+        pub date: NaiveDate,
+        /// File, object or stream the record came from.
+        pub origin: String,
+        /// Where in it: `line 12`, `record 3`, `byte 1048576`.
+        pub position: String,
+        /// The format it was read as.
+        pub format: String,
+        /// Why it was rejected.
+        pub reason: String,
+        /// The first bytes of the record, lossily decoded.
+        pub excerpt: String,
+    }
+}
+
+/// The tables of the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// [`Command`] rows.
+    Commands,
+    /// [`Session`] rows.
+    Sessions,
+    /// [`TrailEvent`] rows.
+    Cloudtrail,
+    /// [`HostEvent`] rows.
+    HostEvents,
+    /// [`Alert`] rows.
+    Alerts,
+    /// [`Reject`] rows.
+    Rejects,
+}
+
+impl Table {
+    /// Every table, in the order they are described.
+    pub const ALL: [Table; 6] = [
+        Table::Commands,
+        Table::Sessions,
+        Table::Cloudtrail,
+        Table::HostEvents,
+        Table::Alerts,
+        Table::Rejects,
+    ];
+
+    /// The SQL name of the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Commands => "commands",
+            Table::Sessions => "sessions",
+            Table::Cloudtrail => "cloudtrail",
+            Table::HostEvents => "host_events",
+            Table::Alerts => "alerts",
+            Table::Rejects => "rejects",
+        }
+    }
+
+    /// One line on what a row is.
+    pub fn description(self) -> &'static str {
+        match self {
+            Table::Commands => "one row per command typed in a session or run through sudo/auditd",
+            Table::Sessions => "one row per Session Manager session or SSH login",
+            Table::Cloudtrail => "one row per CloudTrail record",
+            Table::HostEvents => "one row per sshd/sudo/su/auditd line",
+            Table::Alerts => "one row per rule match",
+            Table::Rejects => "one row per input record that could not be read, with the reason",
+        }
+    }
+
+    /// The Arrow schema of the table.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::Commands => Command::schema(),
+            Table::Sessions => Session::schema(),
+            Table::Cloudtrail => TrailEvent::schema(),
+            Table::HostEvents => HostEvent::schema(),
+            Table::Alerts => Alert::schema(),
+            Table::Rejects => Reject::schema(),
+        }
+    }
+
+    /// The name of the id column.
+    pub fn id_column(self) -> &'static str {
+        match self {
+            Table::Sessions => "session_id",
+            Table::Alerts => "alert_id",
+            _ => "event_id",
+        }
+    }
+
+    /// The partition column (every table is partitioned by day).
+    pub fn partition_column(self) -> &'static str {
+        "date"
+    }
+
+    /// Looks a table up by its SQL name.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(s: &str) -> Timestamp {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    #[test]
+    fn event_id_depends_on_every_part_and_their_boundaries() {
+        let a = event_id("cmd", &["ab", "c"]);
+        assert_eq!(a, event_id("cmd", &["ab", "c"]));
+        assert_ne!(a, event_id("cmd", &["a", "bc"]));
+        assert_ne!(a, event_id("trail", &["ab", "c"]));
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn rows_round_trip_through_arrow() {
+        let t = time("2026-10-05T09:12:03.123456Z");
+        let rows = vec![
+            Command {
+                event_id: "e1".into(),
+                time: t,
+                date: day_of(&t),
+                user: Some("alice".into()),
+                principal_arn: None,
+                run_as: Some("root".into()),
+                target: Some("i-0a1b2c3d4e5f60711".into()),
+                account: None,
+                region: None,
+                source_ip: None,
+                cmd: "sudo su -".into(),
+                cwd: None,
+                session_id: Some("alice-0a7f3c9e1b2d4f601".into()),
+                seq: 3,
+                source: "stream".into(),
+                origin: "file.json".into(),
+            },
+        ];
+        let batch = Command::to_batch(&rows).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(batch.schema(), Command::schema());
+        let back = Command::from_batch(&batch).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, rows);
+        assert_eq!(back[0].date.to_string(), "2026-10-05");
+    }
+
+    #[test]
+    fn every_table_has_a_date_partition_and_its_id_column() {
+        for table in Table::ALL {
+            let schema = table.schema();
+            assert!(schema.field_with_name("date").is_ok(), "{table}");
+            assert!(schema.field_with_name(table.id_column()).is_ok(), "{table}");
+            assert_eq!(Table::from_name(table.name()), Some(table));
+        }
+    }
+}

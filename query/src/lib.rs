@@ -1,0 +1,295 @@
+//! The `auditq` command as a library: SQL over the lake, table descriptions, output formats.
+//!
+//! Everything the binary does is a function here, so tests call the same code a user runs:
+//! [`context`] registers every lake table with DataFusion, [`plan_sql`] parses a statement and
+//! gives a `FROM`-less `SELECT` the default relation `commands` (on the parsed statement, not by
+//! editing the string, so `where` clauses, quotes and comments stay as the user wrote them),
+//! [`run_sql`] runs it read-only, and [`write_batches`] prints the result.
+//!
+//! Errors say whose fault they are: [`QueryError::User`] (bad SQL, unknown table or column)
+//! carries the catalogue of tables and columns to show next to the message; anything else is an
+//! internal error with its context.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use auditq_ingest::Lake;
+use auditq_model::Table;
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+/// The relation a statement without `FROM` reads.
+pub const DEFAULT_TABLE: Table = Table::Commands;
+
+/// An error of the query layer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The statement is wrong: bad SQL, an unknown table or column, a write.
+    #[error("{message}")]
+    User {
+        /// What is wrong.
+        message: String,
+    },
+    /// The lake could not be read.
+    #[error(transparent)]
+    Lake(#[from] auditq_ingest::IngestError),
+    /// DataFusion failed while running a valid statement.
+    #[error("query failed: {0}")]
+    Execution(DataFusionError),
+    /// Output could not be written.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    /// Output could not be encoded.
+    #[error("cannot encode output: {0}")]
+    Encode(#[from] arrow::error::ArrowError),
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// RFC 4180 CSV with a header.
+    Csv,
+    /// One JSON array.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// A DataFusion context with every lake table registered (empty tables for those never
+/// written, so any statement over the documented schema plans).
+pub async fn context(lake: &Lake) -> Result<SessionContext, QueryError> {
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    for table in Table::ALL {
+        let provider = match lake.provider(&ctx, table).await? {
+            Some(provider) => provider,
+            None => Arc::new(
+                MemTable::try_new(table.schema(), vec![vec![]]).map_err(QueryError::Execution)?,
+            ),
+        };
+        ctx.register_table(table.name(), provider).map_err(QueryError::Execution)?;
+    }
+    Ok(ctx)
+}
+
+/// Parses one statement and gives every `FROM`-less `SELECT` in it the default relation.
+pub fn with_default_from(sql: &str) -> Result<Statement, QueryError> {
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map_err(|e| QueryError::User { message: format!("bad SQL: {e}") })?;
+    if statements.len() != 1 {
+        return Err(QueryError::User {
+            message: format!("expected one SQL statement, found {}", statements.len()),
+        });
+    }
+    let Some(DfStatement::Statement(statement)) = statements.pop_front() else {
+        return Err(QueryError::User { message: "only SQL queries are supported".to_string() });
+    };
+    let mut statement = *statement;
+    if let Statement::Query(query) = &mut statement {
+        add_default_from(&mut query.body)?;
+    }
+    Ok(statement)
+}
+
+fn default_from() -> Result<Vec<datafusion::sql::sqlparser::ast::TableWithJoins>, QueryError> {
+    let sql = format!("SELECT * FROM {}", DEFAULT_TABLE.name());
+    let parsed = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {})
+        .map_err(|e| QueryError::Execution(e.into()))?;
+    match parsed.into_iter().next() {
+        Some(DfStatement::Statement(statement)) => match *statement {
+            Statement::Query(query) => match *query.body {
+                SetExpr::Select(select) => Ok(select.from),
+                _ => Ok(Vec::new()),
+            },
+            _ => Ok(Vec::new()),
+        },
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn add_default_from(body: &mut SetExpr) -> Result<(), QueryError> {
+    match body {
+        SetExpr::Select(select) if select.from.is_empty() => select.from = default_from()?,
+        SetExpr::SetOperation { left, right, .. } => {
+            add_default_from(left)?;
+            add_default_from(right)?;
+        }
+        SetExpr::Query(query) => add_default_from(&mut query.body)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn is_user_error(error: &DataFusionError) -> bool {
+    matches!(
+        error.find_root(),
+        DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::SQL(..)
+            | DataFusionError::NotImplemented(_)
+    )
+}
+
+/// Plans a statement (read-only: no DDL, DML or `SET`).
+pub async fn plan_sql(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<datafusion::logical_expr::LogicalPlan, QueryError> {
+    let statement = with_default_from(sql)?;
+    let user = |e: DataFusionError| {
+        if is_user_error(&e) {
+            QueryError::User { message: e.to_string() }
+        } else {
+            QueryError::Execution(e)
+        }
+    };
+    let plan = ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .await
+        .map_err(user)?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| QueryError::User { message: format!("the lake is read-only here: {e}") })?;
+    Ok(plan)
+}
+
+/// Runs a statement and collects the result.
+pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let plan = plan_sql(ctx, sql).await?;
+    let df = ctx.execute_logical_plan(plan).await.map_err(QueryError::Execution)?;
+    df.collect().await.map_err(QueryError::Execution)
+}
+
+/// Writes batches in a format.
+pub fn write_batches(
+    batches: &[RecordBatch],
+    schema: SchemaRef,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<(), QueryError> {
+    match format {
+        OutputFormat::Table => {
+            if batches.iter().all(|b| b.num_rows() == 0) {
+                let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                writeln!(out, "(no rows; columns: {})", names.join(", "))?;
+            } else {
+                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?;
+            }
+        }
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            if batches.is_empty() {
+                writer.write(&RecordBatch::new_empty(schema))?;
+            }
+            for batch in batches {
+                writer.write(batch)?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(&mut *out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            if batches.iter().all(|b| b.num_rows() == 0) {
+                write!(out, "[]")?;
+            }
+            writeln!(out)?;
+        }
+        OutputFormat::Ndjson => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The tables, one line each, with their row counts.
+pub async fn describe_tables(ctx: &SessionContext) -> Result<String, QueryError> {
+    let mut text = String::new();
+    for table in Table::ALL {
+        let batches = run_sql(ctx, &format!("SELECT count(*) FROM {}", table.name())).await?;
+        let rows = batches
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>())
+            .map(|a| a.value(0))
+            .unwrap_or(0);
+        text.push_str(&format!("{:<12} {:>9} rows  {}\n", table.name(), rows, table.description()));
+    }
+    Ok(text)
+}
+
+/// The columns of one table, with their types and whether they may be null.
+pub fn describe_schema(name: &str) -> Result<String, QueryError> {
+    let table = Table::from_name(name).ok_or_else(|| QueryError::User {
+        message: format!("no table {name:?}"),
+    })?;
+    let mut text = format!("{}: {}\n", table.name(), table.description());
+    for field in table.schema().fields() {
+        let null = if field.is_nullable() { "" } else { " not null" };
+        let partition = if field.name() == table.partition_column() { " (partition)" } else { "" };
+        text.push_str(&format!("  {:<18} {}{null}{partition}\n", field.name(), field.data_type()));
+    }
+    Ok(text)
+}
+
+/// Every table and its columns, to print next to a user error.
+pub fn catalogue() -> String {
+    let mut text = String::from("tables and columns:\n");
+    for table in Table::ALL {
+        let names: Vec<_> = table.schema().fields().iter().map(|f| f.name().to_string()).collect();
+        text.push_str(&format!("  {}: {}\n", table.name(), names.join(", ")));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_from_is_added_on_the_parsed_statement() {
+        let statement = with_default_from("select * where cmd like 'sudo%'")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(statement.to_string(), "SELECT * FROM commands WHERE cmd LIKE 'sudo%'");
+        let statement = with_default_from("select user from sessions").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(statement.to_string(), "SELECT user FROM sessions");
+        let statement = with_default_from("select 'where x from y' as s union select cmd")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            statement.to_string(),
+            "SELECT 'where x from y' AS s FROM commands UNION SELECT cmd FROM commands"
+        );
+    }
+
+    #[test]
+    fn bad_sql_is_a_user_error() {
+        assert!(matches!(with_default_from("selec * frm"), Err(QueryError::User { .. })));
+        assert!(matches!(with_default_from("select 1; select 2"), Err(QueryError::User { .. })));
+    }
+
+    #[test]
+    fn schema_descriptions() {
+        let text = describe_schema("commands").unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.contains("cmd"), "{text}");
+        assert!(text.contains("date               Date32 not null (partition)"), "{text}");
+        assert!(matches!(describe_schema("nope"), Err(QueryError::User { .. })));
+    }
+}

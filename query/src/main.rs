@@ -1,0 +1,188 @@
+//! `auditq`: parse arguments, run, report the error chain once.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
+use auditq_query::{OutputFormat, QueryError};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Audit trail of server access on AWS: who opened a shell, when, where, and what they ran.
+///
+/// With a SQL statement, answers it over the lake; a statement without FROM reads `commands`:
+///
+///   auditq "select user, time, target, cmd where cmd like 'sudo%'"
+#[derive(Debug, Parser)]
+#[command(name = "auditq", version)]
+struct Cli {
+    /// Lake location [default: ./auditq-data; when that is empty, the bundled sample logs are
+    /// ingested first].
+    #[arg(long, global = true, env = "AUDITQ_DATA")]
+    data: Option<String>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    format: OutputFormat,
+
+    /// SQL statement (DataFusion dialect).
+    sql: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read log files and folders into the lake (format detected from content; re-reading adds
+    /// no rows).
+    Ingest {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List the tables with their row counts.
+    Tables,
+    /// Show the columns of a table.
+    Schema {
+        /// Table name.
+        table: String,
+    },
+}
+
+const DEFAULT_DATA: &str = "auditq-data";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            if is_broken_pipe(&error) {
+                return ExitCode::SUCCESS;
+            }
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "auditq: {error}");
+            for cause in error.chain().skip(1) {
+                let _ = writeln!(stderr, "  caused by: {cause}");
+            }
+            if let Some(QueryError::User { .. }) = error.downcast_ref::<QueryError>() {
+                let _ = write!(stderr, "\n{}", auditq_query::catalogue());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(cause.downcast_ref::<QueryError>(), Some(QueryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(cli))
+}
+
+async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
+    let explicit = cli.data.is_some();
+    let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()));
+    match cli.command {
+        Some(Command::Ingest { paths }) => {
+            let summary = ingest(&lake, &paths).await?;
+            print_summary(&summary, &mut std::io::stdout().lock())?;
+        }
+        Some(Command::Schema { table }) => {
+            print!("{}", auditq_query::describe_schema(&table)?);
+        }
+        Some(Command::Tables) => {
+            load_samples_if_first_run(&lake, explicit).await?;
+            let ctx = auditq_query::context(&lake).await?;
+            print!("{}", auditq_query::describe_tables(&ctx).await?);
+        }
+        None => {
+            let Some(sql) = cli.sql else {
+                anyhow::bail!("give a SQL statement or a subcommand (see auditq --help)");
+            };
+            load_samples_if_first_run(&lake, explicit).await?;
+            let ctx = auditq_query::context(&lake).await?;
+            let plan = auditq_query::plan_sql(&ctx, &sql).await?;
+            let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
+            let df = ctx.execute_logical_plan(plan).await.map_err(QueryError::Execution)?;
+            let batches = df.collect().await.map_err(QueryError::Execution)?;
+            let mut stdout = std::io::stdout().lock();
+            auditq_query::write_batches(&batches, schema, cli.format, &mut stdout)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bundled sample logs: `./sample-logs` if present, else the copy in the source tree.
+fn sample_logs() -> Option<PathBuf> {
+    let local = PathBuf::from("sample-logs");
+    if local.is_dir() {
+        return Some(local);
+    }
+    let bundled = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs"));
+    bundled.is_dir().then_some(bundled)
+}
+
+async fn load_samples_if_first_run(lake: &Lake, explicit: bool) -> anyhow::Result<()> {
+    if explicit || !lake.is_empty().await? {
+        return Ok(());
+    }
+    let Some(samples) = sample_logs() else { return Ok(()) };
+    eprintln!(
+        "auditq: {} is empty; ingesting the bundled sample logs from {} first (use --data or AUDITQ_DATA for your own lake)",
+        lake.location(),
+        samples.display()
+    );
+    let summary = ingest(lake, &[samples]).await?;
+    print_summary(&summary, &mut std::io::stderr().lock())?;
+    Ok(())
+}
+
+async fn ingest(lake: &Lake, paths: &[PathBuf]) -> anyhow::Result<IngestSummary> {
+    let bar = ProgressBar::hidden();
+    if std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} files {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    }
+    let progress = |p: Progress<'_>| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(p.current.to_string());
+    };
+    let summary = auditq_ingest::ingest_paths(lake, paths, &Limits::default(), &progress)
+        .await
+        .with_context(|| format!("ingest into {} failed", lake.location()))?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+fn print_summary(summary: &IngestSummary, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "read {} files ({} skipped: not log files)", summary.objects, summary.skipped)?;
+    for (table, count) in &summary.tables {
+        write!(out, "  {:<11} {:>6} read {:>6} added", table.name(), count.read, count.added)?;
+        if count.updated > 0 {
+            write!(out, " {:>6} updated", count.updated)?;
+        }
+        writeln!(out)?;
+    }
+    if summary.rejected() > 0 {
+        writeln!(out, "  rejected {} records (see the rejects table):", summary.rejected())?;
+        for (reason, n) in &summary.reject_reasons {
+            writeln!(out, "    {n:>6}  {reason}")?;
+        }
+    }
+    Ok(())
+}
