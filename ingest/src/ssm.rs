@@ -3,11 +3,12 @@
 //!
 //! Both are terminal output, so both go through [`crate::terminal`] and [`crate::prompt`]. The
 //! stream adds its own quirks (`formats.md` 1a): each chunk is what the agent read in about a
-//! second, split on `\n` with the last empty element dropped, so a command typed across an upload
-//! boundary arrives in two chunks and nothing marks whether a chunk ended with a newline. A chunk
-//! whose last line is a prompt with text after it, followed by a chunk that does not open with a
-//! prompt, is taken to continue that line; a command whose output took more than a second to
-//! start would be misjoined with its first output line (a known limit of the format).
+//! second, split on `\n` with the last empty element dropped, so a prompt and the command typed
+//! after it often arrive in two chunks, and nothing marks whether a chunk ended with a newline. A
+//! chunk whose last line is a prompt, followed by a chunk that does not open with a prompt, is taken
+//! to continue that line (a prompt is never followed by a newline until Enter). A command whose
+//! output took more than a second to start would be misjoined with its first output line (a known
+//! limit of the format).
 
 use std::collections::BTreeMap;
 
@@ -114,12 +115,8 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
         let mut renderer = TerminalRenderer::new();
         for (i, chunk) in chunks.iter().enumerate() {
             if i > 0 {
-                let previous_open = chunks[i - 1]
-                    .lines
-                    .last()
-                    .map(|l| visible(l))
-                    .and_then(|l| match_prompt(&l).map(|p| !l[p.len..].trim().is_empty()))
-                    .unwrap_or(false);
+                let previous_open =
+                    chunks[i - 1].lines.last().is_some_and(|l| match_prompt(&visible(l)).is_some());
                 let opens_with_prompt = chunk
                     .lines
                     .first()
@@ -286,7 +283,18 @@ mod tests {
     }
 
     #[test]
-    fn chunk_ending_in_a_bare_prompt_is_not_joined() {
+    fn typing_after_a_prompt_at_the_end_of_a_chunk_continues_its_line() {
+        let chunks = vec![
+            chunk("2026-10-05T10:30:17Z", &["$ "]),
+            chunk("2026-10-05T10:30:22Z", &["whoami", "ssm-user", "$ "]),
+        ];
+        let (commands, _) = assemble_stream(chunks);
+        let cmds: Vec<_> = commands.iter().map(|c| (c.cmd.as_str(), c.time.to_rfc3339())).collect();
+        assert_eq!(cmds, [("whoami", "2026-10-05T10:30:22+00:00".to_string())]);
+    }
+
+    #[test]
+    fn chunk_ending_in_a_bare_prompt_is_not_joined_to_a_new_prompt() {
         let chunks = vec![
             chunk("2026-10-05T10:30:20Z", &["$ ls", "a b", "$ "]),
             chunk("2026-10-05T10:30:25Z", &["$ id", "uid=1001"]),

@@ -1,0 +1,126 @@
+//! The `auditq` binary as a user runs it.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+fn auditq(cwd: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auditq"));
+    command.current_dir(cwd).env_remove("AUDITQ_DATA");
+    command
+}
+
+fn output(command: &mut Command) -> (bool, String, String) {
+    let out = command.output().unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn first_run_loads_the_samples_and_answers_the_readme_query() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sql = "select user, target, cmd where cmd like 'sudo%' order by time";
+    let (ok, stdout, stderr) = output(auditq(dir.path()).arg(sql));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("ingesting the bundled sample logs"), "{stderr}");
+    assert!(stdout.contains("sudo su -"), "{stdout}");
+    assert!(stdout.contains("i-0a1b2c3d4e5f60711"), "{stdout}");
+    assert!(dir.path().join("auditq-data/commands/_delta_log").is_dir());
+
+    // The second run reads the lake it made and says nothing about samples.
+    let (ok, again, stderr) = output(auditq(dir.path()).arg(sql));
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("sample"), "{stderr}");
+    assert_eq!(again, stdout);
+
+    // Ingesting the samples again adds nothing.
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
+    let (ok, summary, stderr) = output(auditq(dir.path()).args(["ingest", samples]));
+    assert!(ok, "{stderr}");
+    for line in summary.lines().filter(|l| l.contains(" read ")) {
+        assert!(line.contains("     0 added"), "{summary}");
+    }
+}
+
+#[test]
+fn output_formats_and_explicit_lake() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
+    let lake = dir.path().join("lake");
+    let lake = lake.to_string_lossy();
+    let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
+    assert!(ok, "{stderr}");
+    let sql = "select session_id, kind from sessions where kind <> 'shell' order by session_id";
+    let (ok, csv, stderr) = output(auditq(dir.path()).args(["--data", &lake, "--format", "csv", sql]));
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        csv,
+        "session_id,kind\nbob-0f1a2b3c4d5e6f701,ssh\ndave-01b2c3d4e5f6a7b80,port_forward\n"
+    );
+    let (ok, json, _) = output(auditq(dir.path()).args(["--data", &lake, "--format", "json", sql]));
+    assert!(ok);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(value[1]["kind"], "port_forward");
+    let (ok, ndjson, _) =
+        output(auditq(dir.path()).args(["--data", &lake, "--format", "ndjson", sql]));
+    assert!(ok);
+    assert_eq!(ndjson.lines().count(), 2);
+    // An explicit, empty lake is not filled with samples.
+    let empty = dir.path().join("empty");
+    let (ok, table, stderr) =
+        output(auditq(dir.path()).args(["--data", &empty.to_string_lossy(), "select cmd"]));
+    assert!(ok, "{stderr}");
+    assert!(table.starts_with("(no rows; columns: cmd)"), "{table}");
+    assert!(!stderr.contains("sample"), "{stderr}");
+
+    let (ok, tables, _) = output(auditq(dir.path()).args(["--data", &lake, "tables"]));
+    assert!(ok);
+    assert!(tables.lines().any(|l| l.starts_with("cloudtrail") && l.contains(" 27 rows")), "{tables}");
+    let (ok, schema, _) = output(auditq(dir.path()).args(["schema", "sessions"]));
+    assert!(ok);
+    assert!(schema.contains("source_ip"), "{schema}");
+}
+
+#[test]
+fn user_errors_list_the_tables_and_columns() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let empty = dir.path().join("lake");
+    let empty = empty.to_string_lossy();
+    for sql in ["select nope", "select * from nowhere", "selec cmd", "delete from commands"] {
+        let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &empty, sql]));
+        assert!(!ok, "{sql} should fail");
+        assert!(stderr.starts_with("auditq: "), "{stderr}");
+        assert!(stderr.contains("tables and columns:"), "{sql}: {stderr}");
+        assert!(stderr.contains("  sessions: session_id, date, user"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_closed_pipe_is_a_success() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
+    let lake = dir.path().join("lake");
+    let lake = lake.to_string_lossy();
+    let (ok, _, _) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
+    assert!(ok);
+    // Far more output than a pipe buffer holds.
+    let sql = "select a.cmd, b.cmd, c.cmd from commands a, commands b, commands c";
+    let mut child = auditq(dir.path())
+        .args(["--data", &lake, sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut first = [0u8; 256];
+    let n = stdout.read(&mut first).unwrap_or_else(|e| panic!("{e}"));
+    assert!(n > 0);
+    drop(stdout);
+    let status = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "exit {:?}: {stderr}", status.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,488 @@
+#!/usr/bin/env python3
+"""Writes auditq's bundled sample logs: one week-ish scenario in two AWS accounts.
+
+Deterministic (no clock, no randomness; gzip mtime 0), so running it again reproduces the committed
+files byte for byte. The formats, and their quirks, follow ../../shared/reference/formats.md:
+
+- Session Manager streaming chunks are cut from a simulated pty byte stream exactly the way the SSM
+  agent cuts them: `\\r` removed, tabs to spaces, split on `\\n`, the trailing empty element dropped.
+- S3 transcripts are util-linux `script` recordings: header, raw ESC/CR/BS bytes, footer.
+- CloudTrail deliveries are gzip'd `{"Records":[...]}` under AWSLogs/<acct>/CloudTrail/<region>/Y/M/D/.
+
+Usage: python3 sample-logs/generate.py   (writes next to itself)
+"""
+
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+PROD, STAGING = "111122223333", "444455556666"
+REGION = {PROD: "eu-west-1", STAGING: "us-east-1"}
+INSTANCES = {
+    "prod-web-1": ("i-0a1b2c3d4e5f60711", PROD),
+    "prod-db-1": ("i-0b2c3d4e5f6071822", PROD),
+    "staging-app-1": ("i-0c3d4e5f607182933", STAGING),
+    "prod-bastion-1": ("i-0d4e5f60718293a44", PROD),
+}
+UA_MAC = ("aws-cli/2.17.5 md/awscrt#0.20.11 ua/2.0 os/macos#23.5.0 md/arch#arm64 lang/python#3.11.9 "
+          "md/pyimpl#CPython cfg/retry-mode#standard md/installer#exe md/prompt#off "
+          "md/command#ssm.start-session")
+UA_LINUX = ("aws-cli/2.17.20 md/awscrt#0.20.11 ua/2.0 os/linux#6.8.0-45-generic md/arch#x86_64 "
+            "lang/python#3.11.9 md/pyimpl#CPython cfg/retry-mode#standard md/installer#exe "
+            "md/distrib#ubuntu.24 md/prompt#off md/command#ssm.start-session")
+UA_CONSOLE = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/129.0.0.0 Safari/537.36")
+
+
+def sso_identity(account, role, principal_suffix, key):
+    return {
+        "type": "AssumedRole",
+        "principalId": f"AROA{principal_suffix}:carol@example.com",
+        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/carol@example.com",
+        "accountId": account,
+        "accessKeyId": key,
+        "sessionContext": {
+            "sessionIssuer": {
+                "type": "Role",
+                "principalId": f"AROA{principal_suffix}",
+                "arn": f"arn:aws:iam::{account}:role/aws-reserved/sso.amazonaws.com/"
+                       f"{REGION[PROD]}/{role}",
+                "accountId": account,
+                "userName": role,
+            },
+            "attributes": {"creationDate": "2026-10-05T13:58:12Z", "mfaAuthenticated": "false"},
+        },
+    }
+
+
+def iam_user(account, name, principal, key):
+    return {"type": "IAMUser", "principalId": principal, "arn": f"arn:aws:iam::{account}:user/{name}",
+            "accountId": account, "accessKeyId": key, "userName": name}
+
+
+USERS = {
+    "alice": dict(identity=iam_user(PROD, "alice", "AIDAYQHXKZ4A7ALICE01", "AKIAYQHXKZ4A2LICE7QX"),
+                  ip="203.0.113.10", ua=UA_MAC),
+    "bob": dict(identity=iam_user(PROD, "bob", "AIDAYQHXKZ4B7BOB0002", "AKIAYQHXKZ4B3OBB9KD2"),
+                ip="198.51.100.23", ua=UA_LINUX),
+    "carol-prod": dict(identity=sso_identity(PROD, "AWSReservedSSO_AdministratorAccess_5e2a1c0d9b8f7a61",
+                                             "YQHXKZ4CAROLADMIN01", "ASIAYQHXKZ4C7CAROL01"),
+                       ip="192.0.2.77", ua=UA_MAC),
+    "carol-staging": dict(identity=sso_identity(STAGING, "AWSReservedSSO_ReadOnlyAccess_1f2e3d4c5b6a7980",
+                                                "ZR5JLY6CAROLREAD01", "ASIAZR5JLY6C7CAROL02"),
+                          ip="192.0.2.77", ua=UA_MAC),
+    "dave": dict(identity=iam_user(STAGING, "dave", "AIDAZR5JLY6D7DAVE003", "AKIAZR5JLY6D4AVE2MQ8"),
+                 ip="198.51.100.99", ua=UA_LINUX),
+}
+
+
+def t(text):
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+def iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def millis(moment):
+    return int(moment.timestamp() * 1000)
+
+
+def digest(*parts):
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def uuid_of(*parts):
+    h = digest(*parts)
+    return f"{h[0:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+
+def cwl_event_id(*parts):
+    return str(int(digest("cwl", *parts), 16))[:56]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions
+
+SESSIONS = [
+    # id, user key, instance, start, end, document, parameters, how it is logged
+    ("alice-0a7f3c9e1b2d4f601", "alice", "prod-web-1", "2026-10-05T09:12:03Z", "2026-10-05T09:18:40Z",
+     None, None, "stream"),
+    ("bob-0b8e4d0f2c3e5a712", "bob", "prod-db-1", "2026-10-05T10:30:15Z", "2026-10-05T10:41:02Z",
+     None, None, "stream"),
+    ("carol@example.com-wzleysigzmbd6fmkefjqvt5w4u", "carol-prod", "prod-web-1", "2026-10-05T14:05:44Z",
+     "2026-10-05T14:12:10Z", None, None, "stream"),
+    ("dave-0d9a5b1e3f4a6c823", "dave", "staging-app-1", "2026-10-06T08:02:11Z", "2026-10-06T08:09:57Z",
+     None, None, "stream"),
+    ("alice-0e1f2a3b4c5d6e7f8", "alice", "prod-db-1", "2026-10-06T11:00:05Z", "2026-10-06T11:07:30Z",
+     None, None, "transcript"),
+    ("carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla", "carol-staging", "staging-app-1",
+     "2026-10-06T15:20:30Z", "2026-10-06T15:26:02Z", None, None, "transcript"),
+    ("bob-0f1a2b3c4d5e6f701", "bob", "prod-bastion-1", "2026-10-06T16:00:12Z", "2026-10-06T16:45:50Z",
+     "AWS-StartSSHSession", {"portNumber": ["22"]}, None),
+    ("dave-01b2c3d4e5f6a7b80", "dave", "staging-app-1", "2026-10-06T17:10:00Z", "2026-10-06T17:55:30Z",
+     "AWS-StartPortForwardingSession", {"portNumber": ["5432"], "localPortNumber": ["15432"]}, None),
+    ("bob-02c3d4e5f6a7b8c91", "bob", "prod-web-1", "2026-10-06T09:30:00Z", "2026-10-06T09:34:10Z",
+     None, None, "stream"),
+    ("dave-03d4e5f6a7b8c9da2", "dave", "staging-app-1", "2026-10-05T16:40:00Z", "2026-10-05T16:44:30Z",
+     None, None, "stream"),
+]
+
+# Bash on Amazon Linux with bracketed paste: after Enter bash turns paste mode off, and before each
+# prompt it sets the window title and turns it back on. The agent's ANSI stripping leaves these.
+def al2_prompt(user, host, sigil):
+    return f"\x1b[?2004l\x1b]0;{user}@{host}:~\x07\x1b[?2004h[{user}@{host} ~]{sigil} "
+
+
+EC2 = al2_prompt("ec2-user", "ip-10-0-1-11", "$")
+ROOT_WEB = al2_prompt("root", "ip-10-0-1-11", "#")
+ROOT_STAGING = "\x1b]0;root@ip-10-1-2-33:~\x07[root@ip-10-1-2-33 ~]# "
+
+# Streaming sessions: (upload time, pty bytes read in that second). Enter is "\r\n" on the pty.
+STREAMS = {
+    "alice-0a7f3c9e1b2d4f601": ("ec2-user", [
+        ("2026-10-05T09:12:05Z", EC2),
+        ("2026-10-05T09:12:09Z", "whoami\r\nec2-user\r\n" + EC2),
+        ("2026-10-05T09:12:31Z", "sudo systemctl restart nginx\r\n" + EC2),
+        ("2026-10-05T09:13:02Z", "sudo su -\r\nLast login: Mon Oct  5 08:01:12 UTC 2026 on pts/0\r\n" + ROOT_WEB),
+        ("2026-10-05T09:13:40Z", "tail -n 20 /var/log/secure\r\n"
+         "Oct  5 09:12:31 ip-10-0-1-11 sudo: ec2-user : TTY=pts/0 ; PWD=/home/ec2-user ; USER=root ; "
+         "COMMAND=/bin/systemctl restart nginx\r\n"
+         "Oct  5 09:13:02 ip-10-0-1-11 sudo: ec2-user : TTY=pts/0 ; PWD=/home/ec2-user ; USER=root ; "
+         "COMMAND=/bin/su -\r\n"
+         "Oct  5 09:13:02 ip-10-0-1-11 su: pam_unix(su-l:session): session opened for user root by "
+         "ec2-user(uid=0)\r\n" + ROOT_WEB),
+        ("2026-10-05T09:17:58Z", "exit\r\nlogout\r\n" + EC2),
+        ("2026-10-05T09:18:38Z", "exit\r\nexit\r\n"),
+    ]),
+    "bob-0b8e4d0f2c3e5a712": ("ssm-user", [
+        ("2026-10-05T10:30:17Z", "$ "),
+        ("2026-10-05T10:30:22Z", "df -h\r\nFilesystem      Size  Used Avail Use% Mounted on\r\n"
+         "/dev/root        97G   41G   57G  42% /\r\ntmpfs           7.8G     0  7.8G   0% /dev/shm\r\n"
+         "/dev/nvme1n1    492G  301G  191G  62% /var/lib/postgresql\r\n$ "),
+        # Enter on psql, its output, then bob starts typing the next command: the upload cuts it.
+        ("2026-10-05T10:31:05Z", "sudo -u postgres psql -c 'select count(*) from pg_stat_activity;'\r\n"
+         " count \r\n-------\r\n    14\r\n(1 row)\r\n\r\n$ tail -n 50 /var/log/postgres"),
+        ("2026-10-05T10:31:06Z", "ql/postgresql-14-main.log\r\n"
+         "2026-10-05 10:12:01.123 UTC [2231] LOG:  checkpoint starting: time\r\n"
+         "2026-10-05 10:12:09.871 UTC [2231] LOG:  checkpoint complete: wrote 83 buffers (0.5%)\r\n"
+         "2026-10-05 10:29:44.002 UTC [40112] FATAL:  password authentication failed for user \"app\"\r\n$ "),
+        ("2026-10-05T10:41:00Z", "exit\r\n"),
+    ]),
+    "carol@example.com-wzleysigzmbd6fmkefjqvt5w4u": ("ssm-user", [
+        # The prompt echoed twice and two commands with their output in one upload.
+        ("2026-10-05T14:05:50Z", "sh-4.2$ sh-4.2$ uptime\r\n 14:05:50 up 12 days,  3:41,  0 users,  "
+         "load average: 0.08, 0.03, 0.01\r\nsh-4.2$ id\r\n"
+         "uid=1001(ssm-user) gid=1001(ssm-user) groups=1001(ssm-user)\r\nsh-4.2$ "),
+        ("2026-10-05T14:06:30Z", "sudo cat /etc/nginx/nginx.conf\r\n"
+         "# For more information on configuration, see:\r\n"
+         "#   * Official English Documentation: http://nginx.org/en/docs/\r\n\r\n"
+         "user nginx;\r\nworker_processes auto;\r\nerror_log /var/log/nginx/error.log;\r\n"
+         "pid /run/nginx.pid;\r\n\r\nevents {\r\n\tworker_connections 1024;\r\n}\r\nsh-4.2$ "),
+        ("2026-10-05T14:12:08Z", "exit\r\nexit\r\n"),
+    ]),
+    "dave-0d9a5b1e3f4a6c823": ("ssm-user", [
+        ("2026-10-06T08:02:13Z", "sh-5.2$ "),
+        ("2026-10-06T08:02:40Z", "curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+         "\r\nstaging-app-role\r\nsh-5.2$ "),
+        ("2026-10-06T08:03:15Z", "sudo -i\r\n" + ROOT_STAGING),
+        ("2026-10-06T08:04:02Z", "cat /root/.aws/credentials\r\n[default]\r\n"
+         "aws_access_key_id = AKIAZR5JLY6DEPLOY1X7\r\n"
+         "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYDEPLOYKEY\r\n" + ROOT_STAGING),
+        ("2026-10-06T08:09:30Z", "history -c\r\n" + ROOT_STAGING),
+        ("2026-10-06T08:09:41Z", "exit\r\nlogout\r\nsh-5.2$ "),
+        ("2026-10-06T08:09:55Z", "exit\r\nexit\r\n"),
+    ]),
+    "bob-02c3d4e5f6a7b8c91": ("ssm-user", [
+        ("2026-10-06T09:30:02Z", "sh-4.2$ "),
+        ("2026-10-06T09:30:40Z", "sudo tail -n 5 /var/log/nginx/error.log\r\n"
+         "2026/10/06 09:11:02 [error] 2231#2231: *8841 connect() failed (111: Connection refused) while "
+         "connecting to upstream, client: 10.0.0.5, server: _, request: \"GET /health HTTP/1.1\"\r\n"
+         "2026/10/06 09:11:07 [error] 2231#2231: *8843 upstream timed out (110: Connection timed out)\r\n"
+         "sh-4.2$ "),
+        ("2026-10-06T09:31:10Z", "uname -a\r\nLinux ip-10-0-1-11.eu-west-1.compute.internal "
+         "5.10.226-214.879.amzn2.x86_64 #1 SMP Tue Sep 24 01:36:39 UTC 2026 x86_64 x86_64 x86_64 GNU/Linux"
+         "\r\nsh-4.2$ "),
+        ("2026-10-06T09:34:08Z", "exit\r\nexit\r\n"),
+    ]),
+    "dave-03d4e5f6a7b8c9da2": ("ssm-user", [
+        ("2026-10-05T16:40:02Z", "sh-5.2$ "),
+        ("2026-10-05T16:40:20Z", "ls /opt/app\r\nbin  config  current  releases  shared\r\nsh-5.2$ "),
+        ("2026-10-05T16:41:03Z", "sudo systemctl status app.service\r\n"
+         "\u25cf app.service - Staging application\r\n"
+         "     Loaded: loaded (/etc/systemd/system/app.service; enabled; preset: disabled)\r\n"
+         "     Active: active (running) since Mon 2026-10-05 07:00:12 UTC; 9h ago\r\n"
+         "   Main PID: 3120 (app)\r\nsh-5.2$ "),
+        ("2026-10-05T16:44:28Z", "exit\r\nexit\r\n"),
+    ]),
+}
+
+
+def agent_lines(pty_text):
+    """What the SSM agent uploads for one read of the pty: \\r removed, tabs to spaces, split on
+    \\n, the trailing empty element dropped."""
+    lines = pty_text.replace("\r", "").replace("\t", " ").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def write_streams(session_by_id):
+    out_dir = os.path.join(HERE, "cloudwatch", "aws-ssm-sessions")
+    os.makedirs(out_dir)
+    for sid, (run_as, reads) in STREAMS.items():
+        user_key, instance_name = session_by_id[sid][1], session_by_id[sid][2]
+        instance, account = INSTANCES[instance_name]
+        events = []
+        for n, (when, text) in enumerate(reads):
+            moment = t(when)
+            message = {
+                "eventVersion": "1.0",
+                "eventTime": iso(moment),
+                "awsRegion": REGION[account],
+                "target": {"id": instance},
+                "userIdentity": {"arn": USERS[user_key]["identity"]["arn"]},
+                "runAsUser": run_as,
+                "sessionId": sid,
+                "sessionData": agent_lines(text),
+            }
+            events.append({
+                "logStreamName": sid,
+                "timestamp": millis(moment),
+                "message": json.dumps(message, separators=(",", ":")),
+                "ingestionTime": millis(moment) + 200 + 97 * (n % 7),
+                "eventId": cwl_event_id(sid, str(n)),
+            })
+        body = {"events": events, "searchedLogStreams": []}
+        with open(os.path.join(out_dir, f"{sid}.json"), "w") as f:
+            json.dump(body, f, indent=4)
+            f.write("\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# S3 transcripts (raw pty bytes under util-linux script)
+
+UBUNTU = ("\x1b[?2004h\x1b]0;ubuntu@ip-10-0-2-12: ~\x07"
+          "\x1b[01;32mubuntu@ip-10-0-2-12\x1b[00m:\x1b[01;34m~\x1b[00m$ ")
+UBUNTU_REDRAW = "\x1b[01;32mubuntu@ip-10-0-2-12\x1b[00m:\x1b[01;34m~\x1b[00m$ "
+ENTER = "\r\n\x1b[?2004l\r"
+
+VIM_SCREEN = (
+    "\x1b[?1049h\x1b[22;0;0t\x1b[?1h\x1b=\x1b[H\x1b[2J\x1b[?25l"
+    "\x1b[1;1H# This is the sshd server system-wide configuration file.  See\r\n"
+    "# sshd_config(5) for more information.\r\n\r\n"
+    "Include /etc/ssh/sshd_config.d/*.conf\r\n\r\n"
+    "#Port 22\r\n#AddressFamily any\r\n\r\n"
+    "PermitRootLogin no\r\n#StrictModes yes\r\n#MaxAuthTries 6\r\n"
+    "\x1b[94m~                                                                               \r\n"
+    "~                                                                               \x1b[0m\r\n"
+    "\x1b[24;1H\"/etc/ssh/sshd_config\" 124L, 3254B\x1b[24;63H9,1           Top"
+    "\x1b[9;1H\x1b[?25h"
+    # The user moves to "no", enters insert mode and changes it to "yes".
+    "\x1b[?25l\x1b[24;1H\x1b[1m-- INSERT --\x1b[0m\x1b[24;13H\x1b[K\x1b[24;63H9,17          Top"
+    "\x1b[9;17H\x1b[?25h\x1b[?25l\x1b[9;17H\x1b[Kyes\x1b[24;63H9,20          Top\x1b[9;20H\x1b[?25h"
+    "\x1b[24;1H\x1b[K\x1b[9;19H\x1b[?25l\x1b[24;1H:wq\x1b[?25h\r"
+    "\x1b[?25l\"/etc/ssh/sshd_config\" 124L, 3255B written"
+    "\x1b[23;0;0t\x1b[?1l\x1b>\x1b[?25h\x1b[?1049l"
+)
+
+LESS_SCREEN = (
+    "\x1b[?1049h\x1b[22;0;0t\x1b[?1h\x1b=\r"
+    "Oct  6 15:00:01 ip-10-1-2-33 systemd[1]: Started dnf-makecache.service - dnf makecache.\r\n"
+    "Oct  6 15:19:58 ip-10-1-2-33 amazon-ssm-agent[2112]: INFO [ssm-session-worker] Session started\r\n"
+    "Oct  6 15:20:31 ip-10-1-2-33 systemd[1]: Started session-c4.scope - Session c4 of User ssm-user.\r\n"
+    "\x1b[7m/var/log/messages\x1b[27m\x1b[K\r\x1b[K:\x1b[K"
+    "\x1b[K\r\x1b[K\x1b[?1l\x1b>\x1b[?1049l\x1b[23;0;0t"
+)
+
+
+def transcript_alice():
+    sid, instance = "alice-0e1f2a3b4c5d6e7f8", INSTANCES["prod-db-1"][0]
+    body = (
+        UBUNTU + "systemctl stauts" + "\b\x1b[K" * 4 + "atus ssh" + ENTER
+        + "\u25cf ssh.service - OpenBSD Secure Shell server\r\n"
+        "     Loaded: loaded (/lib/systemd/system/ssh.service; enabled; vendor preset: enabled)\r\n"
+        "     Active: active (running) since Thu 2026-10-01 06:12:44 UTC; 5 days ago\r\n"
+        + UBUNTU + "sudo vim /etc/ssh/sshd_config" + ENTER + VIM_SCREEN
+        + UBUNTU + "sudo systemctl restart ssh" + ENTER
+        # History recall: two presses of Up; readline redraws the line each time.
+        + UBUNTU + "\r" + UBUNTU_REDRAW + "sudo systemctl restart ssh\x1b[K"
+        + "\r" + UBUNTU_REDRAW + "systemctl status ssh\x1b[K" + ENTER
+        + "\u25cf ssh.service - OpenBSD Secure Shell server\r\n"
+        "     Active: active (running) since Tue 2026-10-06 11:05:12 UTC; 1min 41s ago\r\n"
+        + UBUNTU + "exit" + ENTER + "logout\r\n"
+    )
+    return sid, instance, "2026-10-06 11:00:06+00:00", "2026-10-06 11:07:31+00:00", body
+
+
+def transcript_carol():
+    sid, instance = "carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla", INSTANCES["staging-app-1"][0]
+    body = (
+        "sh-5.2$ cat /etc/os-release\r\nNAME=\"Amazon Linux\"\r\nVERSION=\"2023\"\r\nID=\"amzn\"\r\n"
+        "PRETTY_NAME=\"Amazon Linux 2023.5.20240916\"\r\n"
+        # Typed, then abandoned with Ctrl-C: never ran.
+        "sh-5.2$ rm -rf /tmp/build-cache^C\r\n"
+        "sh-5.2$ sudo journalctl -u amazon-ssm-agent --no-pager -n 20\r\n"
+        "Oct 06 15:19:58 ip-10-1-2-33.ec2.internal amazon-ssm-agent[2112]: 2026-10-06 15:19:58 INFO "
+        "[ssm-session-worker] [carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla] Session started\r\n"
+        "sh-5.2$ less /var/log/messages\r\n" + LESS_SCREEN
+        + "\rsh-5.2$ exit\r\nexit\r\n"
+    )
+    return sid, instance, "2026-10-06 15:20:31+00:00", "2026-10-06 15:26:02+00:00", body
+
+
+def write_transcripts():
+    out_dir = os.path.join(HERE, "s3", "ssm-session-logs", "session-logs")
+    os.makedirs(out_dir)
+    for sid, instance, started, done, body in (transcript_alice(), transcript_carol()):
+        header = (f"Script started on {started} [COMMAND=\"cat /var/lib/amazon/ssm/{instance}/session/"
+                  f"orchestration/{sid}/Standard_Stream/ipcTempFile.log\" <not executed on terminal>]\n")
+        footer = f"\nScript done on {done} [COMMAND_EXIT_CODE=\"0\"]\n"
+        with open(os.path.join(out_dir, f"{sid}.log"), "wb") as f:
+            f.write((header + body + footer).encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# CloudTrail
+
+def trail_record(user_key, when, source, name, region, request, response, account=None,
+                 event_type="AwsApiCall", read_only=False, ua=None, extra=None, ip=None, key=None):
+    user = USERS[user_key]
+    identity = dict(user["identity"])
+    account = account or identity["accountId"]
+    record = {
+        "eventVersion": "1.09",
+        "userIdentity": identity,
+        "eventTime": when,
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": region,
+        "sourceIPAddress": ip or user["ip"],
+        "userAgent": ua or user["ua"],
+        "requestParameters": request,
+        "responseElements": response,
+        "requestID": uuid_of("request", key or f"{name}{when}{user_key}"),
+        "eventID": uuid_of("event", key or f"{name}{when}{user_key}"),
+        "readOnly": read_only,
+        "eventType": event_type,
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    }
+    if event_type == "AwsApiCall":
+        record["tlsDetails"] = {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                                "clientProvidedHostHeader": f"{source.split('.')[0]}.{region}.amazonaws.com"}
+    if extra:
+        record.update(extra)
+    return record
+
+
+def session_records():
+    records = []
+    for sid, user_key, instance_name, start, end, document, parameters, _ in SESSIONS:
+        instance, account = INSTANCES[instance_name]
+        region = REGION[account]
+        request = {"target": instance}
+        if document:
+            request["documentName"] = document
+        if parameters:
+            request["parameters"] = parameters
+        stream_url = (f"wss://ssmmessages.{region}.amazonaws.com/v1/data-channel/{sid}"
+                      f"?role=publish_subscribe&cell-number=AAEAAfR{digest(sid)[:40]}")
+        records.append(trail_record(user_key, start, "ssm.amazonaws.com", "StartSession", region, request,
+                                    {"sessionId": sid, "tokenValue": "Value hidden due to security reasons.",
+                                     "streamUrl": stream_url}))
+        records.append(trail_record(user_key, end, "ssm.amazonaws.com", "TerminateSession", region,
+                                    {"sessionId": sid}, {"sessionId": sid}))
+    return records
+
+
+def console_login(user_key, when, mfa, success, ip=None):
+    user = USERS[user_key]
+    identity = {k: v for k, v in user["identity"].items() if k != "accessKeyId"}
+    identity["accessKeyId"] = ""
+    record = trail_record(user_key, when, "signin.amazonaws.com", "ConsoleLogin", "us-east-1", None,
+                          {"ConsoleLogin": "Success" if success else "Failure"},
+                          event_type="AwsConsoleSignIn", ua=UA_CONSOLE, ip=ip,
+                          extra={"additionalEventData": {
+                              "LoginTo": "https://console.aws.amazon.com/console/home?state=hashArgs%23",
+                              "MobileVersion": "No", "MFAUsed": "Yes" if mfa else "No"}})
+    record["userIdentity"] = identity
+    record["eventVersion"] = "1.08"
+    if mfa:
+        record["additionalEventData"]["MFAIdentifier"] = "arn:aws:iam::111122223333:mfa/alice-yubikey"
+    if not success:
+        record["errorMessage"] = "Failed authentication"
+        del record["userIdentity"]["arn"]
+    return record
+
+
+def other_records():
+    iam = "iam.amazonaws.com"
+    return [
+        console_login("alice", "2026-10-05T08:55:10Z", mfa=True, success=True),
+        console_login("bob", "2026-10-06T15:58:02Z", mfa=False, success=True),
+        console_login("alice", "2026-10-06T03:14:15Z", mfa=False, success=False, ip="45.155.205.233"),
+        trail_record("bob", "2026-10-06T16:50:00Z", iam, "CreateUser", "us-east-1", {"userName": "backup-svc"},
+                     {"user": {"path": "/", "userName": "backup-svc", "userId": "AIDAYQHXKZ4BACKUP001",
+                               "arn": "arn:aws:iam::111122223333:user/backup-svc",
+                               "createDate": "Oct 6, 2026 4:50:00 PM"}}),
+        trail_record("bob", "2026-10-06T16:50:30Z", iam, "AttachUserPolicy", "us-east-1",
+                     {"userName": "backup-svc", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+                     None),
+        trail_record("bob", "2026-10-06T16:51:00Z", iam, "CreateAccessKey", "us-east-1",
+                     {"userName": "backup-svc"},
+                     {"accessKey": {"userName": "backup-svc", "accessKeyId": "AKIAYQHXKZ4BACKUPK3Y",
+                                    "status": "Active", "createDate": "Oct 6, 2026 4:51:00 PM"}}),
+        trail_record("dave", "2026-10-06T18:02:00Z", "cloudtrail.amazonaws.com", "StopLogging", "us-east-1",
+                     {"name": "arn:aws:cloudtrail:us-east-1:444455556666:trail/org-audit"}, None),
+    ]
+
+
+def write_cloudtrail():
+    records = session_records() + other_records()
+    files = {}
+    for record in records:
+        moment = t(record["eventTime"])
+        delivery = moment.replace(minute=moment.minute - moment.minute % 5, second=0) + dt.timedelta(minutes=5)
+        files.setdefault((record["recipientAccountId"], record["awsRegion"], delivery), []).append(record)
+    # CloudTrail delivers some records twice: bob's CreateUser arrives again in a later file.
+    again = next(r for r in records if r["eventName"] == "CreateUser")
+    later = t("2026-10-06T17:05:00Z")
+    files.setdefault((PROD, "us-east-1", later), []).append(again)
+    root = os.path.join(HERE, "s3", "cloudtrail")
+    for (account, region, delivery), batch in sorted(files.items()):
+        batch.sort(key=lambda r: r["eventTime"])
+        folder = os.path.join(root, "AWSLogs", account, "CloudTrail", region, delivery.strftime("%Y/%m/%d"))
+        os.makedirs(folder, exist_ok=True)
+        unique = digest(account, region, iso(delivery))
+        unique = "".join(c for c in unique if c.isalnum())[:16].upper()
+        name = f"{account}_CloudTrail_{region}_{delivery.strftime('%Y%m%dT%H%MZ')}_{unique}.json.gz"
+        body = json.dumps({"Records": batch}, separators=(",", ":")).encode()
+        buffer = io.BytesIO()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+            gz.write(body)
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(buffer.getvalue())
+    return len(records), sum(len(b) for b in files.values())
+
+
+def main():
+    for sub in ("cloudwatch", "s3"):
+        shutil.rmtree(os.path.join(HERE, sub), ignore_errors=True)
+    session_by_id = {s[0]: s for s in SESSIONS}
+    write_streams(session_by_id)
+    write_transcripts()
+    distinct, delivered = write_cloudtrail()
+    print(f"wrote {len(STREAMS)} streams, 2 transcripts, {distinct} CloudTrail records "
+          f"({delivered} delivered)")
+
+
+if __name__ == "__main__":
+    main()
