@@ -14,7 +14,9 @@ use crate::time::parse_rfc3339;
 
 /// Reads one CloudTrail record.
 pub fn parse_record(record: &Value, origin: &str) -> Result<TrailEvent, String> {
-    let obj = record.as_object().ok_or("a CloudTrail record must be a JSON object")?;
+    let obj = record
+        .as_object()
+        .ok_or("a CloudTrail record must be a JSON object")?;
     let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_string);
     let time_text = text("eventTime").ok_or("missing eventTime")?;
     let time = parse_rfc3339(&time_text).ok_or_else(|| format!("bad eventTime {time_text:?}"))?;
@@ -22,7 +24,10 @@ pub fn parse_record(record: &Value, origin: &str) -> Result<TrailEvent, String> 
     let event_name = text("eventName").ok_or("missing eventName")?;
     let identity = obj.get("userIdentity").filter(|v| v.is_object());
     let id_text = |key: &str| {
-        identity.and_then(|i| i.get(key)).and_then(Value::as_str).map(str::to_string)
+        identity
+            .and_then(|i| i.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
     };
     let principal_arn = id_text("arn");
     let principal_type = id_text("type");
@@ -31,7 +36,10 @@ pub fn parse_record(record: &Value, origin: &str) -> Result<TrailEvent, String> 
     let request = obj.get("requestParameters");
     let response = obj.get("responseElements");
     let session_id = (event_source == "ssm.amazonaws.com"
-        && matches!(event_name.as_str(), "StartSession" | "ResumeSession" | "TerminateSession"))
+        && matches!(
+            event_name.as_str(),
+            "StartSession" | "ResumeSession" | "TerminateSession"
+        ))
     .then(|| {
         [response, request]
             .into_iter()
@@ -73,7 +81,11 @@ pub fn parse_record(record: &Value, origin: &str) -> Result<TrailEvent, String> 
 fn principal_name(identity: Option<&Value>) -> Option<String> {
     let identity = identity?;
     let get = |key: &str| identity.get(key).and_then(Value::as_str);
-    let arn_tail = || get("arn").and_then(|arn| arn.rsplit('/').next()).map(str::to_string);
+    let arn_tail = || {
+        get("arn")
+            .and_then(|arn| arn.rsplit('/').next())
+            .map(str::to_string)
+    };
     match get("type") {
         Some("Root") => Some("root".to_string()),
         Some("AssumedRole" | "FederatedUser" | "WebIdentityUser" | "SAMLUser") => {
@@ -94,7 +106,11 @@ fn mfa_used(additional: Option<&Value>, identity: Option<&Value>) -> Option<bool
     additional
         .and_then(|a| a.get("MFAUsed"))
         .and_then(loose_bool)
-        .or_else(|| identity?.pointer("/sessionContext/attributes/mfaAuthenticated").and_then(loose_bool))
+        .or_else(|| {
+            identity?
+                .pointer("/sessionContext/attributes/mfaAuthenticated")
+                .and_then(loose_bool)
+        })
 }
 
 fn loose_bool(value: &Value) -> Option<bool> {
@@ -121,7 +137,10 @@ pub fn session_fragment(event: &TrailEvent, record: &Value) -> Option<SessionFra
         "StartSession" => {
             let request = record.get("requestParameters");
             let req = |key: &str| {
-                request.and_then(|r| r.get(key)).and_then(Value::as_str).map(str::to_string)
+                request
+                    .and_then(|r| r.get(key))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
             };
             fragment.started_at = Some(event.time);
             fragment.user = event.user.clone();
@@ -167,7 +186,10 @@ mod tests {
         );
         let event = parse_record(&value, "f").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(event.user.as_deref(), Some("garland.kan.temp"));
-        assert_eq!(event.session_id.as_deref(), Some("garland.kan.temp-0e34861185201706f"));
+        assert_eq!(
+            event.session_id.as_deref(),
+            Some("garland.kan.temp-0e34861185201706f")
+        );
         assert_eq!(event.read_only, Some(false));
         let fragment = session_fragment(&event, &value).unwrap_or_else(|| panic!("no fragment"));
         assert_eq!(fragment.target.as_deref(), Some("i-02311671588e96626"));

@@ -44,16 +44,20 @@ pub fn gunzip_capped(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecodeError> {
     match reader.read_to_end(&mut out) {
         Ok(_) if out.len() as u64 > limit => Err(DecodeError::TooLarge { limit }),
         Ok(_) => Ok(out),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err(DecodeError::Truncated { decompressed: out.len() as u64 })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(DecodeError::Truncated {
+            decompressed: out.len() as u64,
+        }),
         Err(e) => Err(DecodeError::Corrupt(e.to_string())),
     }
 }
 
 /// Decompresses `bytes` if they are gzip, else returns them as they are.
 pub fn maybe_gunzip(bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, DecodeError> {
-    if is_gzip(&bytes) { gunzip_capped(&bytes, limit) } else { Ok(bytes) }
+    if is_gzip(&bytes) {
+        gunzip_capped(&bytes, limit)
+    } else {
+        Ok(bytes)
+    }
 }
 
 #[cfg(test)]
@@ -78,14 +82,20 @@ mod tests {
     fn truncated_gzip_is_named() {
         let full = gzip(&vec![b'x'; 100_000]);
         let cut = &full[..full.len() / 2];
-        assert!(matches!(gunzip_capped(cut, 1 << 20), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            gunzip_capped(cut, 1 << 20),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]
     fn bomb_stops_at_the_cap() {
         let bomb = gzip(&vec![0u8; 10 * 1024 * 1024]);
         assert!(bomb.len() < 64 * 1024);
-        assert_eq!(gunzip_capped(&bomb, 1024 * 1024), Err(DecodeError::TooLarge { limit: 1024 * 1024 }));
+        assert_eq!(
+            gunzip_capped(&bomb, 1024 * 1024),
+            Err(DecodeError::TooLarge { limit: 1024 * 1024 })
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use crate::parse::{Limits, Object, Parsed, parse_object, reject};
 
 /// File names a folder walk reads; anything else in a folder (READMEs, scripts) is skipped.
 /// A file named explicitly is always read.
-const LOG_SUFFIXES: &[&str] = &[".json", ".json.gz", ".gz", ".log", ".ndjson", ".jsonl", ".txt"];
+const LOG_SUFFIXES: &[&str] = &[
+    ".json", ".json.gz", ".gz", ".log", ".ndjson", ".jsonl", ".txt",
+];
 
 /// The files to read under `paths`, sorted, and how many files were skipped.
 pub fn collect(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, usize)> {
@@ -34,7 +36,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut usize) -> Result<()>
         .collect();
     entries.sort();
     for path in entries {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
@@ -50,19 +55,34 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut usize) -> Result<()>
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> IngestError {
-    IngestError::Io { path: path.display().to_string(), source }
+    IngestError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Reads and parses one file. A file too large to read is rejected, not loaded.
 pub fn read_file(path: &Path, limits: &Limits) -> Result<Parsed> {
     let meta = std::fs::metadata(path).map_err(|source| io_error(path, source))?;
-    let modified: Timestamp = meta.modified().map(DateTime::<Utc>::from).unwrap_or_default();
+    let modified: Timestamp = meta
+        .modified()
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_default();
     let origin = path.display().to_string();
-    let object = Object { origin: &origin, modified };
+    let object = Object {
+        origin: &origin,
+        modified,
+    };
     if meta.len() > limits.max_object_bytes {
         let mut parsed = Parsed::default();
-        let reason = format!("object of {} bytes exceeds the {}-byte cap", meta.len(), limits.max_object_bytes);
-        parsed.rejects.push(reject(object, "object", "unknown", &reason, &[]));
+        let reason = format!(
+            "object of {} bytes exceeds the {}-byte cap",
+            meta.len(),
+            limits.max_object_bytes
+        );
+        parsed
+            .rejects
+            .push(reject(object, "object", "unknown", &reason, &[]));
         return Ok(parsed);
     }
     let bytes = std::fs::read(path).map_err(|source| io_error(path, source))?;

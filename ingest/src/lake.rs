@@ -16,7 +16,7 @@ use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
-use auditq_model::{Row, Session, Table, date32};
+use auditq_model::{Row, Table, date32};
 use chrono::NaiveDate;
 use datafusion::catalog::TableProvider;
 use datafusion::prelude::{SessionContext, col, lit};
@@ -35,7 +35,9 @@ pub struct Lake {
 impl Lake {
     /// A lake at `location` (created on first write).
     pub fn new(location: impl Into<String>) -> Self {
-        Self { location: location.into() }
+        Self {
+            location: location.into(),
+        }
     }
 
     /// Where the lake is.
@@ -47,14 +49,25 @@ impl Lake {
         format!("{}/{}", self.location.trim_end_matches('/'), table.name())
     }
 
-    fn lake_error(&self, table: Table, source: impl std::error::Error + Send + Sync + 'static) -> IngestError {
-        IngestError::Lake { table, location: self.location.clone(), source: Box::new(source) }
+    fn lake_error(
+        &self,
+        table: Table,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> IngestError {
+        IngestError::Lake {
+            table,
+            location: self.location.clone(),
+            source: Box::new(source),
+        }
     }
 
     /// Opens a table; an uninitialised one has no version.
     pub async fn open(&self, table: Table) -> Result<DeltaTable> {
-        let url = ensure_table_uri(self.table_location(table)).map_err(|e| self.lake_error(table, e))?;
-        DeltaTable::try_from_url(url).await.map_err(|e| self.lake_error(table, e))
+        let url =
+            ensure_table_uri(self.table_location(table)).map_err(|e| self.lake_error(table, e))?;
+        DeltaTable::try_from_url(url)
+            .await
+            .map_err(|e| self.lake_error(table, e))
     }
 
     /// Whether no table holds data yet.
@@ -77,8 +90,13 @@ impl Lake {
         if delta.version().is_none() {
             return Ok(None);
         }
-        delta.update_datafusion_session(&ctx.state()).map_err(|e| self.lake_error(table, e))?;
-        let provider = delta.table_provider().await.map_err(|e| self.lake_error(table, e))?;
+        delta
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| self.lake_error(table, e))?;
+        let provider = delta
+            .table_provider()
+            .await
+            .map_err(|e| self.lake_error(table, e))?;
         Ok(Some(provider))
     }
 
@@ -89,28 +107,50 @@ impl Lake {
         columns: &[&str],
     ) -> Result<Vec<RecordBatch>> {
         let ctx = SessionContext::new();
-        let Some(provider) = self.provider(&ctx, table).await? else { return Ok(Vec::new()) };
+        let Some(provider) = self.provider(&ctx, table).await? else {
+            return Ok(Vec::new());
+        };
         let df = ctx
             .read_table(provider)
             .and_then(|df| df.filter(filter))
-            .and_then(|df| if columns.is_empty() { Ok(df) } else { df.select_columns(columns) })
+            .and_then(|df| {
+                if columns.is_empty() {
+                    Ok(df)
+                } else {
+                    df.select_columns(columns)
+                }
+            })
             .map_err(|e| self.lake_error(table, e))?;
         df.collect().await.map_err(|e| self.lake_error(table, e))
     }
 
     /// The ids stored in the given partitions of a table.
-    pub async fn existing_ids(&self, table: Table, dates: &BTreeSet<NaiveDate>) -> Result<HashSet<String>> {
+    pub async fn existing_ids(
+        &self,
+        table: Table,
+        dates: &BTreeSet<NaiveDate>,
+    ) -> Result<HashSet<String>> {
         if dates.is_empty() {
             return Ok(HashSet::new());
         }
-        let in_dates = col(table.partition_column())
-            .in_list(dates.iter().map(|d| lit(ScalarValue::Date32(Some(date32(d))))).collect(), false);
+        let in_dates = col(table.partition_column()).in_list(
+            dates
+                .iter()
+                .map(|d| lit(ScalarValue::Date32(Some(date32(d)))))
+                .collect(),
+            false,
+        );
         let batches = self.select(table, in_dates, &[table.id_column()]).await?;
         let mut ids = HashSet::new();
         for batch in batches {
-            let column = cast(batch.column(0), &DataType::Utf8).map_err(|source| IngestError::Arrow { table, source })?;
+            let column = cast(batch.column(0), &DataType::Utf8)
+                .map_err(|source| IngestError::Arrow { table, source })?;
             let strings = column.as_string::<i32>();
-            ids.extend((0..strings.len()).filter(|&i| strings.is_valid(i)).map(|i| strings.value(i).to_string()));
+            ids.extend(
+                (0..strings.len())
+                    .filter(|&i| strings.is_valid(i))
+                    .map(|i| strings.value(i).to_string()),
+            );
         }
         Ok(ids)
     }
@@ -120,7 +160,10 @@ impl Lake {
         let table = R::TABLE;
         let dates: BTreeSet<NaiveDate> = rows.iter().map(Row::date).collect();
         let mut seen = self.existing_ids(table, &dates).await?;
-        let fresh: Vec<R> = rows.into_iter().filter(|r| seen.insert(r.id().to_string())).collect();
+        let fresh: Vec<R> = rows
+            .into_iter()
+            .filter(|r| seen.insert(r.id().to_string()))
+            .collect();
         if fresh.is_empty() {
             return Ok(0);
         }
@@ -150,33 +193,42 @@ impl Lake {
         Ok(())
     }
 
-    /// The stored sessions with these ids.
-    pub async fn sessions(&self, ids: &[String]) -> Result<Vec<Session>> {
-        if ids.is_empty() {
+    /// The stored rows whose `key` column is one of `keys`.
+    pub async fn rows_by_key<R: Row>(&self, key: &str, keys: &[String]) -> Result<Vec<R>> {
+        if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let filter = col("session_id").in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false);
-        let batches = self.select(Table::Sessions, filter, &[]).await?;
-        let mut sessions = Vec::new();
-        for batch in batches {
-            sessions.extend(
-                Session::from_batch(&batch).map_err(|source| IngestError::Arrow { table: Table::Sessions, source })?,
+        let table = R::TABLE;
+        let filter = col(key).in_list(keys.iter().map(|k| lit(k.as_str())).collect(), false);
+        let mut rows = Vec::new();
+        for batch in self.select(table, filter, &[]).await? {
+            rows.extend(
+                R::from_batch(&batch).map_err(|source| IngestError::Arrow { table, source })?,
             );
         }
-        Ok(sessions)
+        Ok(rows)
     }
 
-    /// Stores these sessions, replacing any stored rows with the same ids, in one commit.
-    pub async fn replace_sessions(&self, sessions: &[Session]) -> Result<()> {
-        if sessions.is_empty() {
+    /// Replaces every stored row whose `key` column is one of `keys` with `rows`, in one commit.
+    /// Every row in `rows` must have one of those keys.
+    pub async fn replace_by_key<R: Row>(
+        &self,
+        key: &str,
+        keys: &[String],
+        rows: &[R],
+    ) -> Result<()> {
+        let table = R::TABLE;
+        if keys.is_empty() {
             return Ok(());
         }
-        let table = Table::Sessions;
         if self.open(table).await?.version().is_none() {
-            return self.write(table, sessions, SaveMode::Append, None).await;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            return self.write(table, rows, SaveMode::Append, None).await;
         }
-        let ids = sessions.iter().map(|s| lit(s.session_id.as_str())).collect();
-        let predicate = col("session_id").in_list(ids, false);
-        self.write(table, sessions, SaveMode::Overwrite, Some(predicate)).await
+        let predicate = col(key).in_list(keys.iter().map(|k| lit(k.as_str())).collect(), false);
+        self.write(table, rows, SaveMode::Overwrite, Some(predicate))
+            .await
     }
 }

@@ -55,10 +55,18 @@ pub async fn ingest_paths(
     let (files, skipped) = files::collect(paths)?;
     let mut parsed = Parsed::default();
     for (done, path) in files.iter().enumerate() {
-        progress(Progress { done, total: files.len(), current: &path.display().to_string() });
+        progress(Progress {
+            done,
+            total: files.len(),
+            current: &path.display().to_string(),
+        });
         parsed.extend(files::read_file(path, limits)?);
     }
-    progress(Progress { done: files.len(), total: files.len(), current: "" });
+    progress(Progress {
+        done: files.len(),
+        total: files.len(),
+        current: "",
+    });
     let mut summary = store(lake, parsed).await?;
     summary.objects = files.len();
     summary.skipped = skipped;

@@ -78,7 +78,13 @@ pub struct Object<'a> {
 }
 
 /// Builds a reject. Its id derives from origin and position, so a re-read does not add another.
-pub fn reject(object: Object<'_>, position: &str, format: &str, reason: &str, excerpt: &[u8]) -> Reject {
+pub fn reject(
+    object: Object<'_>,
+    position: &str,
+    format: &str,
+    reason: &str,
+    excerpt: &[u8],
+) -> Reject {
     let excerpt = String::from_utf8_lossy(&excerpt[..excerpt.len().min(200)]).into_owned();
     Reject {
         event_id: event_id("reject", &[object.origin, position]),
@@ -100,7 +106,11 @@ pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Pars
             object,
             "object",
             "unknown",
-            &format!("object of {} bytes exceeds the {}-byte cap", bytes.len(), limits.max_object_bytes),
+            &format!(
+                "object of {} bytes exceeds the {}-byte cap",
+                bytes.len(),
+                limits.max_object_bytes
+            ),
             &bytes[..bytes.len().min(200)],
         ));
         return parsed;
@@ -108,7 +118,9 @@ pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Pars
     let bytes = match maybe_gunzip(bytes, limits.max_decompressed_bytes) {
         Ok(bytes) => bytes,
         Err(e) => {
-            parsed.rejects.push(reject(object, "object", "gzip", &e.to_string(), &[]));
+            parsed
+                .rejects
+                .push(reject(object, "object", "gzip", &e.to_string(), &[]));
             return parsed;
         }
     };
@@ -120,11 +132,15 @@ pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Pars
         Ok(value) => parse_json(value, object, "", &mut parsed),
         Err(_) if !starts_like_json(&bytes) => {
             let reason = "unrecognised format: not JSON, not a session transcript";
-            parsed.rejects.push(reject(object, "object", "unknown", reason, &bytes));
+            parsed
+                .rejects
+                .push(reject(object, "object", "unknown", reason, &bytes));
         }
         Err(whole_error) if !first_line_is_json(&bytes) => {
             let reason = format!("malformed JSON: {whole_error}");
-            parsed.rejects.push(reject(object, "object", "json", &reason, &bytes));
+            parsed
+                .rejects
+                .push(reject(object, "object", "json", &reason, &bytes));
         }
         Err(_) => parse_ndjson(&bytes, object, limits, &mut parsed),
     }
@@ -141,12 +157,21 @@ fn first_line_is_json(bytes: &[u8]) -> bool {
 }
 
 fn starts_like_json(bytes: &[u8]) -> bool {
-    matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
+    matches!(
+        bytes.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
 }
 
 fn parse_transcript_object(bytes: &[u8], object: Object<'_>, parsed: &mut Parsed) {
     let Some(session_id) = ssm::session_id_of_key(object.origin) else {
-        parsed.rejects.push(reject(object, "object", "transcript", "no session id in the name", &[]));
+        parsed.rejects.push(reject(
+            object,
+            "object",
+            "transcript",
+            "no session id in the name",
+            &[],
+        ));
         return;
     };
     match ssm::parse_transcript(bytes, &session_id, object.origin, Some(object.modified)) {
@@ -154,7 +179,9 @@ fn parse_transcript_object(bytes: &[u8], object: Object<'_>, parsed: &mut Parsed
             parsed.commands.extend(t.commands);
             parsed.fragments.push(t.fragment);
         }
-        Err(reason) => parsed.rejects.push(reject(object, "object", "transcript", &reason, bytes)),
+        Err(reason) => parsed
+            .rejects
+            .push(reject(object, "object", "transcript", &reason, bytes)),
     }
 }
 
@@ -166,16 +193,23 @@ fn parse_ndjson(bytes: &[u8], object: Object<'_>, limits: &Limits, parsed: &mut 
             continue;
         }
         if line.len() > limits.max_line_bytes {
-            let reason =
-                format!("line of {} bytes exceeds the {}-byte cap", line.len(), limits.max_line_bytes);
-            parsed.rejects.push(reject(object, &position, "ndjson", &reason, line));
+            let reason = format!(
+                "line of {} bytes exceeds the {}-byte cap",
+                line.len(),
+                limits.max_line_bytes
+            );
+            parsed
+                .rejects
+                .push(reject(object, &position, "ndjson", &reason, line));
             continue;
         }
         match serde_json::from_slice::<Value>(line) {
             Ok(value) => parse_json(value, object, &position, parsed),
             Err(e) => {
                 let reason = format!("malformed JSON: {e}");
-                parsed.rejects.push(reject(object, &position, "ndjson", &reason, line));
+                parsed
+                    .rejects
+                    .push(reject(object, &position, "ndjson", &reason, line));
             }
         }
     }
@@ -195,7 +229,10 @@ fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Par
         }
         return;
     }
-    let events = value.get("events").or_else(|| value.get("logEvents")).and_then(Value::as_array);
+    let events = value
+        .get("events")
+        .or_else(|| value.get("logEvents"))
+        .and_then(Value::as_array);
     if let Some(events) = events {
         let default_stream = value.get("logStream").and_then(Value::as_str);
         let mut uploads: BTreeMap<String, Vec<(Option<Timestamp>, String)>> = BTreeMap::new();
@@ -203,21 +240,43 @@ fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Par
             let position = at(position, "event", n);
             let Some(message) = event.get("message").and_then(Value::as_str) else {
                 let reason = "log event has no message";
-                parsed.rejects.push(reject(object, &position, "cloudwatch", reason, event.to_string().as_bytes()));
+                parsed.rejects.push(reject(
+                    object,
+                    &position,
+                    "cloudwatch",
+                    reason,
+                    event.to_string().as_bytes(),
+                ));
                 continue;
             };
             let log_event = LogEvent {
-                stream: event.get("logStreamName").and_then(Value::as_str).or(default_stream),
-                timestamp: event.get("timestamp").and_then(Value::as_i64).and_then(from_epoch_millis),
+                stream: event
+                    .get("logStreamName")
+                    .and_then(Value::as_str)
+                    .or(default_stream),
+                timestamp: event
+                    .get("timestamp")
+                    .and_then(Value::as_i64)
+                    .and_then(from_epoch_millis),
                 message,
             };
             parse_log_event(&log_event, object, &position, parsed, &mut uploads);
         }
         for (stream, parts) in uploads {
-            let text: String = parts.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+            let text: String = parts
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
             let origin = format!("{}#{stream}", object.origin);
-            let fallback = parts.iter().find_map(|(t, _)| *t).unwrap_or(object.modified);
-            let inner = Object { origin: &origin, modified: fallback };
+            let fallback = parts
+                .iter()
+                .find_map(|(t, _)| *t)
+                .unwrap_or(object.modified);
+            let inner = Object {
+                origin: &origin,
+                modified: fallback,
+            };
             parse_transcript_object(text.as_bytes(), inner, parsed);
         }
         return;
@@ -228,7 +287,11 @@ fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Par
         }
         return;
     }
-    let position = if position.is_empty() { "object" } else { position };
+    let position = if position.is_empty() {
+        "object"
+    } else {
+        position
+    };
     parse_record_value(&value, object, position, parsed);
 }
 
@@ -256,7 +319,10 @@ fn parse_log_event(
                     Some(stream) => format!("{}#{stream}", object.origin),
                     None => object.origin.to_string(),
                 };
-                let inner = Object { origin: &origin, modified: object.modified };
+                let inner = Object {
+                    origin: &origin,
+                    modified: object.modified,
+                };
                 if ssm::looks_like_chunk(&value) {
                     match ssm::parse_chunk(&value, &origin, event.timestamp) {
                         Ok(chunk) => parsed.chunks.push(chunk),
@@ -283,7 +349,10 @@ fn parse_log_event(
     } else if let Some(stream) = event.stream {
         // The non-streaming upload form: plain-text transcript pieces in a stream named after
         // the session.
-        uploads.entry(stream.to_string()).or_default().push((event.timestamp, event.message.to_string()));
+        uploads
+            .entry(stream.to_string())
+            .or_default()
+            .push((event.timestamp, event.message.to_string()));
     } else {
         parsed.rejects.push(reject(
             object,
@@ -304,16 +373,24 @@ fn parse_record_value(value: &Value, object: Object<'_>, position: &str, parsed:
                 }
                 parsed.trail.push(event);
             }
-            Err(reason) => {
-                parsed.rejects.push(reject(object, position, "cloudtrail", &reason, value.to_string().as_bytes()))
-            }
+            Err(reason) => parsed.rejects.push(reject(
+                object,
+                position,
+                "cloudtrail",
+                &reason,
+                value.to_string().as_bytes(),
+            )),
         }
     } else if ssm::looks_like_chunk(value) {
         match ssm::parse_chunk(value, object.origin, None) {
             Ok(chunk) => parsed.chunks.push(chunk),
-            Err(reason) => {
-                parsed.rejects.push(reject(object, position, "ssm-stream", &reason, value.to_string().as_bytes()))
-            }
+            Err(reason) => parsed.rejects.push(reject(
+                object,
+                position,
+                "ssm-stream",
+                &reason,
+                value.to_string().as_bytes(),
+            )),
         }
     } else {
         parsed.rejects.push(reject(
@@ -332,7 +409,10 @@ mod tests {
     use crate::time::parse_rfc3339;
 
     fn object(origin: &str) -> Object<'_> {
-        Object { origin, modified: parse_rfc3339("2026-10-07T00:00:00Z").unwrap_or_default() }
+        Object {
+            origin,
+            modified: parse_rfc3339("2026-10-07T00:00:00Z").unwrap_or_default(),
+        }
     }
 
     const RECORD: &str = r#"{"eventTime":"2026-10-06T18:02:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","eventID":"e1"}"#;
@@ -352,7 +432,11 @@ mod tests {
         ndjson.extend_from_slice(RECORD.replace("e1", "e2").as_bytes());
         let parsed = parse_object(ndjson, object("b.ndjson"), &Limits::default());
         assert_eq!(parsed.trail.len(), 2);
-        let reasons: Vec<_> = parsed.rejects.iter().map(|r| (r.position.as_str(), r.reason.as_str())).collect();
+        let reasons: Vec<_> = parsed
+            .rejects
+            .iter()
+            .map(|r| (r.position.as_str(), r.reason.as_str()))
+            .collect();
         assert_eq!(reasons.len(), 3, "{reasons:?}");
         assert!(reasons[0].1.starts_with("malformed JSON"), "{reasons:?}");
         assert!(reasons[1].1.starts_with("malformed JSON"), "{reasons:?}");
@@ -362,9 +446,17 @@ mod tests {
 
     #[test]
     fn truncated_gzip_and_garbage_are_rejected_whole() {
-        let parsed = parse_object(vec![0x1f, 0x8b, 8, 0, 0, 0], object("c.json.gz"), &Limits::default());
+        let parsed = parse_object(
+            vec![0x1f, 0x8b, 8, 0, 0, 0],
+            object("c.json.gz"),
+            &Limits::default(),
+        );
         assert_eq!(parsed.rejects.len(), 1);
-        assert!(parsed.rejects[0].reason.contains("gzip"), "{:?}", parsed.rejects);
+        assert!(
+            parsed.rejects[0].reason.contains("gzip"),
+            "{:?}",
+            parsed.rejects
+        );
         let parsed = parse_object(b"hello world".to_vec(), object("d.txt"), &Limits::default());
         assert_eq!(parsed.rejects[0].format, "unknown");
         let again = parse_object(b"hello world".to_vec(), object("d.txt"), &Limits::default());
@@ -382,7 +474,11 @@ mod tests {
             {"logStreamName": "alice-1", "timestamp": 1, "message": message.to_string(), "eventId": "1"},
             {"logStreamName": "alice-1", "timestamp": 2, "message": "{broken"},
         ]});
-        let parsed = parse_object(export.to_string().into_bytes(), object("e.json"), &Limits::default());
+        let parsed = parse_object(
+            export.to_string().into_bytes(),
+            object("e.json"),
+            &Limits::default(),
+        );
         assert_eq!(parsed.chunks.len(), 1);
         assert_eq!(parsed.chunks[0].origin, "e.json#alice-1");
         assert_eq!(parsed.rejects.len(), 1);

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use auditq_model::{Session, Table};
+use auditq_model::{Command, Session, Table};
 
 use crate::error::Result;
 use crate::lake::Lake;
@@ -45,7 +45,13 @@ impl IngestSummary {
 /// Assembles parsed objects and stores them in the lake.
 pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
     let mut summary = IngestSummary::default();
-    let Parsed { trail, mut fragments, chunks, mut commands, rejects } = parsed;
+    let Parsed {
+        trail,
+        mut fragments,
+        chunks,
+        mut commands,
+        rejects,
+    } = parsed;
     let (stream_commands, stream_fragments) = assemble_stream(chunks);
     commands.extend(stream_commands);
     fragments.extend(stream_fragments);
@@ -53,11 +59,18 @@ pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
     // Sessions: fold new fragments with what the lake already holds.
     let mut by_session: BTreeMap<String, Vec<SessionFragment>> = BTreeMap::new();
     for fragment in fragments {
-        by_session.entry(fragment.session_id.clone()).or_default().push(fragment);
+        by_session
+            .entry(fragment.session_id.clone())
+            .or_default()
+            .push(fragment);
     }
     let ids: Vec<String> = by_session.keys().cloned().collect();
-    let stored: HashMap<String, Session> =
-        lake.sessions(&ids).await?.into_iter().map(|s| (s.session_id.clone(), s)).collect();
+    let stored: HashMap<String, Session> = lake
+        .rows_by_key::<Session>("session_id", &ids)
+        .await?
+        .into_iter()
+        .map(|s| (s.session_id.clone(), s))
+        .collect();
     let mut sessions = HashMap::new();
     let mut changed = Vec::new();
     let mut count = TableCount::default();
@@ -66,7 +79,9 @@ pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
         if let Some(old) = old {
             group.push(SessionFragment::from_row(old));
         }
-        let Some(session) = merge(&group) else { continue };
+        let Some(session) = merge(&group) else {
+            continue;
+        };
         count.read += 1;
         match old {
             None => count.added += 1,
@@ -78,7 +93,9 @@ pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
         }
         sessions.insert(id, session);
     }
-    lake.replace_sessions(&changed).await?;
+    let changed_ids: Vec<String> = changed.iter().map(|s| s.session_id.clone()).collect();
+    lake.replace_by_key("session_id", &changed_ids, &changed)
+        .await?;
     summary.tables.insert(Table::Sessions, count);
 
     for command in &mut commands {
@@ -86,18 +103,55 @@ pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
             enrich_command(command, session);
         }
     }
+    // Commands stored before their session's CloudTrail record arrived learn who/where now.
+    let learned: Vec<String> = changed
+        .iter()
+        .filter(|s| s.start_event_id.is_some())
+        .filter(|s| {
+            stored
+                .get(&s.session_id)
+                .is_some_and(|old| old.start_event_id.is_none())
+        })
+        .map(|s| s.session_id.clone())
+        .collect();
+    let mut earlier = lake.rows_by_key::<Command>("session_id", &learned).await?;
+    if !earlier.is_empty() {
+        for command in &mut earlier {
+            if let Some(session) = command.session_id.as_ref().and_then(|id| sessions.get(id)) {
+                enrich_command(command, session);
+            }
+        }
+        lake.replace_by_key("session_id", &learned, &earlier)
+            .await?;
+    }
 
     for reject in &rejects {
-        let reason = reject.reason.split(':').next().unwrap_or(&reject.reason).to_string();
+        let reason = reject
+            .reason
+            .split(':')
+            .next()
+            .unwrap_or(&reject.reason)
+            .to_string();
         *summary.reject_reasons.entry(reason).or_default() += 1;
     }
     let counts = [
         (Table::Cloudtrail, trail.len(), lake.append(trail).await?),
-        (Table::Commands, commands.len(), lake.append(commands).await?),
+        (
+            Table::Commands,
+            commands.len(),
+            lake.append(commands).await?,
+        ),
         (Table::Rejects, rejects.len(), lake.append(rejects).await?),
     ];
     for (table, read, added) in counts {
-        summary.tables.insert(table, TableCount { read, added, updated: 0 });
+        summary.tables.insert(
+            table,
+            TableCount {
+                read,
+                added,
+                updated: 0,
+            },
+        );
     }
     Ok(summary)
 }

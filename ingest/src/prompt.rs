@@ -65,7 +65,9 @@ pub fn match_prompt(line: &str) -> Option<Prompt> {
     let mut consumed = 0;
     'repeat: loop {
         for (re, bare) in PROMPTS.iter() {
-            let Some(caps) = re.captures(rest) else { continue };
+            let Some(caps) = re.captures(rest) else {
+                continue;
+            };
             let whole = caps.get(0).map_or(0, |m| m.end());
             if whole == 0 {
                 continue;
@@ -84,7 +86,10 @@ pub fn match_prompt(line: &str) -> Option<Prompt> {
             consumed += whole;
             found = Some(Prompt {
                 user,
-                cwd: caps.name("cwd").map(|m| m.as_str().to_string()).filter(|c| !c.is_empty()),
+                cwd: caps
+                    .name("cwd")
+                    .map(|m| m.as_str().to_string())
+                    .filter(|c| !c.is_empty()),
                 bare: *bare,
                 len: consumed,
             });
@@ -101,11 +106,16 @@ pub fn match_prompt(line: &str) -> Option<Prompt> {
 /// A line with a prompt and text after it is a command, unless it was abandoned with Ctrl-C
 /// (the terminal echoes `^C`). The OS user of a command is the one its prompt shows, else
 /// `default_run_as`.
-pub fn extract_commands(lines: &[RenderedLine], default_run_as: Option<&str>) -> Vec<PromptCommand> {
+pub fn extract_commands(
+    lines: &[RenderedLine],
+    default_run_as: Option<&str>,
+) -> Vec<PromptCommand> {
     let mut trust_bare: Option<bool> = None;
     let mut commands = Vec::new();
     for line in lines {
-        let Some(prompt) = match_prompt(&line.text) else { continue };
+        let Some(prompt) = match_prompt(&line.text) else {
+            continue;
+        };
         let trusted = *trust_bare.get_or_insert(prompt.bare);
         if prompt.bare && !trusted {
             continue;
@@ -129,7 +139,13 @@ mod tests {
     use super::*;
 
     fn lines(texts: &[&str]) -> Vec<RenderedLine> {
-        texts.iter().map(|t| RenderedLine { text: t.to_string(), tag: 0 }).collect()
+        texts
+            .iter()
+            .map(|t| RenderedLine {
+                text: t.to_string(),
+                tag: 0,
+            })
+            .collect()
     }
 
     #[test]
@@ -137,12 +153,27 @@ mod tests {
         let cases: &[(&str, Option<&str>, Option<&str>, &str)] = &[
             ("sh-4.2$ date", None, None, "date"),
             ("sh-4.2$ sh-4.2$ date", None, None, "date"),
-            ("[ec2-user@ip-10-0-1-11 ~]$ sudo su -", Some("ec2-user"), Some("~"), "sudo su -"),
+            (
+                "[ec2-user@ip-10-0-1-11 ~]$ sudo su -",
+                Some("ec2-user"),
+                Some("~"),
+                "sudo su -",
+            ),
             ("[root@ip-10-0-1-11 ~]# id", Some("root"), Some("~"), "id"),
-            ("ubuntu@ip-10-0-2-12:/var/log$ ls", Some("ubuntu"), Some("/var/log"), "ls"),
+            (
+                "ubuntu@ip-10-0-2-12:/var/log$ ls",
+                Some("ubuntu"),
+                Some("/var/log"),
+                "ls",
+            ),
             ("$ df -h", None, None, "df -h"),
             ("# whoami", Some("root"), None, "whoami"),
-            ("PS C:\\Users\\Administrator> whoami", None, Some("C:\\Users\\Administrator"), "whoami"),
+            (
+                "PS C:\\Users\\Administrator> whoami",
+                None,
+                Some("C:\\Users\\Administrator"),
+                "whoami",
+            ),
         ];
         for (line, user, cwd, cmd) in cases {
             let prompt = match_prompt(line).unwrap_or_else(|| panic!("no prompt in {line}"));
@@ -150,7 +181,12 @@ mod tests {
             assert_eq!(prompt.cwd.as_deref(), *cwd, "{line}");
             assert_eq!(line[prompt.len..].trim(), *cmd, "{line}");
         }
-        for not_prompt in ["Filesystem Size Used", "total 12", "#comment", "$HOME is set"] {
+        for not_prompt in [
+            "Filesystem Size Used",
+            "total 12",
+            "#comment",
+            "$HOME is set",
+        ] {
             assert_eq!(match_prompt(not_prompt), None, "{not_prompt}");
         }
     }
@@ -158,7 +194,11 @@ mod tests {
     #[test]
     fn bare_prompts_only_count_in_sessions_that_use_them() {
         let found = extract_commands(
-            &lines(&["sh-4.2$ cat /etc/nginx/nginx.conf", "# For more information", "sh-4.2$ exit"]),
+            &lines(&[
+                "sh-4.2$ cat /etc/nginx/nginx.conf",
+                "# For more information",
+                "sh-4.2$ exit",
+            ]),
             Some("ssm-user"),
         );
         let cmds: Vec<_> = found.iter().map(|c| c.cmd.as_str()).collect();
@@ -166,13 +206,19 @@ mod tests {
         assert_eq!(found[0].run_as.as_deref(), Some("ssm-user"));
 
         let found = extract_commands(&lines(&["$ sudo su", "# id", "uid=0(root)"]), None);
-        let cmds: Vec<_> = found.iter().map(|c| (c.cmd.as_str(), c.run_as.as_deref())).collect();
+        let cmds: Vec<_> = found
+            .iter()
+            .map(|c| (c.cmd.as_str(), c.run_as.as_deref()))
+            .collect();
         assert_eq!(cmds, [("sudo su", None), ("id", Some("root"))]);
     }
 
     #[test]
     fn abandoned_and_empty_lines_are_not_commands() {
-        let found = extract_commands(&lines(&["sh-5.2$ rm -rf /tmp/x^C", "sh-5.2$", "sh-5.2$ ls"]), None);
+        let found = extract_commands(
+            &lines(&["sh-5.2$ rm -rf /tmp/x^C", "sh-5.2$", "sh-5.2$ ls"]),
+            None,
+        );
         let cmds: Vec<_> = found.iter().map(|c| c.cmd.as_str()).collect();
         assert_eq!(cmds, ["ls"]);
     }

@@ -60,7 +60,10 @@ pub struct SessionFragment {
 impl SessionFragment {
     /// An empty fragment for `session_id`.
     pub fn new(session_id: String) -> Self {
-        Self { session_id, ..Self::default() }
+        Self {
+            session_id,
+            ..Self::default()
+        }
     }
 
     /// The fragment a stored row stands for (so merging a row with nothing returns the row).
@@ -117,8 +120,19 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
             ($($field:ident),*) => { $( if acc.$field.is_none() { acc.$field = f.$field.clone(); } )* };
         }
         keep_first!(
-            user, principal_arn, source_ip, user_agent, target, account, region, document, run_as,
-            transcript_uri, stream_uri, reason, start_event_id
+            user,
+            principal_arn,
+            source_ip,
+            user_agent,
+            target,
+            account,
+            region,
+            document,
+            run_as,
+            transcript_uri,
+            stream_uri,
+            reason,
+            start_event_id
         );
         acc.started_at = min_time(acc.started_at, min_time(f.started_at, f.first_seen));
         acc.ended_at = max_time(acc.ended_at, max_time(f.ended_at, f.last_seen));
@@ -179,10 +193,21 @@ pub fn enrich_command(command: &mut Command, session: &Session) {
     // CloudTrail's principal is authoritative over the stream's (which may be a role session).
     if session.start_event_id.is_some() {
         command.user = session.user.clone().or(command.user.take());
-        command.principal_arn = session.principal_arn.clone().or(command.principal_arn.take());
+        command.principal_arn = session
+            .principal_arn
+            .clone()
+            .or(command.principal_arn.take());
         command.account = session.account.clone().or(command.account.take());
     }
-    fill!(user, principal_arn, target, account, region, source_ip, run_as);
+    fill!(
+        user,
+        principal_arn,
+        target,
+        account,
+        region,
+        source_ip,
+        run_as
+    );
 }
 
 #[cfg(test)]
@@ -219,7 +244,10 @@ mod tests {
 
     #[test]
     fn merge_is_order_independent_and_trail_wins() {
-        let end = SessionFragment { ended_at: t("2026-10-06T11:07:30Z"), ..SessionFragment::new("s".into()) };
+        let end = SessionFragment {
+            ended_at: t("2026-10-06T11:07:30Z"),
+            ..SessionFragment::new("s".into())
+        };
         let a = merge([&trail_start(), &transcript(), &end]);
         let b = merge([&end, &transcript(), &trail_start()]);
         assert_eq!(a, b);
@@ -236,14 +264,21 @@ mod tests {
     #[test]
     fn merging_a_stored_row_again_changes_nothing() {
         let row = merge([&trail_start(), &transcript()]).unwrap_or_else(|| panic!("no session"));
-        let again = merge([&SessionFragment::from_row(&row), &trail_start(), &transcript()]);
+        let again = merge([
+            &SessionFragment::from_row(&row),
+            &trail_start(),
+            &transcript(),
+        ]);
         assert_eq!(again.as_ref(), Some(&row));
     }
 
     #[test]
     fn kinds() {
         assert_eq!(session_kind(Some("AWS-StartSSHSession")), "ssh");
-        assert_eq!(session_kind(Some("AWS-StartPortForwardingSessionToRemoteHost")), "port_forward");
+        assert_eq!(
+            session_kind(Some("AWS-StartPortForwardingSessionToRemoteHost")),
+            "port_forward"
+        );
         assert_eq!(session_kind(None), "shell");
     }
 }

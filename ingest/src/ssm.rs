@@ -53,7 +53,12 @@ pub fn parse_chunk(
     origin: &str,
     fallback_time: Option<Timestamp>,
 ) -> Result<StreamChunk, String> {
-    let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let text = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let session_id = text("/sessionId").ok_or("missing sessionId")?;
     let time = text("/eventTime")
         .and_then(|t| parse_rfc3339(&t))
@@ -64,7 +69,11 @@ pub fn parse_chunk(
         .and_then(Value::as_array)
         .ok_or("sessionData is not an array")?
         .iter()
-        .map(|line| line.as_str().map(str::to_string).ok_or("sessionData holds a non-string"))
+        .map(|line| {
+            line.as_str()
+                .map(str::to_string)
+                .ok_or("sessionData holds a non-string")
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(StreamChunk {
         session_id,
@@ -87,7 +96,11 @@ pub fn principal_of_arn(arn: &str) -> (Option<String>, Option<String>) {
     let name = if resource == "root" {
         Some("root".to_string())
     } else {
-        resource.rsplit('/').next().filter(|n| !n.is_empty()).map(str::to_string)
+        resource
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
     };
     (name, account)
 }
@@ -98,14 +111,20 @@ fn command_id(session_id: &str, seq: usize) -> String {
 
 /// The text a line shows once its residual escape sequences are applied.
 fn visible(line: &str) -> String {
-    render(line.as_bytes()).pop().map(|l| l.text).unwrap_or_default()
+    render(line.as_bytes())
+        .pop()
+        .map(|l| l.text)
+        .unwrap_or_default()
 }
 
 /// Assembles the chunks of any number of sessions into commands and session fragments.
 pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFragment>) {
     let mut by_session: BTreeMap<String, Vec<StreamChunk>> = BTreeMap::new();
     for chunk in chunks {
-        by_session.entry(chunk.session_id.clone()).or_default().push(chunk);
+        by_session
+            .entry(chunk.session_id.clone())
+            .or_default()
+            .push(chunk);
     }
     let mut commands = Vec::new();
     let mut fragments = Vec::new();
@@ -115,14 +134,16 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
         let mut renderer = TerminalRenderer::new();
         for (i, chunk) in chunks.iter().enumerate() {
             if i > 0 {
-                let previous_open =
-                    chunks[i - 1].lines.last().is_some_and(|l| match_prompt(&visible(l)).is_some());
+                let previous_open = chunks[i - 1]
+                    .lines
+                    .last()
+                    .is_some_and(|l| match_prompt(&visible(l)).is_some());
                 let opens_with_prompt = chunk
                     .lines
                     .first()
                     .map(|l| match_prompt(&visible(l)).is_some())
                     .unwrap_or(true);
-                if !(previous_open && !opens_with_prompt) {
+                if !previous_open || opens_with_prompt {
                     renderer.feed(b"\n", i - 1);
                 }
             }
@@ -132,7 +153,10 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
         let first = &chunks[0];
         let default_run_as = chunks.iter().find_map(|c| c.run_as.as_deref());
         let principal_arn = chunks.iter().find_map(|c| c.principal_arn.clone());
-        let (user, account) = principal_arn.as_deref().map(principal_of_arn).unwrap_or_default();
+        let (user, account) = principal_arn
+            .as_deref()
+            .map(principal_of_arn)
+            .unwrap_or_default();
         let found = extract_commands(&lines, default_run_as);
         for (n, pc) in found.iter().enumerate() {
             let chunk = &chunks[pc.tag.min(chunks.len() - 1)];
@@ -174,7 +198,10 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
 
 /// Whether bytes are a `script` transcript.
 pub fn looks_like_transcript(bytes: &[u8]) -> bool {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
     bytes[start..].starts_with(b"Script started on ")
 }
 
@@ -214,7 +241,9 @@ pub fn parse_transcript(
             body.push(line);
         }
     }
-    let time = started.or(fallback_time).ok_or("transcript has no start date")?;
+    let time = started
+        .or(fallback_time)
+        .ok_or("transcript has no start date")?;
     let found = extract_commands(&body, None);
     let commands = found
         .iter()
@@ -270,7 +299,14 @@ mod tests {
     #[test]
     fn split_command_is_joined_and_timed_at_enter() {
         let chunks = vec![
-            chunk("2026-10-05T10:30:20Z", &["$ df -h", "Filesystem Size", "$ tail -n 50 /var/log/postgres"]),
+            chunk(
+                "2026-10-05T10:30:20Z",
+                &[
+                    "$ df -h",
+                    "Filesystem Size",
+                    "$ tail -n 50 /var/log/postgres",
+                ],
+            ),
             chunk("2026-10-05T10:30:21Z", &["ql/main.log", "line", "$ "]),
         ];
         let (commands, fragments) = assemble_stream(chunks);
@@ -289,7 +325,10 @@ mod tests {
             chunk("2026-10-05T10:30:22Z", &["whoami", "ssm-user", "$ "]),
         ];
         let (commands, _) = assemble_stream(chunks);
-        let cmds: Vec<_> = commands.iter().map(|c| (c.cmd.as_str(), c.time.to_rfc3339())).collect();
+        let cmds: Vec<_> = commands
+            .iter()
+            .map(|c| (c.cmd.as_str(), c.time.to_rfc3339()))
+            .collect();
         assert_eq!(cmds, [("whoami", "2026-10-05T10:30:22+00:00".to_string())]);
     }
 
@@ -307,21 +346,39 @@ mod tests {
     #[test]
     fn arn_names() {
         assert_eq!(
-            principal_of_arn("arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_A_1/carol@example.com"),
-            (Some("carol@example.com".into()), Some("111122223333".into()))
+            principal_of_arn(
+                "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_A_1/carol@example.com"
+            ),
+            (
+                Some("carol@example.com".into()),
+                Some("111122223333".into())
+            )
         );
-        assert_eq!(principal_of_arn("arn:aws:iam::1:root"), (Some("root".into()), Some("1".into())));
+        assert_eq!(
+            principal_of_arn("arn:aws:iam::1:root"),
+            (Some("root".into()), Some("1".into()))
+        );
     }
 
     #[test]
     fn transcript_header_footer_and_editing() {
         let bytes = b"Script started on 2026-10-06 11:00:06+00:00 [COMMAND=\"cat x\" <not executed on terminal>]\r\n\
 sh-5.2$ rm -rf /tmp/x^C\r\nsh-5.2$ lx\x08\x1b[Ks /\r\nbin\r\nsh-5.2$ exit\r\nexit\r\n\r\nScript done on 2026-10-06 11:07:31+00:00 [COMMAND_EXIT_CODE=\"0\"]\r\n";
-        let t = parse_transcript(bytes, "s-1", "s3://b/s-1.log", None).unwrap_or_else(|e| panic!("{e}"));
+        let t = parse_transcript(bytes, "s-1", "s3://b/s-1.log", None)
+            .unwrap_or_else(|e| panic!("{e}"));
         let cmds: Vec<_> = t.commands.iter().map(|c| c.cmd.as_str()).collect();
         assert_eq!(cmds, ["ls /", "exit"]);
-        assert_eq!(t.fragment.first_seen.map(|t| t.to_rfc3339()).as_deref(), Some("2026-10-06T11:00:06+00:00"));
-        assert_eq!(t.fragment.last_seen.map(|t| t.to_rfc3339()).as_deref(), Some("2026-10-06T11:07:31+00:00"));
-        assert_eq!(session_id_of_key("session-logs/s-1.log").as_deref(), Some("s-1"));
+        assert_eq!(
+            t.fragment.first_seen.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-10-06T11:00:06+00:00")
+        );
+        assert_eq!(
+            t.fragment.last_seen.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-10-06T11:07:31+00:00")
+        );
+        assert_eq!(
+            session_id_of_key("session-logs/s-1.log").as_deref(),
+            Some("s-1")
+        );
     }
 }

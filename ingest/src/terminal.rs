@@ -33,7 +33,9 @@ pub struct TerminalRenderer {
 
 impl std::fmt::Debug for TerminalRenderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TerminalRenderer").field("screen", &self.screen).finish()
+        f.debug_struct("TerminalRenderer")
+            .field("screen", &self.screen)
+            .finish()
     }
 }
 
@@ -77,7 +79,10 @@ struct Screen {
 impl Screen {
     fn end_line(&mut self) {
         let text: String = self.current.iter().collect();
-        self.lines.push(RenderedLine { text: text.trim_end().to_string(), tag: self.tag });
+        self.lines.push(RenderedLine {
+            text: text.trim_end().to_string(),
+            tag: self.tag,
+        });
         self.current.clear();
         self.cursor = 0;
     }
@@ -139,8 +144,10 @@ impl vte::Perform for Screen {
     fn csi_dispatch(&mut self, params: &vte::Params, intermediates: &[u8], _ignore: bool, c: char) {
         if intermediates == b"?" {
             if matches!(c, 'h' | 'l') {
-                let switches_screen =
-                    params.iter().flatten().any(|&mode| matches!(mode, 47 | 1047 | 1049));
+                let switches_screen = params
+                    .iter()
+                    .flatten()
+                    .any(|&mode| matches!(mode, 47 | 1047 | 1049));
                 if switches_screen {
                     self.alternate = c == 'h';
                 }
@@ -153,32 +160,39 @@ impl vte::Perform for Screen {
         let n = usize::from(first_param(params, 1));
         match c {
             'K' => {
-                let mode = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0);
+                let mode = params
+                    .iter()
+                    .next()
+                    .and_then(|p| p.first().copied())
+                    .unwrap_or(0);
                 self.erase_in_line(mode);
             }
             'C' => self.cursor = (self.cursor + n).min(MAX_LINE_CHARS),
             'D' => self.cursor = self.cursor.saturating_sub(n),
             'G' | '`' => self.cursor = n.saturating_sub(1).min(MAX_LINE_CHARS),
             'H' | 'f' => {
-                let col = params.iter().nth(1).and_then(|p| p.first().copied()).unwrap_or(1);
+                let col = params
+                    .iter()
+                    .nth(1)
+                    .and_then(|p| p.first().copied())
+                    .unwrap_or(1);
                 self.cursor = usize::from(col.max(1) - 1).min(MAX_LINE_CHARS);
             }
-            'P' => {
-                if self.cursor < self.current.len() {
-                    let end = (self.cursor + n).min(self.current.len());
-                    self.current.drain(self.cursor..end);
-                }
+            'P' if self.cursor < self.current.len() => {
+                let end = (self.cursor + n).min(self.current.len());
+                self.current.drain(self.cursor..end);
             }
-            '@' => {
-                if self.cursor < self.current.len() {
-                    let blanks = n.min(MAX_LINE_CHARS - self.current.len().min(MAX_LINE_CHARS));
-                    self.current.splice(self.cursor..self.cursor, std::iter::repeat_n(' ', blanks));
-                }
+            '@' if self.cursor < self.current.len() => {
+                let blanks = n.min(MAX_LINE_CHARS - self.current.len().min(MAX_LINE_CHARS));
+                self.current
+                    .splice(self.cursor..self.cursor, std::iter::repeat_n(' ', blanks));
             }
             'X' => {
                 let end = (self.cursor + n).min(self.current.len());
                 if self.cursor < end {
-                    self.current[self.cursor..end].iter_mut().for_each(|c| *c = ' ');
+                    self.current[self.cursor..end]
+                        .iter_mut()
+                        .for_each(|c| *c = ' ');
                 }
             }
             _ => {}
@@ -196,7 +210,8 @@ mod tests {
 
     #[test]
     fn backspace_and_erase_resolve_typos() {
-        let lines = texts(b"$ systemctl stauts\x08\x1b[K\x08\x1b[K\x08\x1b[K\x08\x1b[Katus ssh\r\n");
+        let lines =
+            texts(b"$ systemctl stauts\x08\x1b[K\x08\x1b[K\x08\x1b[K\x08\x1b[Katus ssh\r\n");
         assert_eq!(lines, ["$ systemctl status ssh"]);
         let lines = texts(b"$ lx\x08 \x08s\r\n");
         assert_eq!(lines, ["$ ls"]);
@@ -217,7 +232,8 @@ mod tests {
 
     #[test]
     fn osc_titles_and_private_modes_vanish() {
-        let bytes = b"\x1b[?2004l\x1b]0;ec2-user@ip-10-0-1-11:~\x07\x1b[?2004h[ec2-user@ip ~]$ id\n";
+        let bytes =
+            b"\x1b[?2004l\x1b]0;ec2-user@ip-10-0-1-11:~\x07\x1b[?2004h[ec2-user@ip ~]$ id\n";
         assert_eq!(texts(bytes), ["[ec2-user@ip ~]$ id"]);
     }
 

@@ -5,7 +5,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// RFC 3339 (`2026-10-05T09:12:03Z`, with or without fractions or an offset).
 pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-    DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The date of util-linux `script` headers: `2026-10-06 11:00:06+00:00`, `2020-05-27
@@ -18,7 +20,11 @@ pub fn parse_script_date(text: &str) -> Option<Timestamp> {
         }
     }
     let without_zone = text.trim_end_matches(" UTC");
-    for format in ["%a %d %b %Y %I:%M:%S %p", "%a %b %e %H:%M:%S %Y", "%a %d %b %Y %H:%M:%S"] {
+    for format in [
+        "%a %d %b %Y %I:%M:%S %p",
+        "%a %b %e %H:%M:%S %Y",
+        "%a %d %b %Y %H:%M:%S",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(without_zone, format) {
             return Some(t.and_utc());
         }
@@ -42,7 +48,10 @@ mod tests {
         assert_eq!(parse_script_date("2026-10-06 11:00:06+00:00"), want);
         assert_eq!(parse_script_date("2026-10-06 13:00:06+0200"), want);
         assert_eq!(parse_script_date("Tue 06 Oct 2026 11:00:06 AM UTC"), want);
-        assert_eq!(from_epoch_millis(1_791_284_406_000).map(|t| t.to_rfc3339()), want.map(|t| t.to_rfc3339()));
+        assert_eq!(
+            from_epoch_millis(1_791_284_406_000).map(|t| t.to_rfc3339()),
+            want.map(|t| t.to_rfc3339())
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -152,7 +152,9 @@ impl ColumnValue for Option<Timestamp> {
         if array.is_null(row) {
             return Some(None);
         }
-        let micros = array.as_primitive_opt::<TimestampMicrosecondType>()?.value(row);
+        let micros = array
+            .as_primitive_opt::<TimestampMicrosecondType>()?
+            .value(row);
         Some(timestamp_from_micros(micros))
     }
 }
@@ -637,7 +639,9 @@ mod tests {
     use super::*;
 
     fn time(s: &str) -> Timestamp {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     #[test]
@@ -652,26 +656,24 @@ mod tests {
     #[test]
     fn rows_round_trip_through_arrow() {
         let t = time("2026-10-05T09:12:03.123456Z");
-        let rows = vec![
-            Command {
-                event_id: "e1".into(),
-                time: t,
-                date: day_of(&t),
-                user: Some("alice".into()),
-                principal_arn: None,
-                run_as: Some("root".into()),
-                target: Some("i-0a1b2c3d4e5f60711".into()),
-                account: None,
-                region: None,
-                source_ip: None,
-                cmd: "sudo su -".into(),
-                cwd: None,
-                session_id: Some("alice-0a7f3c9e1b2d4f601".into()),
-                seq: 3,
-                source: "stream".into(),
-                origin: "file.json".into(),
-            },
-        ];
+        let rows = vec![Command {
+            event_id: "e1".into(),
+            time: t,
+            date: day_of(&t),
+            user: Some("alice".into()),
+            principal_arn: None,
+            run_as: Some("root".into()),
+            target: Some("i-0a1b2c3d4e5f60711".into()),
+            account: None,
+            region: None,
+            source_ip: None,
+            cmd: "sudo su -".into(),
+            cwd: None,
+            session_id: Some("alice-0a7f3c9e1b2d4f601".into()),
+            seq: 3,
+            source: "stream".into(),
+            origin: "file.json".into(),
+        }];
         let batch = Command::to_batch(&rows).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(batch.schema(), Command::schema());
         let back = Command::from_batch(&batch).unwrap_or_else(|e| panic!("{e}"));

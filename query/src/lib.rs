@@ -76,22 +76,29 @@ pub async fn context(lake: &Lake) -> Result<SessionContext, QueryError> {
                 MemTable::try_new(table.schema(), vec![vec![]]).map_err(QueryError::Execution)?,
             ),
         };
-        ctx.register_table(table.name(), provider).map_err(QueryError::Execution)?;
+        ctx.register_table(table.name(), provider)
+            .map_err(QueryError::Execution)?;
     }
     Ok(ctx)
 }
 
 /// Parses one statement and gives every `FROM`-less `SELECT` in it the default relation.
 pub fn with_default_from(sql: &str) -> Result<Statement, QueryError> {
-    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
-        .map_err(|e| QueryError::User { message: format!("bad SQL: {e}") })?;
+    let mut statements =
+        DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| {
+            QueryError::User {
+                message: format!("bad SQL: {e}"),
+            }
+        })?;
     if statements.len() != 1 {
         return Err(QueryError::User {
             message: format!("expected one SQL statement, found {}", statements.len()),
         });
     }
     let Some(DfStatement::Statement(statement)) = statements.pop_front() else {
-        return Err(QueryError::User { message: "only SQL queries are supported".to_string() });
+        return Err(QueryError::User {
+            message: "only SQL queries are supported".to_string(),
+        });
     };
     let mut statement = *statement;
     if let Statement::Query(query) = &mut statement {
@@ -103,7 +110,7 @@ pub fn with_default_from(sql: &str) -> Result<Statement, QueryError> {
 fn default_from() -> Result<Vec<datafusion::sql::sqlparser::ast::TableWithJoins>, QueryError> {
     let sql = format!("SELECT * FROM {}", DEFAULT_TABLE.name());
     let parsed = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {})
-        .map_err(|e| QueryError::Execution(e.into()))?;
+        .map_err(QueryError::Execution)?;
     match parsed.into_iter().next() {
         Some(DfStatement::Statement(statement)) => match *statement {
             Statement::Query(query) => match *query.body {
@@ -147,7 +154,9 @@ pub async fn plan_sql(
     let statement = with_default_from(sql)?;
     let user = |e: DataFusionError| {
         if is_user_error(&e) {
-            QueryError::User { message: e.to_string() }
+            QueryError::User {
+                message: e.to_string(),
+            }
         } else {
             QueryError::Execution(e)
         }
@@ -162,14 +171,19 @@ pub async fn plan_sql(
         .with_allow_dml(false)
         .with_allow_statements(false)
         .verify_plan(&plan)
-        .map_err(|e| QueryError::User { message: format!("the lake is read-only here: {e}") })?;
+        .map_err(|e| QueryError::User {
+            message: format!("the lake is read-only here: {e}"),
+        })?;
     Ok(plan)
 }
 
 /// Runs a statement and collects the result.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     let plan = plan_sql(ctx, sql).await?;
-    let df = ctx.execute_logical_plan(plan).await.map_err(QueryError::Execution)?;
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(QueryError::Execution)?;
     df.collect().await.map_err(QueryError::Execution)
 }
 
@@ -186,11 +200,17 @@ pub fn write_batches(
                 let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 writeln!(out, "(no rows; columns: {})", names.join(", "))?;
             } else {
-                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?;
+                writeln!(
+                    out,
+                    "{}",
+                    arrow::util::pretty::pretty_format_batches(batches)?
+                )?;
             }
         }
         OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             if batches.is_empty() {
                 writer.write(&RecordBatch::new_empty(schema))?;
             }
@@ -228,10 +248,19 @@ pub async fn describe_tables(ctx: &SessionContext) -> Result<String, QueryError>
         let batches = run_sql(ctx, &format!("SELECT count(*) FROM {}", table.name())).await?;
         let rows = batches
             .first()
-            .and_then(|b| b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>())
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+            })
             .map(|a| a.value(0))
             .unwrap_or(0);
-        text.push_str(&format!("{:<12} {:>9} rows  {}\n", table.name(), rows, table.description()));
+        text.push_str(&format!(
+            "{:<12} {:>9} rows  {}\n",
+            table.name(),
+            rows,
+            table.description()
+        ));
     }
     Ok(text)
 }
@@ -244,8 +273,16 @@ pub fn describe_schema(name: &str) -> Result<String, QueryError> {
     let mut text = format!("{}: {}\n", table.name(), table.description());
     for field in table.schema().fields() {
         let null = if field.is_nullable() { "" } else { " not null" };
-        let partition = if field.name() == table.partition_column() { " (partition)" } else { "" };
-        text.push_str(&format!("  {:<18} {}{null}{partition}\n", field.name(), field.data_type()));
+        let partition = if field.name() == table.partition_column() {
+            " (partition)"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "  {:<18} {}{null}{partition}\n",
+            field.name(),
+            field.data_type()
+        ));
     }
     Ok(text)
 }
@@ -254,7 +291,12 @@ pub fn describe_schema(name: &str) -> Result<String, QueryError> {
 pub fn catalogue() -> String {
     let mut text = String::from("tables and columns:\n");
     for table in Table::ALL {
-        let names: Vec<_> = table.schema().fields().iter().map(|f| f.name().to_string()).collect();
+        let names: Vec<_> = table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
         text.push_str(&format!("  {}: {}\n", table.name(), names.join(", ")));
     }
     text
@@ -266,10 +308,14 @@ mod tests {
 
     #[test]
     fn default_from_is_added_on_the_parsed_statement() {
-        let statement = with_default_from("select * where cmd like 'sudo%'")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(statement.to_string(), "SELECT * FROM commands WHERE cmd LIKE 'sudo%'");
-        let statement = with_default_from("select user from sessions").unwrap_or_else(|e| panic!("{e}"));
+        let statement =
+            with_default_from("select * where cmd like 'sudo%'").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            statement.to_string(),
+            "SELECT * FROM commands WHERE cmd LIKE 'sudo%'"
+        );
+        let statement =
+            with_default_from("select user from sessions").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(statement.to_string(), "SELECT user FROM sessions");
         let statement = with_default_from("select 'where x from y' as s union select cmd")
             .unwrap_or_else(|e| panic!("{e}"));
@@ -281,15 +327,27 @@ mod tests {
 
     #[test]
     fn bad_sql_is_a_user_error() {
-        assert!(matches!(with_default_from("selec * frm"), Err(QueryError::User { .. })));
-        assert!(matches!(with_default_from("select 1; select 2"), Err(QueryError::User { .. })));
+        assert!(matches!(
+            with_default_from("selec * frm"),
+            Err(QueryError::User { .. })
+        ));
+        assert!(matches!(
+            with_default_from("select 1; select 2"),
+            Err(QueryError::User { .. })
+        ));
     }
 
     #[test]
     fn schema_descriptions() {
         let text = describe_schema("commands").unwrap_or_else(|e| panic!("{e}"));
         assert!(text.contains("cmd"), "{text}");
-        assert!(text.contains("date               Date32 not null (partition)"), "{text}");
-        assert!(matches!(describe_schema("nope"), Err(QueryError::User { .. })));
+        assert!(
+            text.contains("date               Date32 not null (partition)"),
+            "{text}"
+        );
+        assert!(matches!(
+            describe_schema("nope"),
+            Err(QueryError::User { .. })
+        ));
     }
 }

@@ -114,7 +114,10 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = auditq_query::context(&lake).await?;
             let plan = auditq_query::plan_sql(&ctx, &sql).await?;
             let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
-            let df = ctx.execute_logical_plan(plan).await.map_err(QueryError::Execution)?;
+            let df = ctx
+                .execute_logical_plan(plan)
+                .await
+                .map_err(QueryError::Execution)?;
             let batches = df.collect().await.map_err(QueryError::Execution)?;
             let mut stdout = std::io::stdout().lock();
             auditq_query::write_batches(&batches, schema, cli.format, &mut stdout)?;
@@ -137,7 +140,9 @@ async fn load_samples_if_first_run(lake: &Lake, explicit: bool) -> anyhow::Resul
     if explicit || !lake.is_empty().await? {
         return Ok(());
     }
-    let Some(samples) = sample_logs() else { return Ok(()) };
+    let Some(samples) = sample_logs() else {
+        return Ok(());
+    };
     eprintln!(
         "auditq: {} is empty; ingesting the bundled sample logs from {} first (use --data or AUDITQ_DATA for your own lake)",
         lake.location(),
@@ -170,16 +175,30 @@ async fn ingest(lake: &Lake, paths: &[PathBuf]) -> anyhow::Result<IngestSummary>
 }
 
 fn print_summary(summary: &IngestSummary, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "read {} files ({} skipped: not log files)", summary.objects, summary.skipped)?;
+    writeln!(
+        out,
+        "read {} files ({} skipped: not log files)",
+        summary.objects, summary.skipped
+    )?;
     for (table, count) in &summary.tables {
-        write!(out, "  {:<11} {:>6} read {:>6} added", table.name(), count.read, count.added)?;
+        write!(
+            out,
+            "  {:<11} {:>6} read {:>6} added",
+            table.name(),
+            count.read,
+            count.added
+        )?;
         if count.updated > 0 {
             write!(out, " {:>6} updated", count.updated)?;
         }
         writeln!(out)?;
     }
     if summary.rejected() > 0 {
-        writeln!(out, "  rejected {} records (see the rejects table):", summary.rejected())?;
+        writeln!(
+            out,
+            "  rejected {} records (see the rejects table):",
+            summary.rejected()
+        )?;
         for (reason, n) in &summary.reject_reasons {
             writeln!(out, "    {n:>6}  {reason}")?;
         }

@@ -10,7 +10,9 @@ fn auditq(cwd: &std::path::Path) -> Command {
 }
 
 fn output(command: &mut Command) -> (bool, String, String) {
-    let out = command.output().unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -24,7 +26,10 @@ fn first_run_loads_the_samples_and_answers_the_readme_query() {
     let sql = "select user, target, cmd where cmd like 'sudo%' order by time";
     let (ok, stdout, stderr) = output(auditq(dir.path()).arg(sql));
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("ingesting the bundled sample logs"), "{stderr}");
+    assert!(
+        stderr.contains("ingesting the bundled sample logs"),
+        "{stderr}"
+    );
     assert!(stdout.contains("sudo su -"), "{stdout}");
     assert!(stdout.contains("i-0a1b2c3d4e5f60711"), "{stdout}");
     assert!(dir.path().join("auditq-data/commands/_delta_log").is_dir());
@@ -53,7 +58,8 @@ fn output_formats_and_explicit_lake() {
     let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
     assert!(ok, "{stderr}");
     let sql = "select session_id, kind from sessions where kind <> 'shell' order by session_id";
-    let (ok, csv, stderr) = output(auditq(dir.path()).args(["--data", &lake, "--format", "csv", sql]));
+    let (ok, csv, stderr) =
+        output(auditq(dir.path()).args(["--data", &lake, "--format", "csv", sql]));
     assert!(ok, "{stderr}");
     assert_eq!(
         csv,
@@ -61,7 +67,8 @@ fn output_formats_and_explicit_lake() {
     );
     let (ok, json, _) = output(auditq(dir.path()).args(["--data", &lake, "--format", "json", sql]));
     assert!(ok);
-    let value: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let value: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
     assert_eq!(value[1]["kind"], "port_forward");
     let (ok, ndjson, _) =
         output(auditq(dir.path()).args(["--data", &lake, "--format", "ndjson", sql]));
@@ -77,7 +84,12 @@ fn output_formats_and_explicit_lake() {
 
     let (ok, tables, _) = output(auditq(dir.path()).args(["--data", &lake, "tables"]));
     assert!(ok);
-    assert!(tables.lines().any(|l| l.starts_with("cloudtrail") && l.contains(" 27 rows")), "{tables}");
+    assert!(
+        tables
+            .lines()
+            .any(|l| l.starts_with("cloudtrail") && l.contains(" 27 rows")),
+        "{tables}"
+    );
     let (ok, schema, _) = output(auditq(dir.path()).args(["schema", "sessions"]));
     assert!(ok);
     assert!(schema.contains("source_ip"), "{schema}");
@@ -88,12 +100,20 @@ fn user_errors_list_the_tables_and_columns() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let empty = dir.path().join("lake");
     let empty = empty.to_string_lossy();
-    for sql in ["select nope", "select * from nowhere", "selec cmd", "delete from commands"] {
+    for sql in [
+        "select nope",
+        "select * from nowhere",
+        "selec cmd",
+        "delete from commands",
+    ] {
         let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &empty, sql]));
         assert!(!ok, "{sql} should fail");
         assert!(stderr.starts_with("auditq: "), "{stderr}");
         assert!(stderr.contains("tables and columns:"), "{sql}: {stderr}");
-        assert!(stderr.contains("  sessions: session_id, date, user"), "{stderr}");
+        assert!(
+            stderr.contains("  sessions: session_id, date, user"),
+            "{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -121,6 +141,10 @@ fn a_closed_pipe_is_a_success() {
     drop(stdout);
     let status = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
     let stderr = String::from_utf8_lossy(&status.stderr);
-    assert!(status.status.success(), "exit {:?}: {stderr}", status.status);
+    assert!(
+        status.status.success(),
+        "exit {:?}: {stderr}",
+        status.status
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

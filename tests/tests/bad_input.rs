@@ -27,7 +27,11 @@ async fn bad_input_is_rejected_with_reasons_and_the_rest_is_ingested() {
         std::fs::write(input.join(name), bytes).unwrap_or_else(|e| panic!("{e}"))
     };
 
-    let good = format!(r#"{{"Records":[{},{}]}}"#, record("good-1"), record("good-2"));
+    let good = format!(
+        r#"{{"Records":[{},{}]}}"#,
+        record("good-1"),
+        record("good-2")
+    );
     write("a-good.json.gz", &gzip(good.as_bytes()));
     let full = gzip(format!(r#"{{"Records":[{}]}}"#, record("lost-1")).as_bytes());
     write("b-truncated.json.gz", &full[..full.len() / 2]);
@@ -35,7 +39,9 @@ async fn bad_input_is_rejected_with_reasons_and_the_rest_is_ingested() {
     // NDJSON: a good line, invalid UTF-8, a 10 MB line, another good line.
     let mut ndjson = record("nd-1").into_bytes();
     ndjson.extend_from_slice(b"\n{\"eventSource\":\"\xff\xfe\xfd\",\"eventName\":\"x\"}\n");
-    ndjson.extend_from_slice(format!("{{\"pad\":\"{}\"}}\n", "A".repeat(10 * 1024 * 1024)).as_bytes());
+    ndjson.extend_from_slice(
+        format!("{{\"pad\":\"{}\"}}\n", "A".repeat(10 * 1024 * 1024)).as_bytes(),
+    );
     ndjson.extend_from_slice(record("nd-2").as_bytes());
     write("d-mixed.ndjson", &ndjson);
     write("e-bomb.json.gz", &gzip(&vec![b' '; 64 * 1024 * 1024]));
@@ -43,8 +49,11 @@ async fn bad_input_is_rejected_with_reasons_and_the_rest_is_ingested() {
 
     let lake_dir = dir.path().join("lake");
     let lake = Lake::new(lake_dir.display().to_string());
-    let limits = Limits { max_decompressed_bytes: 16 * 1024 * 1024, ..Limits::default() };
-    let summary = ingest_paths(&lake, &[input.clone()], &limits, &|_| {})
+    let limits = Limits {
+        max_decompressed_bytes: 16 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let summary = ingest_paths(&lake, std::slice::from_ref(&input), &limits, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -52,13 +61,32 @@ async fn bad_input_is_rejected_with_reasons_and_the_rest_is_ingested() {
     assert_eq!(summary.tables[&Table::Cloudtrail].added, 4, "{summary:?}");
     assert_eq!(summary.tables[&Table::Rejects].added, 6, "{summary:?}");
     let reasons: Vec<_> = summary.reject_reasons.keys().map(String::as_str).collect();
-    assert!(reasons.iter().any(|r| r.starts_with("truncated gzip")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("gzip inflates past")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("malformed JSON")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("bytes exceeds the 1048576-byte cap")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("unrecognised format")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.starts_with("truncated gzip")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("gzip inflates past")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("malformed JSON")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("bytes exceeds the 1048576-byte cap")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("unrecognised format")),
+        "{reasons:?}"
+    );
 
-    let ctx = auditq_query::context(&lake).await.unwrap_or_else(|e| panic!("{e}"));
+    let ctx = auditq_query::context(&lake)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let batches = auditq_query::run_sql(
         &ctx,
         "select origin, position from rejects order by origin, position",
@@ -81,7 +109,9 @@ async fn bad_input_is_rejected_with_reasons_and_the_rest_is_ingested() {
     );
 
     // Reading the same bad input again stores nothing new.
-    let again = ingest_paths(&lake, &[input], &limits, &|_| {}).await.unwrap_or_else(|e| panic!("{e}"));
+    let again = ingest_paths(&lake, &[input], &limits, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.tables[&Table::Rejects].added, 0);
     assert_eq!(again.tables[&Table::Cloudtrail].added, 0);
 }

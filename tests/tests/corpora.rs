@@ -5,7 +5,10 @@ use auditq_ingest::{Limits, time::parse_rfc3339};
 use auditq_tests::corpora;
 
 fn object(origin: &str) -> Object<'_> {
-    Object { origin, modified: parse_rfc3339("2026-01-01T00:00:00Z").unwrap_or_default() }
+    Object {
+        origin,
+        modified: parse_rfc3339("2026-01-01T00:00:00Z").unwrap_or_default(),
+    }
 }
 
 #[test]
@@ -17,7 +20,11 @@ fn every_stratus_cloudtrail_record_parses() {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     files.sort();
-    assert!(files.len() >= 30, "expected the Stratus corpus, found {} files", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected the Stratus corpus, found {} files",
+        files.len()
+    );
     let (mut records, mut starts, mut terminates) = (0, Vec::new(), Vec::new());
     for path in &files {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{e}"));
@@ -39,7 +46,10 @@ fn every_stratus_cloudtrail_record_parses() {
         }
         for fragment in &parsed.fragments {
             if fragment.from_trail {
-                assert!(fragment.target.is_some(), "{origin}: StartSession without target");
+                assert!(
+                    fragment.target.is_some(),
+                    "{origin}: StartSession without target"
+                );
                 assert!(fragment.started_at.is_some());
             }
         }
@@ -48,7 +58,10 @@ fn every_stratus_cloudtrail_record_parses() {
     assert_eq!(starts.len(), 3);
     assert_eq!(terminates.len(), 3);
     for event in starts.iter().chain(&terminates) {
-        let id = event.session_id.as_deref().unwrap_or_else(|| panic!("no session id: {event:?}"));
+        let id = event
+            .session_id
+            .as_deref()
+            .unwrap_or_else(|| panic!("no session id: {event:?}"));
         assert!(id.starts_with("christophe-"), "{id}");
         assert_eq!(event.user.as_deref(), Some("christophe"));
     }

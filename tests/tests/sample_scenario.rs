@@ -1,0 +1,238 @@
+//! End to end: ingest `sample-logs/` twice into a temporary lake and ask the scenario's questions
+//! through SQL. The expected answers are the facts in `sample-logs/README.md`.
+
+use auditq_ingest::{IngestSummary, Lake, Limits, ingest_paths};
+use auditq_model::Table;
+use auditq_query::{OutputFormat, run_sql, write_batches};
+use auditq_tests::repo_root;
+
+async fn csv(lake: &Lake, sql: &str) -> String {
+    let ctx = auditq_query::context(lake)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = auditq_query::plan_sql(&ctx, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
+    let batches = run_sql(&ctx, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = Vec::new();
+    write_batches(&batches, schema, OutputFormat::Csv, &mut out).unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8(out).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn ingest(lake: &Lake) -> IngestSummary {
+    ingest_paths(
+        lake,
+        &[repo_root().join("sample-logs")],
+        &Limits::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn sample_scenario_answers_who_when_where_what() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+
+    let first = ingest(&lake).await;
+    assert_eq!(first.objects, 32, "{first:?}");
+    assert_eq!(
+        first.skipped, 2,
+        "generate.py and README.md are not log files"
+    );
+    let added = |s: &IngestSummary, t: Table| s.tables.get(&t).map(|c| (c.read, c.added));
+    assert_eq!(added(&first, Table::Commands), Some((35, 35)));
+    assert_eq!(added(&first, Table::Sessions), Some((10, 10)));
+    assert_eq!(
+        added(&first, Table::Cloudtrail),
+        Some((28, 27)),
+        "one duplicate delivery"
+    );
+    assert_eq!(added(&first, Table::Rejects), Some((0, 0)));
+
+    let second = ingest(&lake).await;
+    assert_eq!(added(&second, Table::Commands), Some((35, 0)));
+    assert_eq!(added(&second, Table::Cloudtrail), Some((28, 0)));
+    assert_eq!(added(&second, Table::Sessions), Some((10, 0)));
+    assert_eq!(second.tables[&Table::Sessions].updated, 0);
+
+    let counts = csv(
+        &lake,
+        "select c.n c, s.n s, t.n t, t.d d, r.n r from (select count(*) n from commands) c, \
+         (select count(*) n from sessions) s, \
+         (select count(*) n, count(distinct event_id) d from cloudtrail) t, \
+         (select count(*) n from rejects) r",
+    )
+    .await;
+    assert_eq!(counts, "c,s,t,d,r\n35,10,27,27,0\n");
+
+    // Every sudo command: who, when, where, what (the README's first question).
+    let sudo = csv(
+        &lake,
+        "select time, user, target, account, region, source_ip, run_as, cmd \
+         where cmd like 'sudo%' order by time, seq",
+    )
+    .await;
+    assert_eq!(
+        sudo,
+        "time,user,target,account,region,source_ip,run_as,cmd\n\
+2026-10-05T09:12:31Z,alice,i-0a1b2c3d4e5f60711,111122223333,eu-west-1,203.0.113.10,ec2-user,sudo systemctl restart nginx\n\
+2026-10-05T09:13:02Z,alice,i-0a1b2c3d4e5f60711,111122223333,eu-west-1,203.0.113.10,ec2-user,sudo su -\n\
+2026-10-05T10:31:05Z,bob,i-0b2c3d4e5f6071822,111122223333,eu-west-1,198.51.100.23,ssm-user,sudo -u postgres psql -c 'select count(*) from pg_stat_activity;'\n\
+2026-10-05T14:06:30Z,carol@example.com,i-0a1b2c3d4e5f60711,111122223333,eu-west-1,192.0.2.77,ssm-user,sudo cat /etc/nginx/nginx.conf\n\
+2026-10-05T16:41:03Z,dave,i-0c3d4e5f607182933,444455556666,us-east-1,198.51.100.99,ssm-user,sudo systemctl status app.service\n\
+2026-10-06T08:03:15Z,dave,i-0c3d4e5f607182933,444455556666,us-east-1,198.51.100.99,ssm-user,sudo -i\n\
+2026-10-06T09:30:40Z,bob,i-0a1b2c3d4e5f60711,111122223333,eu-west-1,198.51.100.23,ssm-user,sudo tail -n 5 /var/log/nginx/error.log\n\
+2026-10-06T11:00:06Z,alice,i-0b2c3d4e5f6071822,111122223333,eu-west-1,203.0.113.10,ubuntu,sudo vim /etc/ssh/sshd_config\n\
+2026-10-06T11:00:06Z,alice,i-0b2c3d4e5f6071822,111122223333,eu-west-1,203.0.113.10,ubuntu,sudo systemctl restart ssh\n\
+2026-10-06T15:20:31Z,carol@example.com,i-0c3d4e5f607182933,444455556666,us-east-1,192.0.2.77,,sudo journalctl -u amazon-ssm-agent --no-pager -n 20\n"
+    );
+
+    // The source IP and document of every session, and what recorded it.
+    let sessions = csv(
+        &lake,
+        "select session_id, user, source_ip, target, document, kind, logged, commands, started_at, ended_at \
+         from sessions order by started_at",
+    )
+    .await;
+    assert_eq!(
+        sessions,
+        "session_id,user,source_ip,target,document,kind,logged,commands,started_at,ended_at\n\
+alice-0a7f3c9e1b2d4f601,alice,203.0.113.10,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,6,2026-10-05T09:12:03Z,2026-10-05T09:18:40Z\n\
+bob-0b8e4d0f2c3e5a712,bob,198.51.100.23,i-0b2c3d4e5f6071822,SSM-SessionManagerRunShell,shell,stream,4,2026-10-05T10:30:15Z,2026-10-05T10:41:02Z\n\
+carol@example.com-wzleysigzmbd6fmkefjqvt5w4u,carol@example.com,192.0.2.77,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,4,2026-10-05T14:05:44Z,2026-10-05T14:12:10Z\n\
+dave-03d4e5f6a7b8c9da2,dave,198.51.100.99,i-0c3d4e5f607182933,SSM-SessionManagerRunShell,shell,stream,3,2026-10-05T16:40:00Z,2026-10-05T16:44:30Z\n\
+dave-0d9a5b1e3f4a6c823,dave,198.51.100.99,i-0c3d4e5f607182933,SSM-SessionManagerRunShell,shell,stream,6,2026-10-06T08:02:11Z,2026-10-06T08:09:57Z\n\
+bob-02c3d4e5f6a7b8c91,bob,198.51.100.23,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,3,2026-10-06T09:30:00Z,2026-10-06T09:34:10Z\n\
+alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,SSM-SessionManagerRunShell,shell,transcript,5,2026-10-06T11:00:05Z,2026-10-06T11:07:31Z\n\
+carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla,carol@example.com,192.0.2.77,i-0c3d4e5f607182933,SSM-SessionManagerRunShell,shell,transcript,4,2026-10-06T15:20:30Z,2026-10-06T15:26:02Z\n\
+bob-0f1a2b3c4d5e6f701,bob,198.51.100.23,i-0d4e5f60718293a44,AWS-StartSSHSession,ssh,none,0,2026-10-06T16:00:12Z,2026-10-06T16:45:50Z\n\
+dave-01b2c3d4e5f6a7b80,dave,198.51.100.99,i-0c3d4e5f607182933,AWS-StartPortForwardingSession,port_forward,none,0,2026-10-06T17:10:00Z,2026-10-06T17:55:30Z\n"
+    );
+
+    // Transcripts resolve to what was run: the typo fixed with backspaces, history recall, nothing
+    // from inside vim, and the line abandoned with Ctrl-C is not a command.
+    let alice = csv(
+        &lake,
+        "select cmd where session_id = 'alice-0e1f2a3b4c5d6e7f8' order by seq",
+    )
+    .await;
+    assert_eq!(
+        alice,
+        "cmd\nsystemctl status ssh\nsudo vim /etc/ssh/sshd_config\nsudo systemctl restart ssh\n\
+         systemctl status ssh\nexit\n"
+    );
+    let abandoned = csv(
+        &lake,
+        "select count(*) n where cmd like '%build-cache%' or cmd like '%PermitRoot%'",
+    )
+    .await;
+    assert_eq!(abandoned, "n\n0\n");
+    // The stream command split across two uploads is one command, timed when Enter was pressed.
+    let split = csv(&lake, "select time, cmd where cmd like 'tail -n 50%'").await;
+    assert_eq!(
+        split,
+        "time,cmd\n2026-10-05T10:31:06Z,tail -n 50 /var/log/postgresql/postgresql-14-main.log\n"
+    );
+    // Root after `sudo su -`: the prompt says so.
+    let root = csv(
+        &lake,
+        "select user, run_as, cmd where run_as = 'root' order by time, seq",
+    )
+    .await;
+    assert_eq!(
+        root,
+        "user,run_as,cmd\nalice,root,tail -n 20 /var/log/secure\nalice,root,exit\n\
+         dave,root,cat /root/.aws/credentials\ndave,root,history -c\ndave,root,exit\n"
+    );
+
+    // CloudTrail facts: console logins and MFA, the duplicate stored once, the trail stopped.
+    let logins = csv(
+        &lake,
+        "select time, user, source_ip, mfa, error_message from cloudtrail \
+         where event_name = 'ConsoleLogin' order by time",
+    )
+    .await;
+    assert_eq!(
+        logins,
+        "time,user,source_ip,mfa,error_message\n\
+2026-10-05T08:55:10Z,alice,203.0.113.10,true,\n\
+2026-10-06T03:14:15Z,alice,45.155.205.233,false,Failed authentication\n\
+2026-10-06T15:58:02Z,bob,198.51.100.23,false,\n"
+    );
+    let iam = csv(
+        &lake,
+        "select event_name, user, account from cloudtrail where event_source = 'iam.amazonaws.com' \
+         or event_name = 'StopLogging' order by time",
+    )
+    .await;
+    assert_eq!(
+        iam,
+        "event_name,user,account\nCreateUser,bob,111122223333\nAttachUserPolicy,bob,111122223333\n\
+         CreateAccessKey,bob,111122223333\nStopLogging,dave,444455556666\n"
+    );
+    let carol = csv(
+        &lake,
+        "select distinct principal_arn from cloudtrail where user = 'carol@example.com' order by 1",
+    )
+    .await;
+    assert_eq!(
+        carol,
+        "principal_arn\n\
+arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_AdministratorAccess_5e2a1c0d9b8f7a61/carol@example.com\n\
+arn:aws:sts::444455556666:assumed-role/AWSReservedSSO_ReadOnlyAccess_1f2e3d4c5b6a7980/carol@example.com\n"
+    );
+    // Partitioned by date: two days, the tables laid out as Delta partitions.
+    let days = csv(
+        &lake,
+        "select date, count(*) n from commands group by date order by date",
+    )
+    .await;
+    assert_eq!(days, "date,n\n2026-10-05,17\n2026-10-06,18\n");
+    assert!(dir.path().join("lake/commands/date=2026-10-05").is_dir());
+    assert!(dir.path().join("lake/commands/_delta_log").is_dir());
+}
+
+#[tokio::test]
+async fn order_of_arrival_does_not_change_the_answer() {
+    // Transcripts and streams first, CloudTrail afterwards: sessions still get who/where.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let samples = repo_root().join("sample-logs");
+    for part in ["s3/ssm-session-logs", "cloudwatch", "s3/cloudtrail"] {
+        ingest_paths(&lake, &[samples.join(part)], &Limits::default(), &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let sessions = csv(
+        &lake,
+        "select session_id, user, source_ip, target, logged, started_at from sessions \
+         where session_id like 'alice%' order by started_at",
+    )
+    .await;
+    assert_eq!(
+        sessions,
+        "session_id,user,source_ip,target,logged,started_at\n\
+alice-0a7f3c9e1b2d4f601,alice,203.0.113.10,i-0a1b2c3d4e5f60711,stream,2026-10-05T09:12:03Z\n\
+alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,transcript,2026-10-06T11:00:05Z\n"
+    );
+    let counts = csv(&lake, "select s.n s, c.n c from (select count(*) n from sessions) s, (select count(*) n from commands) c").await;
+    assert_eq!(counts, "s,c\n10,35\n");
+    // Commands stored before CloudTrail arrived were given their session's who/where.
+    let missing = csv(
+        &lake,
+        "select count(*) n from commands where user is null or source_ip is null or target is null \
+         or account is null",
+    )
+    .await;
+    assert_eq!(missing, "n\n0\n");
+    let transcript = csv(&lake, "select distinct user, source_ip, target from commands where source = 'transcript' order by 1, 2").await;
+    assert_eq!(
+        transcript,
+        "user,source_ip,target\nalice,203.0.113.10,i-0b2c3d4e5f6071822\ncarol@example.com,192.0.2.77,i-0c3d4e5f607182933\n"
+    );
+}
