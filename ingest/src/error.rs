@@ -23,6 +23,16 @@ pub enum IngestError {
         /// The cause.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An AWS API call failed.
+    #[error("{operation} on {resource}: {message}")]
+    Aws {
+        /// The API operation.
+        operation: String,
+        /// What it was called on.
+        resource: String,
+        /// The SDK's error, with its context.
+        message: String,
+    },
     /// Rows could not be converted to or from Arrow.
     #[error("table {table}: {source}")]
     Arrow {

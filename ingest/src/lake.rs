@@ -9,7 +9,7 @@
 //! the one table whose rows change as more sources arrive; they are replaced by id in a single
 //! commit (`replaceWhere session_id IN (...)`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
@@ -26,10 +26,14 @@ use deltalake::{DeltaTable, ensure_table_uri};
 
 use crate::error::{IngestError, Result};
 
-/// A lake location: a local directory (or, later, an object-store URL).
+/// A lake location: a local directory or `s3://bucket/prefix`.
+///
+/// On S3, commits use S3 conditional writes (`If-None-Match`), which AWS S3 and the emulator both
+/// honour, so concurrent writers cannot overwrite each other's commit without a lock table.
 #[derive(Debug, Clone)]
 pub struct Lake {
     location: String,
+    storage_options: HashMap<String, String>,
 }
 
 impl Lake {
@@ -37,7 +41,15 @@ impl Lake {
     pub fn new(location: impl Into<String>) -> Self {
         Self {
             location: location.into(),
+            storage_options: HashMap::new(),
         }
+    }
+
+    /// Object-store options (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `AWS_REGION`, ...); the
+    /// standard AWS environment is read by the store itself.
+    pub fn with_storage_options(mut self, options: HashMap<String, String>) -> Self {
+        self.storage_options = options;
+        self
     }
 
     /// Where the lake is.
@@ -65,7 +77,7 @@ impl Lake {
     pub async fn open(&self, table: Table) -> Result<DeltaTable> {
         let url =
             ensure_table_uri(self.table_location(table)).map_err(|e| self.lake_error(table, e))?;
-        DeltaTable::try_from_url(url)
+        DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone())
             .await
             .map_err(|e| self.lake_error(table, e))
     }
@@ -191,6 +203,21 @@ impl Lake {
         }
         builder.await.map_err(|e| self.lake_error(table, e))?;
         Ok(())
+    }
+
+    /// The stored rows matching a filter.
+    pub async fn rows_matching<R: Row>(
+        &self,
+        table: Table,
+        filter: datafusion::prelude::Expr,
+    ) -> Result<Vec<R>> {
+        let mut rows = Vec::new();
+        for batch in self.select(table, filter, &[]).await? {
+            rows.extend(
+                R::from_batch(&batch).map_err(|source| IngestError::Arrow { table, source })?,
+            );
+        }
+        Ok(rows)
     }
 
     /// The stored rows whose `key` column is one of `keys`.

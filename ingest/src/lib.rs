@@ -14,6 +14,7 @@
 //! than stripped with regexes, so backspaces, history recall and full-screen editors resolve to
 //! the command the user actually ran.
 
+pub mod aws;
 pub mod cloudtrail;
 pub mod decode;
 pub mod error;

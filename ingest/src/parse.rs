@@ -215,11 +215,54 @@ fn parse_ndjson(bytes: &[u8], object: Object<'_>, limits: &Limits, parsed: &mut 
     }
 }
 
-/// A CloudWatch Logs event as exported or delivered.
-struct LogEvent<'v> {
-    stream: Option<&'v str>,
-    timestamp: Option<Timestamp>,
-    message: &'v str,
+/// A CloudWatch Logs event, however it was obtained (an export file, the API, a subscription).
+#[derive(Debug, Clone, Copy)]
+pub struct LogEventIn<'v> {
+    /// Its position (from 0) in what it was read from, for rejects.
+    pub index: usize,
+    /// The log stream it belongs to.
+    pub stream: Option<&'v str>,
+    /// Its timestamp.
+    pub timestamp: Option<Timestamp>,
+    /// The message as logged.
+    pub message: &'v str,
+}
+
+/// Parses CloudWatch Logs events: stream chunks, CloudTrail records, or plain-text transcript
+/// uploads (joined per stream). `position` prefixes the position of each event in rejects.
+pub fn parse_log_events(
+    events: &[LogEventIn<'_>],
+    object: Object<'_>,
+    position: &str,
+    parsed: &mut Parsed,
+) {
+    let mut uploads: BTreeMap<String, Vec<(Option<Timestamp>, String)>> = BTreeMap::new();
+    for event in events {
+        parse_log_event(
+            event,
+            object,
+            &at(position, "event", event.index),
+            parsed,
+            &mut uploads,
+        );
+    }
+    for (stream, parts) in uploads {
+        let text: String = parts
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let origin = format!("{}#{stream}", object.origin);
+        let fallback = parts
+            .iter()
+            .find_map(|(t, _)| *t)
+            .unwrap_or(object.modified);
+        let inner = Object {
+            origin: &origin,
+            modified: fallback,
+        };
+        parse_transcript_object(text.as_bytes(), inner, parsed);
+    }
 }
 
 fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Parsed) {
@@ -235,50 +278,31 @@ fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Par
         .and_then(Value::as_array);
     if let Some(events) = events {
         let default_stream = value.get("logStream").and_then(Value::as_str);
-        let mut uploads: BTreeMap<String, Vec<(Option<Timestamp>, String)>> = BTreeMap::new();
+        let mut readable = Vec::with_capacity(events.len());
         for (n, event) in events.iter().enumerate() {
-            let position = at(position, "event", n);
-            let Some(message) = event.get("message").and_then(Value::as_str) else {
-                let reason = "log event has no message";
-                parsed.rejects.push(reject(
+            match event.get("message").and_then(Value::as_str) {
+                Some(message) => readable.push(LogEventIn {
+                    index: n,
+                    stream: event
+                        .get("logStreamName")
+                        .and_then(Value::as_str)
+                        .or(default_stream),
+                    timestamp: event
+                        .get("timestamp")
+                        .and_then(Value::as_i64)
+                        .and_then(from_epoch_millis),
+                    message,
+                }),
+                None => parsed.rejects.push(reject(
                     object,
-                    &position,
+                    &at(position, "event", n),
                     "cloudwatch",
-                    reason,
+                    "log event has no message",
                     event.to_string().as_bytes(),
-                ));
-                continue;
-            };
-            let log_event = LogEvent {
-                stream: event
-                    .get("logStreamName")
-                    .and_then(Value::as_str)
-                    .or(default_stream),
-                timestamp: event
-                    .get("timestamp")
-                    .and_then(Value::as_i64)
-                    .and_then(from_epoch_millis),
-                message,
-            };
-            parse_log_event(&log_event, object, &position, parsed, &mut uploads);
+                )),
+            }
         }
-        for (stream, parts) in uploads {
-            let text: String = parts
-                .iter()
-                .map(|(_, t)| t.as_str())
-                .collect::<Vec<_>>()
-                .join("\n");
-            let origin = format!("{}#{stream}", object.origin);
-            let fallback = parts
-                .iter()
-                .find_map(|(t, _)| *t)
-                .unwrap_or(object.modified);
-            let inner = Object {
-                origin: &origin,
-                modified: fallback,
-            };
-            parse_transcript_object(text.as_bytes(), inner, parsed);
-        }
+        parse_log_events(&readable, object, position, parsed);
         return;
     }
     if let Some(items) = value.as_array() {
@@ -305,7 +329,7 @@ fn at(outer: &str, what: &str, index: usize) -> String {
 }
 
 fn parse_log_event(
-    event: &LogEvent<'_>,
+    event: &LogEventIn<'_>,
     object: Object<'_>,
     position: &str,
     parsed: &mut Parsed,

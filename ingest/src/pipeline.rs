@@ -40,6 +40,21 @@ impl IngestSummary {
     pub fn rejected(&self) -> usize {
         self.reject_reasons.values().sum()
     }
+
+    /// Adds another ingest's counts to these.
+    pub fn add(&mut self, other: IngestSummary) {
+        self.objects += other.objects;
+        self.skipped += other.skipped;
+        for (table, count) in other.tables {
+            let mine = self.tables.entry(table).or_default();
+            mine.read += count.read;
+            mine.added += count.added;
+            mine.updated += count.updated;
+        }
+        for (reason, n) in other.reject_reasons {
+            *self.reject_reasons.entry(reason).or_default() += n;
+        }
+    }
 }
 
 /// Assembles parsed objects and stores them in the lake.

@@ -544,6 +544,28 @@ table_row! {
     }
 }
 
+table_row! {
+    /// A source position whose rows are all in the lake: written after them, read to skip work
+    /// already done. A crash between the rows and this row replays the source, and provenance ids
+    /// keep the replay from adding anything.
+    pub struct Position in Table::Positions, id event_id {
+        /// `hash(source, version)`.
+        pub event_id: String,
+        /// When the source was last modified (S3 LastModified; latest event for a log stream).
+        pub time: Timestamp,
+        /// UTC day of `time` (partition).
+        pub date: NaiveDate,
+        /// The source: `s3://bucket/key` or `cwl://group/stream`.
+        pub source: String,
+        /// Its version: 1 for an S3 object (whose ETag is in `detail`); events read for a stream.
+        pub version: i64,
+        /// S3 ETag, or the stream's last event timestamp.
+        pub detail: String,
+        /// When auditq stored it.
+        pub ingested_at: Timestamp,
+    }
+}
+
 /// The tables of the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
@@ -559,17 +581,20 @@ pub enum Table {
     Alerts,
     /// [`Reject`] rows.
     Rejects,
+    /// [`Position`] rows.
+    Positions,
 }
 
 impl Table {
     /// Every table, in the order they are described.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Commands,
         Table::Sessions,
         Table::Cloudtrail,
         Table::HostEvents,
         Table::Alerts,
         Table::Rejects,
+        Table::Positions,
     ];
 
     /// The SQL name of the table.
@@ -581,6 +606,7 @@ impl Table {
             Table::HostEvents => "host_events",
             Table::Alerts => "alerts",
             Table::Rejects => "rejects",
+            Table::Positions => "positions",
         }
     }
 
@@ -593,6 +619,9 @@ impl Table {
             Table::HostEvents => "one row per sshd/sudo/su/auditd line",
             Table::Alerts => "one row per rule match",
             Table::Rejects => "one row per input record that could not be read, with the reason",
+            Table::Positions => {
+                "one row per source position (S3 object, log stream) fully ingested"
+            }
         }
     }
 
@@ -605,6 +634,7 @@ impl Table {
             Table::HostEvents => HostEvent::schema(),
             Table::Alerts => Alert::schema(),
             Table::Rejects => Reject::schema(),
+            Table::Positions => Position::schema(),
         }
     }
 

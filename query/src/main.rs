@@ -4,7 +4,10 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::collections::HashMap;
+
 use anyhow::Context;
+use auditq_ingest::aws::{CwlSource, S3Location, S3Source};
 use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
 use auditq_query::{OutputFormat, QueryError};
 use clap::{Parser, Subcommand};
@@ -39,9 +42,9 @@ enum Command {
     /// Read log files and folders into the lake (format detected from content; re-reading adds
     /// no rows).
     Ingest {
-        /// Files or folders.
+        /// Files or folders, `s3://bucket/prefix`, or `cwl://LOG_GROUP[/STREAM_PREFIX]`.
         #[arg(required = true)]
-        paths: Vec<PathBuf>,
+        sources: Vec<String>,
     },
     /// List the tables with their row counts.
     Tables,
@@ -92,10 +95,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
     let explicit = cli.data.is_some();
-    let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()));
+    let aws = AwsSettings::from_env();
+    let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()))
+        .with_storage_options(aws.storage_options());
     match cli.command {
-        Some(Command::Ingest { paths }) => {
-            let summary = ingest(&lake, &paths).await?;
+        Some(Command::Ingest { sources }) => {
+            let summary = ingest_sources(&lake, &aws, &sources).await?;
             print_summary(&summary, &mut std::io::stdout().lock())?;
         }
         Some(Command::Schema { table }) => {
@@ -153,6 +158,90 @@ async fn load_samples_if_first_run(lake: &Lake, explicit: bool) -> anyhow::Resul
     Ok(())
 }
 
+/// The AWS settings auditq reads from the environment (here, and nowhere else). The SDK reads the
+/// standard chain itself (credentials, region, `AWS_ENDPOINT_URL`); the lake's object store is
+/// told about an emulator endpoint explicitly.
+struct AwsSettings {
+    endpoint_url: Option<String>,
+    region: Option<String>,
+}
+
+impl AwsSettings {
+    fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            endpoint_url: var("AWS_ENDPOINT_URL"),
+            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+        }
+    }
+
+    fn storage_options(&self) -> HashMap<String, String> {
+        let mut options = HashMap::new();
+        if let Some(url) = &self.endpoint_url {
+            options.insert("AWS_ENDPOINT_URL".to_string(), url.clone());
+            if url.starts_with("http://") {
+                options.insert("AWS_ALLOW_HTTP".to_string(), "true".to_string());
+            }
+        }
+        if let Some(region) = &self.region {
+            options.insert("AWS_REGION".to_string(), region.clone());
+        }
+        options
+    }
+
+    async fn clients(&self) -> (S3Source, CwlSource) {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        // Emulators on `localhost` need path-style addressing; IP literals get it by themselves.
+        let path_style = self
+            .endpoint_url
+            .as_deref()
+            .is_some_and(|u| u.contains("localhost"));
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(path_style)
+            .build();
+        (
+            S3Source::new(aws_sdk_s3::Client::from_conf(s3)),
+            CwlSource::new(aws_sdk_cloudwatchlogs::Client::new(&config)),
+        )
+    }
+}
+
+async fn ingest_sources(
+    lake: &Lake,
+    aws: &AwsSettings,
+    sources: &[String],
+) -> anyhow::Result<IngestSummary> {
+    let mut summary = IngestSummary::default();
+    let local: Vec<PathBuf> = sources
+        .iter()
+        .filter(|s| !s.contains("://"))
+        .map(PathBuf::from)
+        .collect();
+    if !local.is_empty() {
+        summary.add(ingest(lake, &local).await?);
+    }
+    let remote: Vec<&String> = sources.iter().filter(|s| s.contains("://")).collect();
+    if remote.is_empty() {
+        return Ok(summary);
+    }
+    let (s3, cwl) = aws.clients().await;
+    let limits = Limits::default();
+    for uri in remote {
+        let part = if let Some(location) = S3Location::parse(uri) {
+            auditq_ingest::aws::ingest_s3(lake, &s3, &location, &limits, &|_| {}).await
+        } else if uri.starts_with("cwl://") {
+            auditq_ingest::aws::ingest_cwl(lake, &cwl, uri, &|_| {}).await
+        } else {
+            anyhow::bail!("{uri}: not a path, s3://bucket/prefix or cwl://LOG_GROUP");
+        };
+        summary
+            .add(part.with_context(|| format!("ingest of {uri} into {} failed", lake.location()))?);
+    }
+    Ok(summary)
+}
+
 async fn ingest(lake: &Lake, paths: &[PathBuf]) -> anyhow::Result<IngestSummary> {
     let bar = ProgressBar::hidden();
     if std::io::stderr().is_terminal() {
@@ -177,7 +266,7 @@ async fn ingest(lake: &Lake, paths: &[PathBuf]) -> anyhow::Result<IngestSummary>
 fn print_summary(summary: &IngestSummary, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "read {} files ({} skipped: not log files)",
+        "read {} sources ({} skipped: already ingested, or not log files)",
         summary.objects, summary.skipped
     )?;
     for (table, count) in &summary.tables {

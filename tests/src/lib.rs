@@ -17,3 +17,6 @@ pub fn corpora() -> Option<PathBuf> {
         None
     }
 }
+
+/// The scenario's "every sudo command" question; its answer is `fixtures/sample_sudo_commands.csv`.
+pub const SUDO_COMMANDS_SQL: &str = include_str!("../fixtures/sample_sudo_commands.sql");

@@ -71,26 +71,8 @@ async fn sample_scenario_answers_who_when_where_what() {
     assert_eq!(counts, "c,s,t,d,r\n35,10,27,27,0\n");
 
     // Every sudo command: who, when, where, what (the README's first question).
-    let sudo = csv(
-        &lake,
-        "select time, user, target, account, region, source_ip, run_as, cmd \
-         where cmd like 'sudo%' order by time, seq",
-    )
-    .await;
-    assert_eq!(
-        sudo,
-        "time,user,target,account,region,source_ip,run_as,cmd\n\
-2026-10-05T09:12:31Z,alice,i-0a1b2c3d4e5f60711,111122223333,eu-west-1,203.0.113.10,ec2-user,sudo systemctl restart nginx\n\
-2026-10-05T09:13:02Z,alice,i-0a1b2c3d4e5f60711,111122223333,eu-west-1,203.0.113.10,ec2-user,sudo su -\n\
-2026-10-05T10:31:05Z,bob,i-0b2c3d4e5f6071822,111122223333,eu-west-1,198.51.100.23,ssm-user,sudo -u postgres psql -c 'select count(*) from pg_stat_activity;'\n\
-2026-10-05T14:06:30Z,carol@example.com,i-0a1b2c3d4e5f60711,111122223333,eu-west-1,192.0.2.77,ssm-user,sudo cat /etc/nginx/nginx.conf\n\
-2026-10-05T16:41:03Z,dave,i-0c3d4e5f607182933,444455556666,us-east-1,198.51.100.99,ssm-user,sudo systemctl status app.service\n\
-2026-10-06T08:03:15Z,dave,i-0c3d4e5f607182933,444455556666,us-east-1,198.51.100.99,ssm-user,sudo -i\n\
-2026-10-06T09:30:40Z,bob,i-0a1b2c3d4e5f60711,111122223333,eu-west-1,198.51.100.23,ssm-user,sudo tail -n 5 /var/log/nginx/error.log\n\
-2026-10-06T11:00:06Z,alice,i-0b2c3d4e5f6071822,111122223333,eu-west-1,203.0.113.10,ubuntu,sudo vim /etc/ssh/sshd_config\n\
-2026-10-06T11:00:06Z,alice,i-0b2c3d4e5f6071822,111122223333,eu-west-1,203.0.113.10,ubuntu,sudo systemctl restart ssh\n\
-2026-10-06T15:20:31Z,carol@example.com,i-0c3d4e5f607182933,444455556666,us-east-1,192.0.2.77,,sudo journalctl -u amazon-ssm-agent --no-pager -n 20\n"
-    );
+    let sudo = csv(&lake, auditq_tests::SUDO_COMMANDS_SQL).await;
+    assert_eq!(sudo, include_str!("../fixtures/sample_sudo_commands.csv"));
 
     // The source IP and document of every session, and what recorded it.
     let sessions = csv(

@@ -1,0 +1,489 @@
+//! Sources in AWS: S3 prefixes (transcripts, CloudTrail deliveries) and CloudWatch Logs groups
+//! (Session Manager streams, CloudTrail-to-CloudWatch).
+//!
+//! Each source has the same skeleton: a location parsed from a URI, a client built once by the
+//! caller (from the standard credential chain and region; `AWS_ENDPOINT_URL` is honoured by the
+//! SDK itself), a listing step that yields positions, and a read step that turns one position
+//! into [`Parsed`] rows. Reading is idempotent: rows carry provenance ids, so a position read
+//! twice stores nothing new.
+
+use aws_sdk_cloudwatchlogs::Client as LogsClient;
+use aws_sdk_s3::Client as S3Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+
+use std::collections::HashMap;
+
+use auditq_model::{Position, Table, Timestamp};
+use chrono::DateTime;
+use datafusion::prelude::{col, lit};
+
+use crate::Progress;
+use crate::error::{IngestError, Result};
+use crate::lake::Lake;
+use crate::parse::{Limits, LogEventIn, Object, Parsed, parse_log_events, parse_object, reject};
+use crate::pipeline::{IngestSummary, store};
+
+/// `s3://bucket/prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix (may be empty).
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// Parses `s3://bucket[/prefix]`.
+    pub fn parse(uri: &str) -> Option<Self> {
+        let rest = uri.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        (!bucket.is_empty()).then(|| Self {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+/// An object found under a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Object {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// ETag, the object's version for exactly-once reading.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modified.
+    pub modified: Timestamp,
+}
+
+impl S3Object {
+    /// `s3://bucket/key`, the origin recorded on its rows.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+fn aws_error(operation: &str, resource: &str, error: impl std::error::Error) -> IngestError {
+    IngestError::Aws {
+        operation: operation.to_string(),
+        resource: resource.to_string(),
+        message: DisplayErrorContext(error).to_string(),
+    }
+}
+
+fn smithy_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Timestamp {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+        .unwrap_or_default()
+}
+
+/// Reads objects from S3.
+#[derive(Debug, Clone)]
+pub struct S3Source {
+    client: S3Client,
+}
+
+impl S3Source {
+    /// A source using `client`.
+    pub fn new(client: S3Client) -> Self {
+        Self { client }
+    }
+
+    /// Every object under the location, in key order (CloudTrail keys sort by time).
+    pub async fn list(&self, location: &S3Location) -> Result<Vec<S3Object>> {
+        let mut objects = Vec::new();
+        let mut token = None;
+        let resource = format!("s3://{}/{}", location.bucket, location.prefix);
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&location.bucket)
+                .prefix(&location.prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| aws_error("ListObjectsV2", &resource, e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                objects.push(S3Object {
+                    bucket: location.bucket.clone(),
+                    key: key.to_string(),
+                    etag: object
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    modified: smithy_time(object.last_modified()),
+                });
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Reads and parses one object; one larger than the cap is rejected without downloading.
+    pub async fn read(&self, object: &S3Object, limits: &Limits) -> Result<Parsed> {
+        let uri = object.uri();
+        let at = Object {
+            origin: &uri,
+            modified: object.modified,
+        };
+        if object.size > limits.max_object_bytes {
+            let mut parsed = Parsed::default();
+            let reason = format!(
+                "object of {} bytes exceeds the {}-byte cap",
+                object.size, limits.max_object_bytes
+            );
+            parsed
+                .rejects
+                .push(reject(at, "object", "unknown", &reason, &[]));
+            return Ok(parsed);
+        }
+        let response = self
+            .client
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .if_match(format!("\"{}\"", object.etag))
+            .send()
+            .await
+            .map_err(|e| aws_error("GetObject", &uri, e))?;
+        let bytes = response
+            .body
+            .collect()
+            .await
+            .map_err(|e| aws_error("GetObject", &uri, e))?;
+        Ok(parse_object(bytes.into_bytes().to_vec(), at, limits))
+    }
+}
+
+/// `cwl://LOG_GROUP[/STREAM_PREFIX]`. Log group names contain `/`, so the group is resolved
+/// against the account's groups: the longest group name the path starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CwlLocation {
+    /// Log group name.
+    pub group: String,
+    /// Stream name prefix (may be empty).
+    pub stream_prefix: String,
+}
+
+/// A log stream and the events read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogStreamEvents {
+    /// Log group.
+    pub group: String,
+    /// Log stream.
+    pub stream: String,
+    /// `(timestamp ms, message)` in stream order.
+    pub events: Vec<(i64, String)>,
+}
+
+impl LogStreamEvents {
+    /// `cwl://group/stream`, the origin recorded on its rows.
+    pub fn uri(&self) -> String {
+        format!(
+            "cwl://{}/{}",
+            self.group.trim_start_matches('/'),
+            self.stream
+        )
+    }
+
+    /// Parses the events.
+    pub fn parse(&self, modified: Timestamp) -> Parsed {
+        let uri = format!("cwl://{}", self.group.trim_start_matches('/'));
+        let events: Vec<LogEventIn<'_>> = self
+            .events
+            .iter()
+            .enumerate()
+            .map(|(index, (ts, message))| LogEventIn {
+                index,
+                stream: Some(&self.stream),
+                timestamp: DateTime::from_timestamp_millis(*ts),
+                message,
+            })
+            .collect();
+        let mut parsed = Parsed::default();
+        parse_log_events(
+            &events,
+            Object {
+                origin: &uri,
+                modified,
+            },
+            &self.stream,
+            &mut parsed,
+        );
+        parsed
+    }
+}
+
+/// Reads CloudWatch Logs with the polling API (GetLogEvents from the head of each stream).
+#[derive(Debug, Clone)]
+pub struct CwlSource {
+    client: LogsClient,
+}
+
+impl CwlSource {
+    /// A source using `client`.
+    pub fn new(client: LogsClient) -> Self {
+        Self { client }
+    }
+
+    /// Resolves `cwl://path` to a log group and stream prefix.
+    pub async fn resolve(&self, uri: &str) -> Result<CwlLocation> {
+        let path = uri.strip_prefix("cwl://").unwrap_or(uri);
+        let candidates = [path.to_string(), format!("/{path}")];
+        let mut best: Option<String> = None;
+        for candidate in candidates {
+            let first = candidate
+                .split('/')
+                .find(|p| !p.is_empty())
+                .unwrap_or_default();
+            let prefix = if candidate.starts_with('/') {
+                format!("/{first}")
+            } else {
+                first.to_string()
+            };
+            let mut token = None;
+            loop {
+                let page = self
+                    .client
+                    .describe_log_groups()
+                    .log_group_name_prefix(&prefix)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("DescribeLogGroups", uri, e))?;
+                for group in page.log_groups() {
+                    let Some(name) = group.log_group_name() else {
+                        continue;
+                    };
+                    let fits = candidate == name || candidate.starts_with(&format!("{name}/"));
+                    if fits && best.as_ref().is_none_or(|b| name.len() > b.len()) {
+                        best = Some(name.to_string());
+                    }
+                }
+                token = page.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+            if let Some(group) = &best {
+                let rest = candidate[group.len()..].trim_start_matches('/');
+                return Ok(CwlLocation {
+                    group: group.clone(),
+                    stream_prefix: rest.to_string(),
+                });
+            }
+        }
+        Err(IngestError::Aws {
+            operation: "DescribeLogGroups".to_string(),
+            resource: uri.to_string(),
+            message: "no log group matches".to_string(),
+        })
+    }
+
+    /// The streams of a group whose names start with the prefix.
+    pub async fn streams(&self, location: &CwlLocation) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let mut request = self
+                .client
+                .describe_log_streams()
+                .log_group_name(&location.group);
+            if !location.stream_prefix.is_empty() {
+                request = request.log_stream_name_prefix(&location.stream_prefix);
+            }
+            let page = request
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| aws_error("DescribeLogStreams", &location.group, e))?;
+            names.extend(
+                page.log_streams()
+                    .iter()
+                    .filter_map(|s| s.log_stream_name().map(str::to_string)),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every event of a stream from its head, paging with forward tokens until the token repeats.
+    pub async fn read_stream(&self, group: &str, stream: &str) -> Result<LogStreamEvents> {
+        let mut events = Vec::new();
+        let mut token: Option<String> = None;
+        let resource = format!("{group}/{stream}");
+        loop {
+            let page = self
+                .client
+                .get_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .start_from_head(true)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| aws_error("GetLogEvents", &resource, e))?;
+            for event in page.events() {
+                if let Some(message) = event.message() {
+                    events.push((event.timestamp().unwrap_or(0), message.to_string()));
+                }
+            }
+            let next = page.next_forward_token().map(str::to_string);
+            if page.events().is_empty() || next.is_none() || next == token {
+                break;
+            }
+            token = next;
+        }
+        Ok(LogStreamEvents {
+            group: group.to_string(),
+            stream: stream.to_string(),
+            events,
+        })
+    }
+}
+
+/// The versions of positions already stored for sources starting with `prefix`.
+async fn stored_positions(lake: &Lake, prefix: &str) -> Result<HashMap<String, i64>> {
+    let rows: Vec<Position> = lake
+        .rows_matching(
+            Table::Positions,
+            col("source").like(lit(format!("{prefix}%"))),
+        )
+        .await?;
+    let mut versions = HashMap::new();
+    for row in rows {
+        let entry = versions
+            .entry(format!("{}@{}", row.source, row.detail_key()))
+            .or_insert(row.version);
+        *entry = (*entry).max(row.version);
+    }
+    Ok(versions)
+}
+
+trait DetailKey {
+    fn detail_key(&self) -> &str;
+}
+
+impl DetailKey for Position {
+    /// S3 positions are per ETag; stream positions per stream.
+    fn detail_key(&self) -> &str {
+        if self.source.starts_with("s3://") {
+            &self.detail
+        } else {
+            ""
+        }
+    }
+}
+
+fn position(source: String, version: i64, detail: String, time: Timestamp) -> Position {
+    Position {
+        event_id: auditq_model::event_id("position", &[&source, &version.to_string(), &detail]),
+        time,
+        date: auditq_model::day_of(&time),
+        source,
+        version,
+        detail,
+        ingested_at: chrono::Utc::now(),
+    }
+}
+
+/// Ingests every object under an S3 prefix not ingested before (same key and ETag).
+pub async fn ingest_s3(
+    lake: &Lake,
+    source: &S3Source,
+    location: &S3Location,
+    limits: &Limits,
+    progress: &dyn Fn(Progress<'_>),
+) -> Result<IngestSummary> {
+    let objects = source.list(location).await?;
+    let done = stored_positions(
+        lake,
+        &format!("s3://{}/{}", location.bucket, location.prefix),
+    )
+    .await?;
+    let todo: Vec<&S3Object> = objects
+        .iter()
+        .filter(|o| !done.contains_key(&format!("{}@{}", o.uri(), o.etag)))
+        .collect();
+    let mut parsed = Parsed::default();
+    let mut positions = Vec::new();
+    for (n, object) in todo.iter().enumerate() {
+        progress(Progress {
+            done: n,
+            total: todo.len(),
+            current: &object.key,
+        });
+        parsed.extend(source.read(object, limits).await?);
+        positions.push(position(
+            object.uri(),
+            1,
+            object.etag.clone(),
+            object.modified,
+        ));
+    }
+    let mut summary = store(lake, parsed).await?;
+    lake.append(positions).await?;
+    summary.objects = todo.len();
+    summary.skipped = objects.len() - todo.len();
+    Ok(summary)
+}
+
+/// Ingests the streams of a log group that have events not ingested before.
+///
+/// A stream is read from its head each time it has grown: Session Manager streams are one
+/// session each, and a session's commands are numbered from its first chunk.
+pub async fn ingest_cwl(
+    lake: &Lake,
+    source: &CwlSource,
+    uri: &str,
+    progress: &dyn Fn(Progress<'_>),
+) -> Result<IngestSummary> {
+    let location = source.resolve(uri).await?;
+    let streams = source.streams(&location).await?;
+    let done = stored_positions(
+        lake,
+        &format!("cwl://{}/", location.group.trim_start_matches('/')),
+    )
+    .await?;
+    let mut parsed = Parsed::default();
+    let mut positions = Vec::new();
+    let mut read = 0;
+    for (n, stream) in streams.iter().enumerate() {
+        progress(Progress {
+            done: n,
+            total: streams.len(),
+            current: stream,
+        });
+        let events = source.read_stream(&location.group, stream).await?;
+        let version = events.events.len() as i64;
+        if done
+            .get(&format!("{}@", events.uri()))
+            .is_some_and(|&v| v >= version)
+        {
+            continue;
+        }
+        read += 1;
+        let last = events.events.last().map(|(ts, _)| *ts).unwrap_or(0);
+        let time = DateTime::from_timestamp_millis(last).unwrap_or_default();
+        parsed.extend(events.parse(time));
+        positions.push(position(events.uri(), version, last.to_string(), time));
+    }
+    let mut summary = store(lake, parsed).await?;
+    lake.append(positions).await?;
+    summary.objects = read;
+    summary.skipped = streams.len() - read;
+    Ok(summary)
+}
