@@ -54,21 +54,31 @@ pub async fn ingest_paths(
     progress: &dyn Fn(Progress<'_>),
 ) -> Result<IngestSummary> {
     let (files, skipped) = files::collect(paths)?;
+    let mut summary = IngestSummary::default();
     let mut parsed = Parsed::default();
+    let (mut batch_files, mut batch_bytes) = (0usize, 0u64);
     for (done, path) in files.iter().enumerate() {
+        let current = path.display().to_string();
         progress(Progress {
             done,
             total: files.len(),
-            current: &path.display().to_string(),
+            current: &current,
         });
         parsed.extend(files::read_file(path, limits)?);
+        batch_files += 1;
+        batch_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        // Micro-batches bound memory and make each commit a unit of progress.
+        if batch_files >= limits.batch_files || batch_bytes >= limits.batch_bytes {
+            summary.add(store(lake, std::mem::take(&mut parsed)).await?);
+            (batch_files, batch_bytes) = (0, 0);
+        }
     }
     progress(Progress {
         done: files.len(),
         total: files.len(),
         current: "",
     });
-    let mut summary = store(lake, parsed).await?;
+    summary.add(store(lake, parsed).await?);
     summary.objects = files.len();
     summary.skipped = skipped;
     Ok(summary)

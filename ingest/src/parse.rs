@@ -29,6 +29,10 @@ pub struct Limits {
     pub max_decompressed_bytes: u64,
     /// Largest line of an NDJSON object.
     pub max_line_bytes: usize,
+    /// Files read before their rows are committed to the lake.
+    pub batch_files: usize,
+    /// Input bytes read before their rows are committed to the lake.
+    pub batch_bytes: u64,
 }
 
 impl Default for Limits {
@@ -38,6 +42,8 @@ impl Default for Limits {
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED,
             // CloudTrail and CloudWatch Logs events are at most 256 KB; leave room for envelopes.
             max_line_bytes: 1024 * 1024,
+            batch_files: 256,
+            batch_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -45,6 +45,9 @@ enum Command {
         /// Files or folders, `s3://bucket/prefix`, or `cwl://LOG_GROUP[/STREAM_PREFIX]`.
         #[arg(required = true)]
         sources: Vec<String>,
+        /// Files read per lake commit.
+        #[arg(long, default_value_t = Limits::default().batch_files)]
+        batch_files: usize,
     },
     /// List the tables with their row counts.
     Tables,
@@ -99,8 +102,15 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
     let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()))
         .with_storage_options(aws.storage_options());
     match cli.command {
-        Some(Command::Ingest { sources }) => {
-            let summary = ingest_sources(&lake, &aws, &sources).await?;
+        Some(Command::Ingest {
+            sources,
+            batch_files,
+        }) => {
+            let limits = Limits {
+                batch_files: batch_files.max(1),
+                ..Limits::default()
+            };
+            let summary = ingest_sources(&lake, &aws, &sources, &limits).await?;
             print_summary(&summary, &mut std::io::stdout().lock())?;
         }
         Some(Command::Schema { table }) => {
@@ -153,7 +163,7 @@ async fn load_samples_if_first_run(lake: &Lake, explicit: bool) -> anyhow::Resul
         lake.location(),
         samples.display()
     );
-    let summary = ingest(lake, &[samples]).await?;
+    let summary = ingest(lake, &[samples], &Limits::default()).await?;
     print_summary(&summary, &mut std::io::stderr().lock())?;
     Ok(())
 }
@@ -212,6 +222,7 @@ async fn ingest_sources(
     lake: &Lake,
     aws: &AwsSettings,
     sources: &[String],
+    limits: &Limits,
 ) -> anyhow::Result<IngestSummary> {
     let mut summary = IngestSummary::default();
     let local: Vec<PathBuf> = sources
@@ -220,17 +231,16 @@ async fn ingest_sources(
         .map(PathBuf::from)
         .collect();
     if !local.is_empty() {
-        summary.add(ingest(lake, &local).await?);
+        summary.add(ingest(lake, &local, limits).await?);
     }
     let remote: Vec<&String> = sources.iter().filter(|s| s.contains("://")).collect();
     if remote.is_empty() {
         return Ok(summary);
     }
     let (s3, cwl) = aws.clients().await;
-    let limits = Limits::default();
     for uri in remote {
         let part = if let Some(location) = S3Location::parse(uri) {
-            auditq_ingest::aws::ingest_s3(lake, &s3, &location, &limits, &|_| {}).await
+            auditq_ingest::aws::ingest_s3(lake, &s3, &location, limits, &|_| {}).await
         } else if uri.starts_with("cwl://") {
             auditq_ingest::aws::ingest_cwl(lake, &cwl, uri, &|_| {}).await
         } else {
@@ -242,7 +252,7 @@ async fn ingest_sources(
     Ok(summary)
 }
 
-async fn ingest(lake: &Lake, paths: &[PathBuf]) -> anyhow::Result<IngestSummary> {
+async fn ingest(lake: &Lake, paths: &[PathBuf], limits: &Limits) -> anyhow::Result<IngestSummary> {
     let bar = ProgressBar::hidden();
     if std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -256,7 +266,7 @@ async fn ingest(lake: &Lake, paths: &[PathBuf]) -> anyhow::Result<IngestSummary>
         bar.set_position(p.done as u64);
         bar.set_message(p.current.to_string());
     };
-    let summary = auditq_ingest::ingest_paths(lake, paths, &Limits::default(), &progress)
+    let summary = auditq_ingest::ingest_paths(lake, paths, limits, &progress)
         .await
         .with_context(|| format!("ingest into {} failed", lake.location()))?;
     bar.finish_and_clear();
