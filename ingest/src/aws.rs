@@ -128,6 +128,30 @@ impl S3Source {
         Ok(objects)
     }
 
+    /// The current version of one object.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<S3Object> {
+        let uri = format!("s3://{bucket}/{key}");
+        let head = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| aws_error("HeadObject", &uri, e))?;
+        Ok(S3Object {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            etag: head
+                .e_tag()
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string(),
+            size: head.content_length().unwrap_or(0).max(0) as u64,
+            modified: smithy_time(head.last_modified()),
+        })
+    }
+
     /// Reads and parses one object; one larger than the cap is rejected without downloading.
     pub async fn read(&self, object: &S3Object, limits: &Limits) -> Result<Parsed> {
         let uri = object.uri();
@@ -409,17 +433,50 @@ pub async fn ingest_s3(
     progress: &dyn Fn(Progress<'_>),
 ) -> Result<IngestSummary> {
     let objects = source.list(location).await?;
-    let done = stored_positions(
-        lake,
-        &format!("s3://{}/{}", location.bucket, location.prefix),
-    )
-    .await?;
+    let prefix = format!("s3://{}/{}", location.bucket, location.prefix);
+    ingest_objects(lake, source, &objects, &prefix, limits, progress).await
+}
+
+/// Ingests the objects an S3 event notification names (direct, through SQS or SNS, or
+/// EventBridge), unless already ingested with the same ETag. A malformed envelope is an error
+/// of the caller's message, reported with its reason.
+pub async fn ingest_s3_notification(
+    lake: &Lake,
+    source: &S3Source,
+    body: &serde_json::Value,
+    limits: &Limits,
+) -> Result<IngestSummary> {
+    let refs = crate::notify::created_objects(body).map_err(|message| IngestError::Aws {
+        operation: "S3 event notification".to_string(),
+        resource: "message".to_string(),
+        message,
+    })?;
+    let mut summary = IngestSummary::default();
+    for object in refs {
+        let object = source.head(&object.bucket, &object.key).await?;
+        let uri = object.uri();
+        summary.add(ingest_objects(lake, source, &[object], &uri, limits, &|_| {}).await?);
+    }
+    Ok(summary)
+}
+
+async fn ingest_objects(
+    lake: &Lake,
+    source: &S3Source,
+    objects: &[S3Object],
+    prefix: &str,
+    limits: &Limits,
+    progress: &dyn Fn(Progress<'_>),
+) -> Result<IngestSummary> {
+    let done = stored_positions(lake, prefix).await?;
     let todo: Vec<&S3Object> = objects
         .iter()
         .filter(|o| !done.contains_key(&format!("{}@{}", o.uri(), o.etag)))
         .collect();
+    let mut summary = IngestSummary::default();
     let mut parsed = Parsed::default();
     let mut positions = Vec::new();
+    let mut batch_bytes = 0;
     for (n, object) in todo.iter().enumerate() {
         progress(Progress {
             done: n,
@@ -433,8 +490,15 @@ pub async fn ingest_s3(
             object.etag.clone(),
             object.modified,
         ));
+        batch_bytes += object.size;
+        // Rows first, then the positions that say they are durable.
+        if positions.len() >= limits.batch_files || batch_bytes >= limits.batch_bytes {
+            summary.add(store(lake, std::mem::take(&mut parsed)).await?);
+            lake.append(std::mem::take(&mut positions)).await?;
+            batch_bytes = 0;
+        }
     }
-    let mut summary = store(lake, parsed).await?;
+    summary.add(store(lake, parsed).await?);
     lake.append(positions).await?;
     summary.objects = todo.len();
     summary.skipped = objects.len() - todo.len();

@@ -20,6 +20,7 @@ pub mod decode;
 pub mod error;
 pub mod files;
 pub mod lake;
+pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod prompt;
