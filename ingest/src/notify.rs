@@ -192,11 +192,7 @@ mod tests {
         assert!(created_objects(&json(r#"{"hello":1}"#)).is_err());
         let bad_body =
             serde_json::json!({"Records": [{"eventSource": "aws:sqs", "body": "{nope"}]});
-        assert!(
-            created_objects(&bad_body)
-                .unwrap_err()
-                .contains("malformed JSON")
-        );
+        assert!(created_objects(&bad_body).is_err_and(|e| e.contains("malformed JSON")));
         assert_eq!(decode_key("a%2Fb%zz%4"), "a/b%zz%4");
     }
 }
