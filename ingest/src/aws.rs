@@ -430,7 +430,7 @@ pub async fn ingest_s3(
     source: &S3Source,
     location: &S3Location,
     limits: &Limits,
-    progress: &dyn Fn(Progress<'_>),
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
     let objects = source.list(location).await?;
     let prefix = format!("s3://{}/{}", location.bucket, location.prefix);
@@ -466,7 +466,7 @@ async fn ingest_objects(
     objects: &[S3Object],
     prefix: &str,
     limits: &Limits,
-    progress: &dyn Fn(Progress<'_>),
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
     let done = stored_positions(lake, prefix).await?;
     let todo: Vec<&S3Object> = objects
@@ -513,7 +513,7 @@ pub async fn ingest_cwl(
     lake: &Lake,
     source: &CwlSource,
     uri: &str,
-    progress: &dyn Fn(Progress<'_>),
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
     let location = source.resolve(uri).await?;
     let streams = source.streams(&location).await?;
@@ -551,3 +551,162 @@ pub async fn ingest_cwl(
     summary.skipped = streams.len() - read;
     Ok(summary)
 }
+
+/// Removes the `stream-` host prefix that StartLiveTail puts before the endpoint.
+///
+/// Against AWS the prefix selects the streaming endpoint; against an emulator at an IP address
+/// or `localhost` it makes the host unresolvable. Install it only when `AWS_ENDPOINT_URL` points
+/// at an emulator.
+#[derive(Debug)]
+pub struct NoEndpointPrefix;
+
+impl aws_sdk_cloudwatchlogs::config::Intercept for NoEndpointPrefix {
+    fn name(&self) -> &'static str {
+        "NoEndpointPrefix"
+    }
+
+    fn modify_before_retry_loop(
+        &self,
+        _context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _components: &aws_sdk_cloudwatchlogs::config::RuntimeComponents,
+        cfg: &mut aws_sdk_cloudwatchlogs::config::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        cfg.interceptor_state()
+            .unset::<aws_smithy_runtime_api::client::endpoint::EndpointPrefix>();
+        Ok(())
+    }
+}
+
+/// How a follower learns that a log group has new events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowMode {
+    /// StartLiveTail: events are pushed within about a second.
+    LiveTail,
+    /// Poll the group's streams every interval.
+    Poll(std::time::Duration),
+}
+
+impl CwlSource {
+    /// The ARN of a log group (StartLiveTail names groups by ARN).
+    pub async fn group_arn(&self, group: &str) -> Result<String> {
+        let page = self
+            .client
+            .describe_log_groups()
+            .log_group_name_prefix(group)
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeLogGroups", group, e))?;
+        page.log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(group))
+            .and_then(|g| g.log_group_arn().or(g.arn()))
+            .map(|arn| arn.trim_end_matches(":*").to_string())
+            .ok_or_else(|| IngestError::Aws {
+                operation: "DescribeLogGroups".to_string(),
+                resource: group.to_string(),
+                message: "log group not found".to_string(),
+            })
+    }
+
+    /// Waits for one live-tail session and returns the streams that had events, in order of
+    /// first appearance. The session ends when the service closes it (AWS after hours, the
+    /// emulator after its snapshot) or after `max_wait`.
+    pub async fn live_tail_streams(
+        &self,
+        group_arn: &str,
+        max_wait: std::time::Duration,
+    ) -> Result<Vec<String>> {
+        let output = self
+            .client
+            .start_live_tail()
+            .log_group_identifiers(group_arn)
+            .send()
+            .await
+            .map_err(|e| aws_error("StartLiveTail", group_arn, e))?;
+        let mut stream = output.response_stream;
+        let mut changed: Vec<String> = Vec::new();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, stream.recv()).await;
+            let event = match next {
+                Err(_) | Ok(Ok(None)) => break,
+                Ok(Ok(Some(event))) => event,
+                Ok(Err(e)) => return Err(aws_error("StartLiveTail", group_arn, e)),
+            };
+            if let aws_sdk_cloudwatchlogs::types::StartLiveTailResponseStream::SessionUpdate(
+                update,
+            ) = event
+            {
+                for result in update.session_results() {
+                    if let Some(name) = result.log_stream_name()
+                        && !changed.iter().any(|c| c == name)
+                    {
+                        changed.push(name.to_string());
+                    }
+                }
+                if !changed.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Follows a log group until `stop` is set: each time streams have new events they are read
+/// from their head and stored (a Session Manager stream is one session, numbered from its
+/// first chunk). Live tail falls back to polling if the service refuses it.
+pub async fn follow_cwl(
+    lake: &Lake,
+    source: &CwlSource,
+    uri: &str,
+    mode: FollowMode,
+    stop: &std::sync::atomic::AtomicBool,
+    on_batch: &(dyn Fn(&IngestSummary) + Sync),
+) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let location = source.resolve(uri).await?;
+    let group_uri = format!("cwl://{}", location.group);
+    // Catch up on what is there before following.
+    on_batch(&ingest_cwl(lake, source, &group_uri, &|_| {}).await?);
+    let mut mode = mode;
+    let arn = match mode {
+        FollowMode::LiveTail => Some(source.group_arn(&location.group).await?),
+        FollowMode::Poll(_) => None,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match (mode, &arn) {
+            (FollowMode::LiveTail, Some(arn)) => {
+                match source
+                    .live_tail_streams(arn, std::time::Duration::from_secs(1))
+                    .await
+                {
+                    Ok(streams) => {
+                        for stream in streams {
+                            let uri = format!("cwl://{}/{stream}", location.group);
+                            on_batch(&ingest_cwl(lake, source, &uri, &|_| {}).await?);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live tail refused; polling every 5 s instead");
+                        mode = FollowMode::Poll(FALLBACK_POLL);
+                    }
+                }
+                // A session that ends at once (the emulator's snapshot) must not spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => {
+                let interval = match mode {
+                    FollowMode::Poll(interval) => interval,
+                    FollowMode::LiveTail => FALLBACK_POLL,
+                };
+                tokio::time::sleep(interval).await;
+                on_batch(&ingest_cwl(lake, source, &group_uri, &|_| {}).await?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How often a follower polls when live tail is refused.
+const FALLBACK_POLL: std::time::Duration = std::time::Duration::from_secs(5);

@@ -52,7 +52,7 @@ pub async fn ingest_paths(
     lake: &Lake,
     paths: &[PathBuf],
     limits: &Limits,
-    progress: &dyn Fn(Progress<'_>),
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
     let (files, skipped) = files::collect(paths)?;
     let mut summary = IngestSummary::default();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 
 use anyhow::Context;
-use auditq_ingest::aws::{CwlSource, S3Location, S3Source};
+use auditq_ingest::aws::{CwlSource, FollowMode, NoEndpointPrefix, S3Location, S3Source};
 use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
 use auditq_query::{OutputFormat, QueryError};
 use clap::{Parser, Subcommand};
@@ -48,6 +48,16 @@ enum Command {
         /// Files read per lake commit.
         #[arg(long, default_value_t = Limits::default().batch_files)]
         batch_files: usize,
+    },
+    /// Follow CloudWatch Logs groups and store new events as they arrive (Ctrl-C stops after
+    /// the batch in hand is committed).
+    Follow {
+        /// `cwl://LOG_GROUP`, one or more.
+        #[arg(required = true)]
+        groups: Vec<String>,
+        /// Poll every SECONDS instead of using StartLiveTail.
+        #[arg(long, value_name = "SECONDS")]
+        poll: Option<u64>,
     },
     /// List the tables with their row counts.
     Tables,
@@ -112,6 +122,13 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let summary = ingest_sources(&lake, &aws, &sources, &limits).await?;
             print_summary(&summary, &mut std::io::stdout().lock())?;
+        }
+        Some(Command::Follow { groups, poll }) => {
+            let mode = match poll {
+                Some(seconds) => FollowMode::Poll(std::time::Duration::from_secs(seconds.max(1))),
+                None => FollowMode::LiveTail,
+            };
+            follow(&lake, &aws, &groups, mode).await?;
         }
         Some(Command::Schema { table }) => {
             print!("{}", auditq_query::describe_schema(&table)?);
@@ -211,11 +228,54 @@ impl AwsSettings {
         let s3 = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(path_style)
             .build();
+        let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(&config);
+        if self.endpoint_url.is_some() {
+            // StartLiveTail's `stream-` host prefix does not resolve on an emulator endpoint.
+            logs = logs.interceptor(NoEndpointPrefix);
+        }
         (
             S3Source::new(aws_sdk_s3::Client::from_conf(s3)),
-            CwlSource::new(aws_sdk_cloudwatchlogs::Client::new(&config)),
+            CwlSource::new(aws_sdk_cloudwatchlogs::Client::from_conf(logs.build())),
         )
     }
+}
+
+async fn follow(
+    lake: &Lake,
+    aws: &AwsSettings,
+    groups: &[String],
+    mode: FollowMode,
+) -> anyhow::Result<()> {
+    let (_, cwl) = aws.clients().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("auditq: stopping after the batch in hand");
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    let mut followers = Vec::new();
+    for group in groups {
+        let (lake, cwl, stop, group) = (lake.clone(), cwl.clone(), stop.clone(), group.clone());
+        followers.push(tokio::spawn(async move {
+            let report = |summary: &IngestSummary| {
+                let added: usize = summary.tables.values().map(|c| c.added).sum();
+                if added > 0 {
+                    let _ = print_summary(summary, &mut std::io::stdout().lock());
+                }
+            };
+            auditq_ingest::aws::follow_cwl(&lake, &cwl, &group, mode, &stop, &report)
+                .await
+                .with_context(|| format!("following {group}"))
+        }));
+    }
+    for follower in followers {
+        follower.await.context("a follower panicked")??;
+    }
+    Ok(())
 }
 
 async fn ingest_sources(

@@ -1,0 +1,141 @@
+//! Against the AWS API emulator (moto, started by ./scripts/test.sh): a follower in live-tail
+//! mode stores a Session Manager stream's commands within 2 s of the events arriving.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use auditq_ingest::Lake;
+use auditq_ingest::aws::{CwlSource, FollowMode, NoEndpointPrefix, follow_cwl};
+use auditq_tests::repo_root;
+use aws_config::BehaviorVersion;
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+
+fn emulator() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!(
+            "this test needs the AWS API emulator: run ./scripts/test.sh, which installs and \
+             starts moto and sets AWS_ENDPOINT_URL"
+        )
+    })
+}
+
+async fn commands_of(lake: &Lake, session: &str) -> usize {
+    let Ok(ctx) = auditq_query::context(lake).await else {
+        return 0;
+    };
+    let sql = format!("select count(*) n from commands where session_id = '{session}'");
+    let Ok(batches) = auditq_query::run_sql(&ctx, &sql).await else {
+        return 0;
+    };
+    batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+        })
+        .map(|a| a.value(0) as usize)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_tail_follower_stores_new_commands_within_two_seconds() {
+    let _ = emulator();
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let logs_config = aws_sdk_cloudwatchlogs::config::Builder::from(&config)
+        .interceptor(NoEndpointPrefix)
+        .build();
+    let logs = aws_sdk_cloudwatchlogs::Client::from_conf(logs_config);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let group = format!("/aws/ssm/follow-{}-{nanos}", std::process::id());
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let (lake, stop, source, uri) = (
+            lake.clone(),
+            stop.clone(),
+            CwlSource::new(logs.clone()),
+            format!("cwl://{group}"),
+        );
+        tokio::spawn(async move {
+            follow_cwl(&lake, &source, &uri, FollowMode::LiveTail, &stop, &|_| {}).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !follower.is_finished(),
+        "the follower stopped early: {:?}",
+        follower.await
+    );
+
+    let session = "dave-03d4e5f6a7b8c9da2";
+    let export: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join(format!(
+            "sample-logs/cloudwatch/aws-ssm-sessions/{session}.json"
+        )))
+        .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let events = export["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events"));
+    let now = chrono::Utc::now().timestamp_millis();
+    let first = events[0]["timestamp"].as_i64().unwrap_or(0);
+    let batch: Vec<InputLogEvent> = events
+        .iter()
+        .map(|e| {
+            InputLogEvent::builder()
+                .timestamp(e["timestamp"].as_i64().unwrap_or(0) - first + now - 60_000)
+                .message(e["message"].as_str().unwrap_or_default())
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(session)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let sent = Instant::now();
+    logs.put_log_events()
+        .log_group_name(&group)
+        .log_stream_name(session)
+        .set_log_events(Some(batch))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    let mut stored = 0;
+    while sent.elapsed() < Duration::from_secs(5) {
+        stored = commands_of(&lake, session).await;
+        if stored == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let latency = sent.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let result = tokio::time::timeout(Duration::from_secs(10), follower).await;
+    assert_eq!(stored, 3, "commands stored after {latency:?}");
+    assert!(
+        latency < Duration::from_secs(2),
+        "picked up after {latency:?}"
+    );
+    eprintln!("live tail: new session stored {latency:?} after PutLogEvents");
+    assert!(
+        matches!(result, Ok(Ok(Ok(())))),
+        "follower ended with {result:?}"
+    );
+}
