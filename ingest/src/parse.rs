@@ -131,7 +131,7 @@ pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Pars
         }
     };
     if ssm::looks_like_transcript(&bytes) {
-        parse_transcript_object(&bytes, object, &mut parsed);
+        parse_transcript_object(&bytes, object, None, &mut parsed);
         return parsed;
     }
     match serde_json::from_slice::<Value>(&bytes) {
@@ -169,8 +169,18 @@ fn starts_like_json(bytes: &[u8]) -> bool {
     )
 }
 
-fn parse_transcript_object(bytes: &[u8], object: Object<'_>, parsed: &mut Parsed) {
-    let Some(session_id) = ssm::session_id_of_key(object.origin) else {
+/// A transcript; its session id is `session_id` (a log stream's name) or comes from the
+/// object's name (`<sessionId>.log`).
+fn parse_transcript_object(
+    bytes: &[u8],
+    object: Object<'_>,
+    session_id: Option<&str>,
+    parsed: &mut Parsed,
+) {
+    let named = session_id
+        .map(str::to_string)
+        .or_else(|| ssm::session_id_of_key(object.origin));
+    let Some(session_id) = named else {
         parsed.rejects.push(reject(
             object,
             "object",
@@ -267,7 +277,7 @@ pub fn parse_log_events(
             origin: &origin,
             modified: fallback,
         };
-        parse_transcript_object(text.as_bytes(), inner, parsed);
+        parse_transcript_object(text.as_bytes(), inner, Some(&stream), parsed);
     }
 }
 
@@ -513,5 +523,44 @@ mod tests {
         assert_eq!(parsed.chunks[0].origin, "e.json#alice-1");
         assert_eq!(parsed.rejects.len(), 1);
         assert_eq!(parsed.rejects[0].position, "event 2");
+    }
+
+    #[test]
+    fn cloudwatch_upload_form_and_trail_records_in_log_events() {
+        // Streaming off: the agent uploads the transcript as plain-text events at session end.
+        let part1 = "Script started on 2026-10-06 11:00:06+00:00\nsh-4.2$ id\nuid=1001(ssm-user)\n";
+        let part2 = "sh-4.2$ exit\nexit\n\nScript done on 2026-10-06 11:01:00+00:00";
+        let events = [
+            LogEventIn {
+                index: 0,
+                stream: Some("bob-1"),
+                timestamp: None,
+                message: part1,
+            },
+            LogEventIn {
+                index: 1,
+                stream: Some("bob-1"),
+                timestamp: None,
+                message: part2,
+            },
+            LogEventIn {
+                index: 2,
+                stream: Some("111122223333_CloudTrail_eu-west-1"),
+                timestamp: None,
+                message: RECORD,
+            },
+        ];
+        let mut parsed = Parsed::default();
+        parse_log_events(&events, object("cwl://g"), "", &mut parsed);
+        assert!(parsed.rejects.is_empty(), "{:?}", parsed.rejects);
+        let cmds: Vec<_> = parsed.commands.iter().map(|c| c.cmd.as_str()).collect();
+        assert_eq!(cmds, ["id", "exit"]);
+        assert_eq!(parsed.commands[0].session_id.as_deref(), Some("bob-1"));
+        assert_eq!(
+            parsed.fragments[0].transcript_uri.as_deref(),
+            Some("cwl://g#bob-1")
+        );
+        assert_eq!(parsed.trail.len(), 1);
+        assert_eq!(parsed.trail[0].event_name, "StopLogging");
     }
 }
