@@ -21,7 +21,7 @@ use crate::Progress;
 use crate::error::{IngestError, Result};
 use crate::lake::Lake;
 use crate::parse::{Limits, LogEventIn, Object, Parsed, parse_log_events, parse_object, reject};
-use crate::pipeline::{IngestSummary, store};
+use crate::pipeline::{IngestSummary, store_at};
 
 /// `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -412,6 +412,19 @@ impl DetailKey for Position {
     }
 }
 
+/// Delta application transactions for positions: app id `source@detail-key`, version.
+fn txns_of(positions: &[Position]) -> Vec<deltalake::kernel::Transaction> {
+    positions
+        .iter()
+        .map(|p| {
+            deltalake::kernel::Transaction::new(
+                format!("{}@{}", p.source, p.detail_key()),
+                p.version,
+            )
+        })
+        .collect()
+}
+
 fn position(source: String, version: i64, detail: String, time: Timestamp) -> Position {
     Position {
         event_id: auditq_model::event_id("position", &[&source, &version.to_string(), &detail]),
@@ -493,13 +506,15 @@ async fn ingest_objects(
         batch_bytes += object.size;
         // Rows first, then the positions that say they are durable.
         if positions.len() >= limits.batch_files || batch_bytes >= limits.batch_bytes {
-            summary.add(store(lake, std::mem::take(&mut parsed)).await?);
-            lake.append(std::mem::take(&mut positions)).await?;
+            let done = std::mem::take(&mut positions);
+            summary.add(store_at(lake, std::mem::take(&mut parsed), &txns_of(&done)).await?);
+            lake.append_at(done.clone(), &txns_of(&done)).await?;
             batch_bytes = 0;
         }
     }
-    summary.add(store(lake, parsed).await?);
-    lake.append(positions).await?;
+    summary.add(store_at(lake, parsed, &txns_of(&positions)).await?);
+    lake.append_at(positions.clone(), &txns_of(&positions))
+        .await?;
     summary.objects = todo.len();
     summary.skipped = objects.len() - todo.len();
     Ok(summary)
@@ -545,8 +560,9 @@ pub async fn ingest_cwl(
         parsed.extend(events.parse(time));
         positions.push(position(events.uri(), version, last.to_string(), time));
     }
-    let mut summary = store(lake, parsed).await?;
-    lake.append(positions).await?;
+    let mut summary = store_at(lake, parsed, &txns_of(&positions)).await?;
+    lake.append_at(positions.clone(), &txns_of(&positions))
+        .await?;
     summary.objects = read;
     summary.skipped = streams.len() - read;
     Ok(summary)

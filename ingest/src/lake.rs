@@ -21,6 +21,8 @@ use chrono::NaiveDate;
 use datafusion::catalog::TableProvider;
 use datafusion::prelude::{SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, ensure_table_uri};
 
@@ -169,6 +171,13 @@ impl Lake {
 
     /// Appends the rows whose ids are not stored yet; returns how many were written.
     pub async fn append<R: Row>(&self, rows: Vec<R>) -> Result<usize> {
+        self.append_at(rows, &[]).await
+    }
+
+    /// Like [`Lake::append`], committing the source positions the rows came from in the same
+    /// Delta transaction (as application transactions, `txn`), so the table itself records
+    /// which positions its rows cover.
+    pub async fn append_at<R: Row>(&self, rows: Vec<R>, txns: &[Transaction]) -> Result<usize> {
         let table = R::TABLE;
         let dates: BTreeSet<NaiveDate> = rows.iter().map(Row::date).collect();
         let mut seen = self.existing_ids(table, &dates).await?;
@@ -179,7 +188,8 @@ impl Lake {
         if fresh.is_empty() {
             return Ok(0);
         }
-        self.write(table, &fresh, SaveMode::Append, None).await?;
+        self.write(table, &fresh, SaveMode::Append, None, txns)
+            .await?;
         Ok(fresh.len())
     }
 
@@ -189,6 +199,7 @@ impl Lake {
         rows: &[R],
         mode: SaveMode,
         replace_where: Option<datafusion::prelude::Expr>,
+        txns: &[Transaction],
     ) -> Result<()> {
         let batch = R::to_batch(rows).map_err(|source| IngestError::Arrow { table, source })?;
         let delta = self.open(table).await?;
@@ -200,6 +211,11 @@ impl Lake {
             .with_description(table.description());
         if let Some(predicate) = replace_where {
             builder = builder.with_replace_where(predicate);
+        }
+        if !txns.is_empty() {
+            builder = builder.with_commit_properties(
+                CommitProperties::default().with_application_transactions(txns.to_vec()),
+            );
         }
         builder.await.map_err(|e| self.lake_error(table, e))?;
         Ok(())
@@ -243,6 +259,7 @@ impl Lake {
         key: &str,
         keys: &[String],
         rows: &[R],
+        txns: &[Transaction],
     ) -> Result<()> {
         let table = R::TABLE;
         if keys.is_empty() {
@@ -252,10 +269,10 @@ impl Lake {
             if rows.is_empty() {
                 return Ok(());
             }
-            return self.write(table, rows, SaveMode::Append, None).await;
+            return self.write(table, rows, SaveMode::Append, None, txns).await;
         }
         let predicate = col(key).in_list(keys.iter().map(|k| lit(k.as_str())).collect(), false);
-        self.write(table, rows, SaveMode::Overwrite, Some(predicate))
+        self.write(table, rows, SaveMode::Overwrite, Some(predicate), txns)
             .await
     }
 }

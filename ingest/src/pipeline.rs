@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use auditq_model::{Command, Session, Table};
 
+use deltalake::kernel::Transaction;
+
 use crate::error::Result;
 use crate::lake::Lake;
 use crate::parse::Parsed;
@@ -59,6 +61,12 @@ impl IngestSummary {
 
 /// Assembles parsed objects and stores them in the lake.
 pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
+    store_at(lake, parsed, &[]).await
+}
+
+/// Like [`store`], committing the source positions (`txns`) with the rows in every table
+/// commit.
+pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Result<IngestSummary> {
     let mut summary = IngestSummary::default();
     let Parsed {
         trail,
@@ -109,7 +117,7 @@ pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
         sessions.insert(id, session);
     }
     let changed_ids: Vec<String> = changed.iter().map(|s| s.session_id.clone()).collect();
-    lake.replace_by_key("session_id", &changed_ids, &changed)
+    lake.replace_by_key("session_id", &changed_ids, &changed, txns)
         .await?;
     summary.tables.insert(Table::Sessions, count);
 
@@ -136,7 +144,7 @@ pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
                 enrich_command(command, session);
             }
         }
-        lake.replace_by_key("session_id", &learned, &earlier)
+        lake.replace_by_key("session_id", &learned, &earlier, txns)
             .await?;
     }
 
@@ -150,13 +158,21 @@ pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
         *summary.reject_reasons.entry(reason).or_default() += 1;
     }
     let counts = [
-        (Table::Cloudtrail, trail.len(), lake.append(trail).await?),
+        (
+            Table::Cloudtrail,
+            trail.len(),
+            lake.append_at(trail, txns).await?,
+        ),
         (
             Table::Commands,
             commands.len(),
-            lake.append(commands).await?,
+            lake.append_at(commands, txns).await?,
         ),
-        (Table::Rejects, rejects.len(), lake.append(rejects).await?),
+        (
+            Table::Rejects,
+            rejects.len(),
+            lake.append_at(rejects, txns).await?,
+        ),
     ];
     for (table, read, added) in counts {
         summary.tables.insert(

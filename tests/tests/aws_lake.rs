@@ -106,6 +106,30 @@ async fn notifications_in_every_envelope_ingest_each_object_once() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.objects, 1);
     assert_eq!(first.tables[&Table::Commands].added, 4, "{first:?}");
+    // The object's position was committed with its rows, in the commands table's own log.
+    let commands = lake
+        .open(Table::Commands)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = commands.snapshot().unwrap_or_else(|e| panic!("{e}"));
+    let head = client
+        .head_object()
+        .bucket(&source_bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let etag = head
+        .e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string();
+    let app_id = format!("s3://{source_bucket}/{key}@{etag}");
+    let version = state
+        .transaction_version(commands.log_store().as_ref(), &app_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(version, Some(1), "{app_id}");
     for again in [&via_sqs, &via_eventbridge, &test_event] {
         let summary = ingest_s3_notification(&lake, &source, again, &limits)
             .await
