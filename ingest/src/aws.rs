@@ -532,11 +532,18 @@ pub async fn ingest_cwl(
 ) -> Result<IngestSummary> {
     let location = source.resolve(uri).await?;
     let streams = source.streams(&location).await?;
-    let done = stored_positions(
-        lake,
-        &format!("cwl://{}/", location.group.trim_start_matches('/')),
-    )
-    .await?;
+    ingest_streams(lake, source, &location.group, &streams, progress).await
+}
+
+/// Ingests the named streams of a group that have grown since they were last ingested.
+pub async fn ingest_streams(
+    lake: &Lake,
+    source: &CwlSource,
+    group: &str,
+    streams: &[String],
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<IngestSummary> {
+    let done = stored_positions(lake, &format!("cwl://{}/", group.trim_start_matches('/'))).await?;
     let mut parsed = Parsed::default();
     let mut positions = Vec::new();
     let mut read = 0;
@@ -546,7 +553,7 @@ pub async fn ingest_cwl(
             total: streams.len(),
             current: stream,
         });
-        let events = source.read_stream(&location.group, stream).await?;
+        let events = source.read_stream(group, stream).await?;
         let version = events.events.len() as i64;
         if done
             .get(&format!("{}@", events.uri()))
@@ -624,6 +631,42 @@ impl CwlSource {
             })
     }
 
+    /// The streams with events at or after `since_ms` (FilterLogEvents over the group), and
+    /// the newest event time seen.
+    pub async fn streams_with_events_since(
+        &self,
+        group: &str,
+        since_ms: i64,
+    ) -> Result<(Vec<String>, i64)> {
+        let mut streams: Vec<String> = Vec::new();
+        let mut newest = since_ms;
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .filter_log_events()
+                .log_group_name(group)
+                .start_time(since_ms)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| aws_error("FilterLogEvents", group, e))?;
+            for event in page.events() {
+                newest = newest.max(event.timestamp().unwrap_or(0));
+                if let Some(name) = event.log_stream_name()
+                    && !streams.iter().any(|s| s == name)
+                {
+                    streams.push(name.to_string());
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok((streams, newest))
+    }
+
     /// Waits for one live-tail session and returns the streams that had events, in order of
     /// first appearance. The session ends when the service closes it (AWS after hours, the
     /// emulator after its snapshot) or after `max_wait`.
@@ -685,6 +728,7 @@ pub async fn follow_cwl(
     let group_uri = format!("cwl://{}", location.group);
     // Catch up on what is there before following.
     on_batch(&ingest_cwl(lake, source, &group_uri, &|_| {}).await?);
+    let mut since = chrono::Utc::now().timestamp_millis() - POLL_MARGIN_MS;
     let mut mode = mode;
     let arn = match mode {
         FollowMode::LiveTail => Some(source.group_arn(&location.group).await?),
@@ -698,9 +742,11 @@ pub async fn follow_cwl(
                     .await
                 {
                     Ok(streams) => {
-                        for stream in streams {
-                            let uri = format!("cwl://{}/{stream}", location.group);
-                            on_batch(&ingest_cwl(lake, source, &uri, &|_| {}).await?);
+                        if !streams.is_empty() {
+                            let summary =
+                                ingest_streams(lake, source, &location.group, &streams, &|_| {})
+                                    .await?;
+                            on_batch(&summary);
                         }
                     }
                     Err(e) => {
@@ -717,12 +763,25 @@ pub async fn follow_cwl(
                     FollowMode::LiveTail => FALLBACK_POLL,
                 };
                 tokio::time::sleep(interval).await;
-                on_batch(&ingest_cwl(lake, source, &group_uri, &|_| {}).await?);
+                // FilterLogEvents over the whole group finds the streams that moved (new ones
+                // included); a margin re-reads late arrivals, which positions make harmless.
+                let (streams, newest) = source
+                    .streams_with_events_since(&location.group, since)
+                    .await?;
+                since = since.max(newest - POLL_MARGIN_MS);
+                if !streams.is_empty() {
+                    on_batch(
+                        &ingest_streams(lake, source, &location.group, &streams, &|_| {}).await?,
+                    );
+                }
             }
         }
     }
     Ok(())
 }
+
+/// How far back each poll looks before the newest event it has seen.
+const POLL_MARGIN_MS: i64 = 5 * 60 * 1000;
 
 /// How often a follower polls when live tail is refused.
 const FALLBACK_POLL: std::time::Duration = std::time::Duration::from_secs(5);

@@ -41,6 +41,19 @@ async fn commands_of(lake: &Lake, session: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn live_tail_follower_stores_new_commands_within_two_seconds() {
+    follower_stores_new_commands_within(FollowMode::LiveTail, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn polling_follower_finds_new_streams_with_filter_log_events() {
+    follower_stores_new_commands_within(
+        FollowMode::Poll(Duration::from_secs(1)),
+        Duration::from_secs(6),
+    )
+    .await;
+}
+
+async fn follower_stores_new_commands_within(mode: FollowMode, limit: Duration) {
     let _ = emulator();
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let logs_config = aws_sdk_cloudwatchlogs::config::Builder::from(&config)
@@ -68,9 +81,7 @@ async fn live_tail_follower_stores_new_commands_within_two_seconds() {
             CwlSource::new(logs.clone()),
             format!("cwl://{group}"),
         );
-        tokio::spawn(async move {
-            follow_cwl(&lake, &source, &uri, FollowMode::LiveTail, &stop, &|_| {}).await
-        })
+        tokio::spawn(async move { follow_cwl(&lake, &source, &uri, mode, &stop, &|_| {}).await })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -118,7 +129,7 @@ async fn live_tail_follower_stores_new_commands_within_two_seconds() {
         .unwrap_or_else(|e| panic!("{e:?}"));
 
     let mut stored = 0;
-    while sent.elapsed() < Duration::from_secs(5) {
+    while sent.elapsed() < limit + Duration::from_secs(3) {
         stored = commands_of(&lake, session).await;
         if stored == 3 {
             break;
@@ -129,11 +140,8 @@ async fn live_tail_follower_stores_new_commands_within_two_seconds() {
     stop.store(true, Ordering::Relaxed);
     let result = tokio::time::timeout(Duration::from_secs(10), follower).await;
     assert_eq!(stored, 3, "commands stored after {latency:?}");
-    assert!(
-        latency < Duration::from_secs(2),
-        "picked up after {latency:?}"
-    );
-    eprintln!("live tail: new session stored {latency:?} after PutLogEvents");
+    assert!(latency < limit, "{mode:?}: picked up after {latency:?}");
+    eprintln!("{mode:?}: new session stored {latency:?} after PutLogEvents");
     assert!(
         matches!(result, Ok(Ok(Ok(())))),
         "follower ended with {result:?}"
