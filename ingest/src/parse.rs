@@ -284,7 +284,7 @@ pub fn parse_log_events(
 fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Parsed) {
     if let Some(records) = value.get("Records").and_then(Value::as_array) {
         for (n, record) in records.iter().enumerate() {
-            parse_record_value(record, object, &at(position, "record", n), parsed);
+            parse_record_value(record, object, &at(position, "record", n), parsed, None);
         }
         return;
     }
@@ -323,7 +323,7 @@ fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Par
     }
     if let Some(items) = value.as_array() {
         for (n, item) in items.iter().enumerate() {
-            parse_record_value(item, object, &at(position, "item", n), parsed);
+            parse_record_value(item, object, &at(position, "item", n), parsed, None);
         }
         return;
     }
@@ -332,7 +332,7 @@ fn parse_json(value: Value, object: Object<'_>, position: &str, parsed: &mut Par
     } else {
         position
     };
-    parse_record_value(&value, object, position, parsed);
+    parse_record_value(&value, object, position, parsed, None);
 }
 
 /// A position inside a position: `line 3, record 2`.
@@ -363,20 +363,7 @@ fn parse_log_event(
                     origin: &origin,
                     modified: object.modified,
                 };
-                if ssm::looks_like_chunk(&value) {
-                    match ssm::parse_chunk(&value, &origin, event.timestamp) {
-                        Ok(chunk) => parsed.chunks.push(chunk),
-                        Err(reason) => parsed.rejects.push(reject(
-                            object,
-                            position,
-                            "ssm-stream",
-                            &reason,
-                            event.message.as_bytes(),
-                        )),
-                    }
-                } else {
-                    parse_record_value(&value, inner, position, parsed);
-                }
+                parse_record_value(&value, inner, position, parsed, event.timestamp);
             }
             Err(e) => parsed.rejects.push(reject(
                 object,
@@ -404,7 +391,15 @@ fn parse_log_event(
     }
 }
 
-fn parse_record_value(value: &Value, object: Object<'_>, position: &str, parsed: &mut Parsed) {
+/// One JSON value: a CloudTrail record or a stream chunk (`fallback_time`, the CloudWatch event
+/// timestamp, stands in for a chunk without `eventTime`).
+fn parse_record_value(
+    value: &Value,
+    object: Object<'_>,
+    position: &str,
+    parsed: &mut Parsed,
+    fallback_time: Option<Timestamp>,
+) {
     if cloudtrail::looks_like_record(value) {
         match cloudtrail::parse_record(value, object.origin) {
             Ok(event) => {
@@ -422,7 +417,7 @@ fn parse_record_value(value: &Value, object: Object<'_>, position: &str, parsed:
             )),
         }
     } else if ssm::looks_like_chunk(value) {
-        match ssm::parse_chunk(value, object.origin, None) {
+        match ssm::parse_chunk(value, object.origin, fallback_time) {
             Ok(chunk) => parsed.chunks.push(chunk),
             Err(reason) => parsed.rejects.push(reject(
                 object,

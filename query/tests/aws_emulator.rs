@@ -11,6 +11,9 @@ use aws_sdk_s3::primitives::ByteStream;
 
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
 const SUDO_SQL: &str = include_str!("../../tests/fixtures/sample_sudo_commands.sql");
+const COUNTS_SQL: &str = "select s.n sessions, c.n commands, t.n trail \
+    from (select count(*) n from sessions) s, (select count(*) n from commands) c, \
+    (select count(*) n from cloudtrail) t";
 const SUDO_CSV: &str = include_str!("../../tests/fixtures/sample_sudo_commands.csv");
 
 fn emulator() -> String {
@@ -175,14 +178,7 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
     assert_eq!(csv, SUDO_CSV);
     let counts = auditq(
         dir.path(),
-        &[
-            "--data",
-            &lake,
-            "--format",
-            "csv",
-            "select s.n sessions, c.n commands, t.n trail from (select count(*) n from sessions) s, \
-             (select count(*) n from commands) c, (select count(*) n from cloudtrail) t",
-        ],
+        &["--data", &lake, "--format", "csv", COUNTS_SQL],
     );
     assert_eq!(counts, "sessions,commands,trail\n10,35,27\n");
     let origins = auditq(
@@ -205,14 +201,7 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
     assert!(again.contains("read 0 sources (32 skipped"), "{again}");
     let counts_again = auditq(
         dir.path(),
-        &[
-            "--data",
-            &lake,
-            "--format",
-            "csv",
-            "select s.n sessions, c.n commands, t.n trail from (select count(*) n from sessions) s, \
-             (select count(*) n from commands) c, (select count(*) n from cloudtrail) t",
-        ],
+        &["--data", &lake, "--format", "csv", COUNTS_SQL],
     );
     assert_eq!(counts_again, counts);
 }
