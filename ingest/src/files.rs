@@ -61,6 +61,24 @@ fn io_error(path: &Path, source: std::io::Error) -> IngestError {
     }
 }
 
+/// Cuts `files` into micro-batches of at most `limits.batch_files` files and about
+/// `limits.batch_bytes` bytes (a file larger than that is a batch of its own).
+pub fn batches<'f>(files: &'f [PathBuf], limits: &Limits) -> Vec<&'f [PathBuf]> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, path) in files.iter().enumerate() {
+        bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if i + 1 - start >= limits.batch_files || bytes >= limits.batch_bytes {
+            batches.push(&files[start..=i]);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < files.len() || files.is_empty() {
+        batches.push(&files[start..]);
+    }
+    batches
+}
+
 /// Reads and parses one file. A file too large to read is rejected, not loaded.
 pub fn read_file(path: &Path, limits: &Limits) -> Result<Parsed> {
     let meta = std::fs::metadata(path).map_err(|source| io_error(path, source))?;

@@ -134,6 +134,20 @@ pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Pars
         parse_transcript_object(&bytes, object, None, &mut parsed);
         return parsed;
     }
+    // The common case, a CloudTrail delivery, skips building a JSON tree of the whole object.
+    if let Ok(delivery) = serde_json::from_slice::<Delivery<'_>>(&bytes) {
+        for (n, record) in delivery.records.iter().enumerate() {
+            let position = at("", "record", n);
+            if record.get().starts_with('{') {
+                parse_trail_record(record.get(), object, &position, &mut parsed);
+            } else {
+                // Not an object: rejected below with the reason every other path gives.
+                let value = serde_json::from_str::<Value>(record.get()).unwrap_or(Value::Null);
+                parse_record_value(&value, object, &position, &mut parsed, None);
+            }
+        }
+        return parsed;
+    }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(value) => parse_json(value, object, "", &mut parsed),
         Err(_) if !starts_like_json(&bytes) => {
@@ -391,6 +405,31 @@ fn parse_log_event(
     }
 }
 
+fn parse_trail_record(record: &str, object: Object<'_>, position: &str, parsed: &mut Parsed) {
+    match cloudtrail::parse_record(record, object.origin) {
+        Ok(event) => {
+            if let Some(fragment) = cloudtrail::session_fragment(&event) {
+                parsed.fragments.push(fragment);
+            }
+            parsed.trail.push(event);
+        }
+        Err(reason) => parsed.rejects.push(reject(
+            object,
+            position,
+            "cloudtrail",
+            &reason,
+            record.as_bytes(),
+        )),
+    }
+}
+
+/// A CloudTrail delivery, `{"Records":[...]}`, with each record left as text.
+#[derive(serde::Deserialize)]
+struct Delivery<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<&'a serde_json::value::RawValue>,
+}
+
 /// One JSON value: a CloudTrail record or a stream chunk (`fallback_time`, the CloudWatch event
 /// timestamp, stands in for a chunk without `eventTime`).
 fn parse_record_value(
@@ -401,21 +440,7 @@ fn parse_record_value(
     fallback_time: Option<Timestamp>,
 ) {
     if cloudtrail::looks_like_record(value) {
-        match cloudtrail::parse_record(value, object.origin) {
-            Ok(event) => {
-                if let Some(fragment) = cloudtrail::session_fragment(&event, value) {
-                    parsed.fragments.push(fragment);
-                }
-                parsed.trail.push(event);
-            }
-            Err(reason) => parsed.rejects.push(reject(
-                object,
-                position,
-                "cloudtrail",
-                &reason,
-                value.to_string().as_bytes(),
-            )),
-        }
+        parse_trail_record(&value.to_string(), object, position, parsed);
     } else if ssm::looks_like_chunk(value) {
         match ssm::parse_chunk(value, object.origin, fallback_time) {
             Ok(chunk) => parsed.chunks.push(chunk),
