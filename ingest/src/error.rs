@@ -33,6 +33,14 @@ pub enum IngestError {
         /// The SDK's error, with its context.
         message: String,
     },
+    /// Alerts could not be published or kept, or the rule state could not be read or saved.
+    #[error("alerting at {location}: {source}")]
+    Alerting {
+        /// The lake, state object or outbox concerned.
+        location: String,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Rows could not be converted to or from Arrow.
     #[error("table {table}: {source}")]
     Arrow {

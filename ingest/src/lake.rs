@@ -25,7 +25,12 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, ensure_table_uri};
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
 
+use crate::alerting::Alerting;
 use crate::error::{IngestError, Result};
 
 /// A lake location: a local directory or `s3://bucket/prefix`.
@@ -36,6 +41,7 @@ use crate::error::{IngestError, Result};
 pub struct Lake {
     location: String,
     storage_options: HashMap<String, String>,
+    alerting: Option<Arc<tokio::sync::Mutex<Alerting>>>,
 }
 
 impl Lake {
@@ -44,7 +50,57 @@ impl Lake {
         Self {
             location: location.into(),
             storage_options: HashMap::new(),
+            alerting: None,
         }
+    }
+
+    /// Runs every batch stored in this lake through rules first (see [`crate::alerting`]):
+    /// whatever path rows arrive by (files, S3, CloudWatch Logs, following), alerts are
+    /// published before the rows and their source positions are committed.
+    pub fn with_alerting(mut self, alerting: Alerting) -> Self {
+        self.alerting = Some(Arc::new(tokio::sync::Mutex::new(alerting)));
+        self
+    }
+
+    /// The alerting stage, when rules are configured.
+    pub fn alerting(&self) -> Option<&Arc<tokio::sync::Mutex<Alerting>>> {
+        self.alerting.as_ref()
+    }
+
+    /// The object store holding the lake and the path of its root, for auditq's own objects
+    /// beside the tables (rule state, alert outbox).
+    pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, StorePath)> {
+        let error = |e: object_store::Error| IngestError::Alerting {
+            location: self.location.clone(),
+            source: Box::new(e),
+        };
+        if let Some(rest) = self.location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (key, value) in &self.storage_options {
+                if let Ok(key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            if self
+                .storage_options
+                .get("AWS_ALLOW_HTTP")
+                .is_some_and(|v| v == "true")
+            {
+                builder = builder.with_allow_http(true);
+            }
+            let store = builder.build().map_err(error)?;
+            return Ok((
+                Arc::new(store),
+                StorePath::from(prefix.trim_end_matches('/')),
+            ));
+        }
+        std::fs::create_dir_all(&self.location).map_err(|source| IngestError::Io {
+            path: self.location.clone(),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&self.location).map_err(error)?;
+        Ok((Arc::new(store), StorePath::default()))
     }
 
     /// Object-store options (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `AWS_REGION`, ...); the

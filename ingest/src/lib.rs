@@ -14,6 +14,7 @@
 //! than stripped with regexes, so backspaces, history recall and full-screen editors resolve to
 //! the command the user actually ran.
 
+pub mod alerting;
 pub mod aws;
 pub mod cloudtrail;
 pub mod decode;
@@ -48,6 +49,11 @@ pub struct Progress<'a> {
 }
 
 /// Ingests files and folders into the lake.
+///
+/// Files go in micro-batches (bounded by [`Limits::batch_files`] and [`Limits::batch_bytes`]):
+/// each batch is parsed on every core while the previous one is committed, so memory stays
+/// bounded (two batches at most), each commit is a unit of progress, and parsing and writing
+/// overlap.
 pub async fn ingest_paths(
     lake: &Lake,
     paths: &[PathBuf],
@@ -56,31 +62,82 @@ pub async fn ingest_paths(
 ) -> Result<IngestSummary> {
     let (files, skipped) = files::collect(paths)?;
     let mut summary = IngestSummary::default();
-    let mut parsed = Parsed::default();
-    let (mut batch_files, mut batch_bytes) = (0usize, 0u64);
-    for (done, path) in files.iter().enumerate() {
-        let current = path.display().to_string();
+    let mut batches = files::batches(&files, limits)
+        .into_iter()
+        .map(<[PathBuf]>::to_vec);
+    let parse = |batch: Vec<PathBuf>| {
+        let limits = *limits;
+        tokio::task::spawn_blocking(move || {
+            let parsed = parse_files(&batch, &limits);
+            (batch.len(), parsed)
+        })
+    };
+    let mut pending = batches.next().map(parse);
+    let mut done = 0;
+    while let Some(handle) = pending.take() {
+        let (count, parsed) = match handle.await {
+            Ok(result) => result,
+            // A parser panic is a bug: surface it as the single-threaded code would.
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        };
+        pending = batches.next().map(parse);
+        let current = files.get(done).map(|p| p.display().to_string());
         progress(Progress {
             done,
             total: files.len(),
-            current: &current,
+            current: current.as_deref().unwrap_or(""),
         });
-        parsed.extend(files::read_file(path, limits)?);
-        batch_files += 1;
-        batch_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        // Micro-batches bound memory and make each commit a unit of progress.
-        if batch_files >= limits.batch_files || batch_bytes >= limits.batch_bytes {
-            summary.add(store(lake, std::mem::take(&mut parsed)).await?);
-            (batch_files, batch_bytes) = (0, 0);
-        }
+        summary.add(store(lake, parsed?).await?);
+        done += count;
     }
     progress(Progress {
         done: files.len(),
         total: files.len(),
         current: "",
     });
-    summary.add(store(lake, parsed).await?);
     summary.objects = files.len();
     summary.skipped = skipped;
     Ok(summary)
+}
+
+/// Parses files on every available core; the result keeps the files' order.
+fn parse_files(files: &[PathBuf], limits: &Limits) -> Result<Parsed> {
+    let workers = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(files.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Vec<(usize, Result<Parsed>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = files.get(i) else {
+                            break;
+                        };
+                        mine.push((i, files::read_file(path, limits)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            // A parser panic is a bug: surface it as the single-threaded code would.
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut ordered: Vec<(usize, Result<Parsed>)> = results.into_iter().flatten().collect();
+    ordered.sort_by_key(|(i, _)| *i);
+    let mut parsed = Parsed::default();
+    for (_, part) in ordered {
+        parsed.extend(part?);
+    }
+    Ok(parsed)
 }

@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use auditq_model::{Command, Session, Table};
+use auditq_rules::EventView;
 
 use deltalake::kernel::Transaction;
 
+use crate::alerting::AlertCounts;
 use crate::error::Result;
 use crate::lake::Lake;
 use crate::parse::Parsed;
@@ -35,6 +37,8 @@ pub struct IngestSummary {
     pub tables: BTreeMap<Table, TableCount>,
     /// Rejected records per reason (reasons cut at the first colon, so they group).
     pub reject_reasons: BTreeMap<String, usize>,
+    /// Alerts raised, delivered and kept in the outbox (when rules are configured).
+    pub alerts: AlertCounts,
 }
 
 impl IngestSummary {
@@ -56,6 +60,9 @@ impl IngestSummary {
         for (reason, n) in other.reject_reasons {
             *self.reject_reasons.entry(reason).or_default() += n;
         }
+        self.alerts.raised += other.alerts.raised;
+        self.alerts.delivered += other.alerts.delivered;
+        self.alerts.kept += other.alerts.kept;
     }
 }
 
@@ -116,9 +123,6 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         }
         sessions.insert(id, session);
     }
-    let changed_ids: Vec<String> = changed.iter().map(|s| s.session_id.clone()).collect();
-    lake.replace_by_key("session_id", &changed_ids, &changed, txns)
-        .await?;
     summary.tables.insert(Table::Sessions, count);
 
     for command in &mut commands {
@@ -126,6 +130,37 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
             enrich_command(command, session);
         }
     }
+
+    // Rules see the batch once commands know who and where; alerts are out (delivered or in
+    // the outbox) before anything of the batch is committed.
+    let mut alerting = match lake.alerting() {
+        Some(alerting) => Some(alerting.lock().await),
+        None => None,
+    };
+    if let Some(alerting) = alerting.as_mut() {
+        let mut events: Vec<&(dyn EventView + Sync)> =
+            Vec::with_capacity(trail.len() + commands.len());
+        events.extend(trail.iter().map(|e| e as &(dyn EventView + Sync)));
+        events.extend(commands.iter().map(|e| e as &(dyn EventView + Sync)));
+        let (rows, counts) = alerting
+            .process(lake, &mut events, chrono::Utc::now())
+            .await?;
+        let read = rows.len();
+        let added = lake.append_at(rows, txns).await?;
+        summary.tables.insert(
+            Table::Alerts,
+            TableCount {
+                read,
+                added,
+                updated: 0,
+            },
+        );
+        summary.alerts = counts;
+    }
+
+    let changed_ids: Vec<String> = changed.iter().map(|s| s.session_id.clone()).collect();
+    lake.replace_by_key("session_id", &changed_ids, &changed, txns)
+        .await?;
     // Commands stored before their session's CloudTrail record arrived learn who/where now.
     let learned: Vec<String> = changed
         .iter()
@@ -183,6 +218,9 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
                 updated: 0,
             },
         );
+    }
+    if let Some(alerting) = alerting.as_mut() {
+        alerting.save_state(lake).await?;
     }
     Ok(summary)
 }

@@ -14,6 +14,7 @@
 //! All times are UTC with microsecond precision; every table is partitioned by `date`, the UTC
 //! day of its main time column.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -64,6 +65,8 @@ pub trait ColumnValue: Sized {
     /// Reads the value of one row back, or `None` if the column has another type or a null
     /// where the type has none.
     fn read(array: &dyn Array, row: usize) -> Option<Self>;
+    /// The value as text, as rules see it (`None` for null). Times are RFC 3339 in UTC.
+    fn text(&self) -> Option<Cow<'_, str>>;
 }
 
 fn utc_timestamp_type() -> DataType {
@@ -101,6 +104,9 @@ impl ColumnValue for String {
     fn read(array: &dyn Array, row: usize) -> Option<Self> {
         Option::<String>::read(array, row).flatten()
     }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(self))
+    }
 }
 
 impl ColumnValue for Option<String> {
@@ -122,6 +128,9 @@ impl ColumnValue for Option<String> {
             _ => None,
         }
     }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        self.as_deref().map(Cow::Borrowed)
+    }
 }
 
 impl ColumnValue for Timestamp {
@@ -135,6 +144,11 @@ impl ColumnValue for Timestamp {
     }
     fn read(array: &dyn Array, row: usize) -> Option<Self> {
         Option::<Timestamp>::read(array, row).flatten()
+    }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(
+            self.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        ))
     }
 }
 
@@ -157,6 +171,11 @@ impl ColumnValue for Option<Timestamp> {
             .value(row);
         Some(timestamp_from_micros(micros))
     }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        self.as_ref()
+            .and_then(ColumnValue::text)
+            .map(|t| Cow::Owned(t.into_owned()))
+    }
 }
 
 impl ColumnValue for NaiveDate {
@@ -173,6 +192,9 @@ impl ColumnValue for NaiveDate {
         }
         date_from_days(array.as_primitive_opt::<Date32Type>()?.value(row))
     }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(self.to_string()))
+    }
 }
 
 impl ColumnValue for i64 {
@@ -185,6 +207,9 @@ impl ColumnValue for i64 {
     }
     fn read(array: &dyn Array, row: usize) -> Option<Self> {
         Option::<i64>::read(array, row).flatten()
+    }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(self.to_string()))
     }
 }
 
@@ -202,6 +227,9 @@ impl ColumnValue for Option<i64> {
         }
         Some(Some(array.as_primitive_opt::<Int64Type>()?.value(row)))
     }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        self.map(|v| Cow::Owned(v.to_string()))
+    }
 }
 
 impl ColumnValue for bool {
@@ -214,6 +242,9 @@ impl ColumnValue for bool {
     }
     fn read(array: &dyn Array, row: usize) -> Option<Self> {
         Option::<bool>::read(array, row).flatten()
+    }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(if *self { "true" } else { "false" }))
     }
 }
 
@@ -230,6 +261,9 @@ impl ColumnValue for Option<bool> {
             return Some(None);
         }
         Some(Some(array.as_boolean_opt()?.value(row)))
+    }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        self.map(|v| Cow::Borrowed(if v { "true" } else { "false" }))
     }
 }
 
@@ -248,6 +282,10 @@ pub trait Row: Sized {
     fn id(&self) -> &str;
     /// The row's partition value.
     fn date(&self) -> NaiveDate;
+    /// The names of the columns, in order.
+    const FIELDS: &'static [&'static str];
+    /// The value of a column as text (`None` for null or for no such column).
+    fn field(&self, name: &str) -> Option<Cow<'_, str>>;
 }
 
 /// Declares a table row: the struct, its schema, and conversions to and from Arrow.
@@ -304,6 +342,15 @@ macro_rules! table_row {
 
             fn date(&self) -> NaiveDate {
                 self.date
+            }
+
+            const FIELDS: &'static [&'static str] = &[ $( stringify!($field), )* ];
+
+            fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+                match name {
+                    $( stringify!($field) => ColumnValue::text(&self.$field), )*
+                    _ => None,
+                }
             }
         }
     };

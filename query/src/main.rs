@@ -11,7 +11,10 @@ use auditq_ingest::aws::{CwlSource, FollowMode, NoEndpointPrefix, S3Location, S3
 use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
 use auditq_query::{OutputFormat, QueryError};
 use clap::{Parser, Subcommand};
+
+mod rules_cli;
 use indicatif::{ProgressBar, ProgressStyle};
+use rules_cli::{AlertingArgs, AlertsCommand, RulesCommand};
 
 /// Audit trail of server access on AWS: who opened a shell, when, where, and what they ran.
 ///
@@ -48,6 +51,8 @@ enum Command {
         /// Files read per lake commit.
         #[arg(long, default_value_t = Limits::default().batch_files)]
         batch_files: usize,
+        #[command(flatten)]
+        alerting: AlertingArgs,
     },
     /// Follow CloudWatch Logs groups and store new events as they arrive (Ctrl-C stops after
     /// the batch in hand is committed).
@@ -58,7 +63,15 @@ enum Command {
         /// Poll every SECONDS instead of using StartLiveTail.
         #[arg(long, value_name = "SECONDS")]
         poll: Option<u64>,
+        #[command(flatten)]
+        alerting: AlertingArgs,
     },
+    /// Write, test and backtest detection rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Subscribe to alerts (SNS filter policies), list and remove subscriptions.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// List the tables with their row counts.
     Tables,
     /// Show the columns of a table.
@@ -115,20 +128,43 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Ingest {
             sources,
             batch_files,
+            alerting,
         }) => {
             let limits = Limits {
                 batch_files: batch_files.max(1),
                 ..Limits::default()
             };
+            let sns = match alerting.needs_sns() {
+                true => Some(aws.sns().await),
+                false => None,
+            };
+            let lake = alerting.apply(lake, sns).await?;
             let summary = ingest_sources(&lake, &aws, &sources, &limits).await?;
             print_summary(&summary, &mut std::io::stdout().lock())?;
         }
-        Some(Command::Follow { groups, poll }) => {
+        Some(Command::Follow {
+            groups,
+            poll,
+            alerting,
+        }) => {
+            let sns = match alerting.needs_sns() {
+                true => Some(aws.sns().await),
+                false => None,
+            };
+            let lake = alerting.apply(lake, sns).await?;
             let mode = match poll {
                 Some(seconds) => FollowMode::Poll(std::time::Duration::from_secs(seconds.max(1))),
                 None => FollowMode::LiveTail,
             };
             follow(&lake, &aws, &groups, mode).await?;
+        }
+        Some(Command::Rules(command)) => {
+            if !rules_cli::rules(command, &lake).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Some(Command::Alerts(command)) => {
+            rules_cli::alerts(command, &aws.sns().await).await?;
         }
         Some(Command::Schema { table }) => {
             print!("{}", auditq_query::describe_schema(&table)?);
@@ -214,6 +250,13 @@ impl AwsSettings {
             options.insert("AWS_REGION".to_string(), region.clone());
         }
         options
+    }
+
+    async fn sns(&self) -> aws_sdk_sns::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        aws_sdk_sns::Client::new(&config)
     }
 
     async fn clients(&self) -> (S3Source, CwlSource) {
@@ -351,6 +394,14 @@ fn print_summary(summary: &IngestSummary, out: &mut dyn Write) -> std::io::Resul
             write!(out, " {:>6} updated", count.updated)?;
         }
         writeln!(out)?;
+    }
+    let alerts = &summary.alerts;
+    if alerts.raised > 0 {
+        writeln!(
+            out,
+            "  alerts: {} raised, {} new delivered, {} kept in the outbox",
+            alerts.raised, alerts.delivered, alerts.kept
+        )?;
     }
     if summary.rejected() > 0 {
         writeln!(

@@ -1,1 +1,31 @@
-//! placeholder
+//! Detection rules for auditq: rule files, one automaton per field, alerts and publishers.
+//!
+//! Why one automaton per field: a rule pack of a few hundred patterns checked one regex at a
+//! time costs a few hundred scans of every command line, and the pipeline must keep up with
+//! every keystroke of every session. Instead all patterns on one field of one table are
+//! compiled into one `regex_automata::meta::Regex` (`MatchKind::All`), so each event costs one
+//! cheap "any match?" scan per field, plus one overlapping scan when something matched; rules
+//! are then decided from the set of patterns that matched ([`engine`]).
+//!
+//! Why event time for suppression and thresholds: decisions do not depend on when auditq ran,
+//! so a backtest over last month, a replay after a crash, and the live service agree
+//! ([`detect`]). Why deterministic alert ids: a retried batch re-raises the same alerts, and
+//! the lake and subscribers can tell ([`detect::alert_id`]).
+//!
+//! Layers: [`spec`] (YAML as written, with file/line/rule in every error), [`engine`] (pure
+//! compilation and matching), [`detect`] (suppression, thresholds, their state), [`notice`]
+//! (what an alert says), [`publish`] (SNS, stdout, file, retries, outbox), [`pack`] (the
+//! built-in default rules).
+
+pub mod detect;
+pub mod engine;
+pub mod notice;
+pub mod pack;
+pub mod publish;
+pub mod spec;
+
+pub use detect::{Detector, RuleState, alert_id};
+pub use engine::{Engine, EventView, FieldsEvent, Limits, Rule, Scratch};
+pub use notice::AlertNotice;
+pub use publish::{AlertOutbox, PublishError, PublishReport, Publisher, Retry, Sink};
+pub use spec::{RuleError, Severity};

@@ -1,0 +1,474 @@
+//! `auditq rules ...` and `auditq alerts ...`: write, test, backtest rules; manage SNS
+//! subscriptions; and the `--rules/--alerts` options of `ingest` and `follow`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use auditq_ingest::Lake;
+use auditq_ingest::alerting::Alerting;
+use auditq_model::{Command as CommandRow, Table, TrailEvent};
+use auditq_rules::notice::filter_policy;
+use auditq_rules::pack::{load, run_cases};
+use auditq_rules::{
+    Detector, Engine, EventView, FieldsEvent, Publisher, Retry, RuleState, Severity, Sink,
+};
+use clap::{Args, Subcommand};
+use datafusion::prelude::{col, lit};
+
+/// `--rules` and `--alerts` of `ingest` and `follow`.
+#[derive(Debug, Args)]
+pub struct AlertingArgs {
+    /// Rules to evaluate on every event: `default` (the built-in pack), a YAML file, or a folder.
+    #[arg(long, value_name = "default|FILE|DIR")]
+    pub rules: Option<String>,
+    /// Where alerts go: `sns://TOPIC_ARN`, `stdout`, `file://PATH` (repeatable). Alerts that
+    /// cannot be delivered are kept in the outbox beside the lake and delivered on the next run.
+    #[arg(long, value_name = "SINK", requires = "rules")]
+    pub alerts: Vec<String>,
+}
+
+impl AlertingArgs {
+    /// Whether an SNS client is needed.
+    pub fn needs_sns(&self) -> bool {
+        self.alerts.iter().any(|a| a.starts_with("sns://"))
+    }
+
+    /// The lake with its alerting stage, and the outbox flushed, when `--rules` is given.
+    pub async fn apply(
+        &self,
+        lake: Lake,
+        sns: Option<aws_sdk_sns::Client>,
+    ) -> anyhow::Result<Lake> {
+        let Some(rules) = &self.rules else {
+            return Ok(lake);
+        };
+        let engine = Arc::new(compile(rules)?);
+        let mut sinks = Vec::new();
+        for spec in &self.alerts {
+            sinks.push(if let Some(topic) = spec.strip_prefix("sns://") {
+                let Some(client) = sns.clone() else {
+                    bail!("no SNS client for {spec}");
+                };
+                Sink::Sns {
+                    client,
+                    topic_arn: topic.to_string(),
+                }
+            } else if spec == "stdout" {
+                Sink::Stdout
+            } else if let Some(path) = spec.strip_prefix("file://") {
+                Sink::File(PathBuf::from(path))
+            } else {
+                bail!("--alerts {spec:?}: use sns://TOPIC_ARN, stdout or file://PATH");
+            });
+        }
+        let outbox = Alerting::outbox(&lake)?;
+        let publisher = Publisher::new(sinks, Retry::default(), Some(outbox));
+        let alerting = Alerting::new(&lake, engine, publisher).await?;
+        let (delivered, still) = alerting.flush_outbox(&lake).await?;
+        if delivered > 0 || still > 0 {
+            eprintln!(
+                "auditq: outbox: {delivered} alerts delivered from earlier runs, {still} still kept"
+            );
+        }
+        Ok(lake.with_alerting(alerting))
+    }
+}
+
+/// `auditq rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files and run the cases they carry; every problem is reported with its
+    /// file, line and rule id.
+    Check {
+        /// `default`, files or folders.
+        #[arg(required = true)]
+        sources: Vec<String>,
+    },
+    /// Show which rules match one event, and why.
+    Test {
+        /// `default`, a file or a folder.
+        rules: String,
+        /// A command line (an event of the `commands` table).
+        #[arg(long, conflicts_with = "event")]
+        cmd: Option<String>,
+        /// An event as a JSON object of column values.
+        #[arg(long)]
+        event: Option<String>,
+        /// The table of `--event` [default: cloudtrail if it has event_name, else commands].
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Run rules over logs or the lake without publishing: how many alerts would they raise?
+    Scan {
+        /// `default`, a file or a folder.
+        rules: String,
+        /// Log files or folders to read (into a temporary lake) instead of the lake.
+        #[arg(long, value_name = "PATH")]
+        over: Vec<PathBuf>,
+        /// Only events at or after this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print every alert, not just the counts.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+/// `auditq alerts ...`.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Subscribe an endpoint to the alert topic, receiving exactly the alerts selected.
+    Subscribe {
+        /// The alert topic.
+        #[arg(long)]
+        topic: String,
+        /// Deliver by email.
+        #[arg(long, group = "endpoint")]
+        email: Option<String>,
+        /// Deliver to an SQS queue (its ARN).
+        #[arg(long, group = "endpoint")]
+        sqs: Option<String>,
+        /// Deliver to an HTTPS endpoint.
+        #[arg(long, group = "endpoint")]
+        https: Option<String>,
+        /// Deliver to a Lambda function (its ARN).
+        #[arg(long, group = "endpoint")]
+        lambda: Option<String>,
+        /// Only alerts at least this severe (info, low, medium, high, critical).
+        #[arg(long)]
+        min_severity: Option<String>,
+        /// Only these rules: an id, `prefix.*` or `*.suffix` (repeatable).
+        #[arg(long)]
+        rule: Vec<String>,
+        /// Only alerts from these accounts (repeatable).
+        #[arg(long)]
+        account: Vec<String>,
+    },
+    /// List the topic's subscriptions and their filters.
+    Subscriptions {
+        /// The alert topic.
+        #[arg(long)]
+        topic: String,
+    },
+    /// Remove a subscription.
+    Unsubscribe {
+        /// The subscription ARN (from `auditq alerts subscriptions`).
+        subscription: String,
+    },
+}
+
+fn compile(source: &str) -> anyhow::Result<Engine> {
+    let files = load(source).map_err(|errors| rule_errors(&errors))?;
+    Engine::compile(&files).map_err(|errors| rule_errors(&errors))
+}
+
+fn rule_errors(errors: &[auditq_rules::RuleError]) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "{} problem(s) in the rules:\n  {}",
+        errors.len(),
+        lines.join("\n  ")
+    )
+}
+
+/// Runs `auditq rules ...`; returns whether everything passed.
+pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        RulesCommand::Check { sources } => {
+            let mut ok = true;
+            for source in sources {
+                match compile(&source) {
+                    Err(e) => {
+                        ok = false;
+                        writeln!(out, "{source}: {e}")?;
+                    }
+                    Ok(engine) => {
+                        let (run, failures) = run_cases(&engine);
+                        for failure in &failures {
+                            writeln!(out, "{failure}")?;
+                        }
+                        ok &= failures.is_empty();
+                        writeln!(
+                            out,
+                            "{source}: {} rules, {} patterns, {run} cases, {} failed",
+                            engine.rules().len(),
+                            engine.pattern_count(),
+                            failures.len()
+                        )?;
+                    }
+                }
+            }
+            Ok(ok)
+        }
+        RulesCommand::Test {
+            rules,
+            cmd,
+            event,
+            table,
+        } => {
+            let engine = compile(&rules)?;
+            let event = match (cmd, event) {
+                (Some(cmd), _) => FieldsEvent {
+                    table: Table::Commands,
+                    fields: BTreeMap::from([("cmd".to_string(), cmd)]),
+                },
+                (None, Some(json)) => json_event(&json, table.as_deref())?,
+                (None, None) => bail!("give --cmd '...' or --event JSON"),
+            };
+            let mut scratch = engine.scratch();
+            let matched = engine.matching(&event, &mut scratch);
+            for rule in engine.rules().iter().filter(|r| r.table == event.table) {
+                let hit = matched.iter().any(|m| m.id == rule.id);
+                if !hit && !engine.explain(rule, &event).iter().any(|e| e.hit) {
+                    continue;
+                }
+                let verdict = if hit { "MATCH" } else { "no match" };
+                writeln!(
+                    out,
+                    "{verdict:<8} {} [{}] {}",
+                    rule.id, rule.severity, rule.title
+                )?;
+                for test in engine.explain(rule, &event) {
+                    let mark = if test.hit { "yes" } else { "no " };
+                    writeln!(out, "    {mark} {} =~ /{}/", test.field, test.pattern)?;
+                }
+            }
+            writeln!(
+                out,
+                "{} of {} {} rules match",
+                matched.len(),
+                engine
+                    .rules()
+                    .iter()
+                    .filter(|r| r.table == event.table)
+                    .count(),
+                event.table
+            )?;
+            Ok(true)
+        }
+        RulesCommand::Scan {
+            rules,
+            over,
+            since,
+            list,
+        } => {
+            let engine = Arc::new(compile(&rules)?);
+            let scratch_dir;
+            let source = if over.is_empty() {
+                lake.clone()
+            } else {
+                scratch_dir = tempfile::tempdir().context("cannot make a temporary lake")?;
+                let temporary = Lake::new(scratch_dir.path().display().to_string());
+                auditq_ingest::ingest_paths(
+                    &temporary,
+                    &over,
+                    &auditq_ingest::Limits::default(),
+                    &|_| {},
+                )
+                .await?;
+                temporary
+            };
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let filter = match since {
+                Some(t) => {
+                    col("time").gt_eq(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+                        Some(t.timestamp_micros()),
+                        Some("UTC".into()),
+                    )))
+                }
+                None => lit(true),
+            };
+            let commands: Vec<CommandRow> = source
+                .rows_matching(Table::Commands, filter.clone())
+                .await?;
+            let trail: Vec<TrailEvent> = source.rows_matching(Table::Cloudtrail, filter).await?;
+            let mut events: Vec<&dyn EventView> = Vec::new();
+            events.extend(commands.iter().map(|e| e as &dyn EventView));
+            events.extend(trail.iter().map(|e| e as &dyn EventView));
+            events.sort_by_key(|e| e.time());
+            let mut detector = Detector::new(engine.clone(), RuleState::default());
+            let now = chrono::Utc::now();
+            let mut per_rule: BTreeMap<String, usize> = BTreeMap::new();
+            let mut total = 0;
+            for event in &events {
+                for alert in detector.detect(*event, now) {
+                    total += 1;
+                    *per_rule.entry(alert.rule_id.clone()).or_default() += 1;
+                    if list {
+                        writeln!(out, "{}", alert.line())?;
+                    }
+                }
+            }
+            writeln!(
+                out,
+                "{} events scanned ({} commands, {} CloudTrail records): {total} alerts would be raised",
+                events.len(),
+                commands.len(),
+                trail.len()
+            )?;
+            for rule in engine.rules() {
+                if let Some(n) = per_rule.get(&rule.id) {
+                    writeln!(out, "  {n:>6}  {} [{}]", rule.id, rule.severity)?;
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .with_context(|| format!("--since {text:?}: use YYYY-MM-DD or RFC 3339"))?;
+    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+fn json_event(json: &str, table: Option<&str>) -> anyhow::Result<FieldsEvent> {
+    let value: serde_json::Value = serde_json::from_str(json).context("--event is not JSON")?;
+    let Some(object) = value.as_object() else {
+        bail!("--event must be a JSON object of column values");
+    };
+    let fields: BTreeMap<String, String> = object
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect();
+    let table = match table {
+        Some(name) => Table::from_name(name).with_context(|| format!("no table {name:?}"))?,
+        None if fields.contains_key("event_name") => Table::Cloudtrail,
+        None => Table::Commands,
+    };
+    Ok(FieldsEvent { table, fields })
+}
+
+/// Runs `auditq alerts ...`.
+pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        AlertsCommand::Subscribe {
+            topic,
+            email,
+            sqs,
+            https,
+            lambda,
+            min_severity,
+            rule,
+            account,
+        } => {
+            let (protocol, endpoint) = match (email, sqs, https, lambda) {
+                (Some(e), ..) => ("email", e),
+                (_, Some(q), ..) => ("sqs", q),
+                (_, _, Some(h), _) => ("https", h),
+                (_, _, _, Some(l)) => ("lambda", l),
+                _ => bail!("give one of --email, --sqs, --https, --lambda"),
+            };
+            let min = match min_severity.as_deref() {
+                Some(name) => Some(Severity::from_name(name).with_context(|| {
+                    format!("--min-severity {name:?}: use info, low, medium, high or critical")
+                })?),
+                None => None,
+            };
+            let policy = filter_policy(min, &rule, &account).map_err(anyhow::Error::msg)?;
+            let mut request = sns
+                .subscribe()
+                .topic_arn(&topic)
+                .protocol(protocol)
+                .endpoint(&endpoint)
+                .return_subscription_arn(true);
+            if let Some(policy) = &policy {
+                request = request
+                    .attributes("FilterPolicy", policy)
+                    .attributes("FilterPolicyScope", "MessageAttributes");
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_error(&e)))
+                .with_context(|| format!("subscribe {protocol}:{endpoint} to {topic}"))?;
+            writeln!(
+                out,
+                "{}",
+                response
+                    .subscription_arn()
+                    .unwrap_or("pending confirmation")
+            )?;
+            writeln!(
+                out,
+                "filter: {}",
+                policy.as_deref().unwrap_or("none (every alert)")
+            )?;
+        }
+        AlertsCommand::Subscriptions { topic } => {
+            let mut token = None;
+            loop {
+                let page = sns
+                    .list_subscriptions_by_topic()
+                    .topic_arn(&topic)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", aws_error(&e)))
+                    .with_context(|| format!("list subscriptions of {topic}"))?;
+                for subscription in page.subscriptions() {
+                    let arn = subscription.subscription_arn().unwrap_or_default();
+                    let policy = if arn.starts_with("arn:") {
+                        sns.get_subscription_attributes()
+                            .subscription_arn(arn)
+                            .send()
+                            .await
+                            .ok()
+                            .and_then(|a| {
+                                a.attributes().and_then(|m| m.get("FilterPolicy").cloned())
+                            })
+                    } else {
+                        None
+                    };
+                    writeln!(
+                        out,
+                        "{arn}\n    {}:{}\n    filter: {}",
+                        subscription.protocol().unwrap_or_default(),
+                        subscription.endpoint().unwrap_or_default(),
+                        policy.as_deref().unwrap_or("none (every alert)")
+                    )?;
+                }
+                token = page.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        AlertsCommand::Unsubscribe { subscription } => {
+            sns.unsubscribe()
+                .subscription_arn(&subscription)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_error(&e)))
+                .with_context(|| format!("unsubscribe {subscription}"))?;
+            writeln!(out, "removed {subscription}")?;
+        }
+    }
+    Ok(())
+}
+
+fn aws_error(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

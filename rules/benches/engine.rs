@@ -1,0 +1,357 @@
+//! Rule engine throughput over 1M realistic command lines, side by side with the alternatives a
+//! user would pick: a loop of per-rule `regex::Regex::is_match`, and `grep -E -c` on the union
+//! of the patterns.
+//!
+//!     cargo bench -p auditq-rules --bench engine            (1M lines, ~200 patterns)
+//!     cargo bench -p auditq-rules --bench engine -- 200000   (fewer lines)
+//!
+//! One core (no threads). Prints lines/s of each and the ratios; results go in BENCHMARKS.md.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::time::Instant;
+
+use auditq_model::Table;
+use auditq_rules::spec::{ConditionSpec, LoadedFile, RuleSpec, Severity};
+use auditq_rules::{Engine, EventView, pack};
+
+/// A command line as an event, without building a map per line.
+struct Line<'a>(&'a str);
+
+impl EventView for Line<'_> {
+    fn table(&self) -> Table {
+        Table::Commands
+    }
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        (name == "cmd").then_some(Cow::Borrowed(self.0))
+    }
+}
+
+/// A small deterministic generator (no dependency, same lines every run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() as usize) % items.len()]
+    }
+}
+
+const COMMANDS: &[&str] = &[
+    "ls -la {p}",
+    "cd {p}",
+    "cat {p}",
+    "tail -n 200 {p}",
+    "less {p}",
+    "vim {p}",
+    "grep -rn {w} {p}",
+    "systemctl status {s}",
+    "sudo systemctl restart {s}",
+    "journalctl -u {s} --since today",
+    "docker ps -a",
+    "docker logs --tail 100 {w}",
+    "kubectl get pods -n {w}",
+    "kubectl describe pod {w}-7d9f8c",
+    "git pull origin main",
+    "git log --oneline -n 20",
+    "ps aux | grep {w}",
+    "df -h",
+    "free -m",
+    "top -b -n 1 | head -20",
+    "aws s3 ls s3://{w}-logs/",
+    "python3 manage.py migrate",
+    "curl -s http://localhost:8080/health",
+    "ss -tlnp",
+    "find {p} -name '*.log' -mtime +7",
+    "du -sh {p}",
+    "sudo tail -f {p}",
+    "echo $PATH",
+    "export ENV={w}",
+    "ping -c 3 10.0.1.{n}",
+    "ssh ec2-user@10.0.2.{n}",
+    "history | tail",
+    "sudo -l",
+    "id",
+    "whoami",
+    "uptime",
+    "sudo su -",
+    "crontab -l",
+    "chmod 644 {p}",
+];
+const PATHS: &[&str] = &[
+    "/var/log/messages",
+    "/var/log/nginx/access.log",
+    "/etc/nginx/nginx.conf",
+    "/opt/app/config.yml",
+    "/home/ec2-user/deploy.sh",
+    "/tmp/out.txt",
+    "/etc/hosts",
+    "/srv/data/export.csv",
+];
+const SERVICES: &[&str] = &["nginx", "postgresql", "redis", "app", "docker", "sshd"];
+const WORDS: &[&str] = &[
+    "billing", "orders", "api", "worker", "payments", "search", "etl",
+];
+
+fn lines(n: usize) -> Vec<String> {
+    let mut rng = Lcg(42);
+    (0..n)
+        .map(|_| {
+            rng.pick(COMMANDS)
+                .replace("{p}", rng.pick(PATHS))
+                .replace("{s}", rng.pick(SERVICES))
+                .replace("{w}", rng.pick(WORDS))
+                .replace("{n}", &(rng.next() % 250).to_string())
+        })
+        .collect()
+}
+
+const TOOLS: &[&str] = &[
+    "nmap",
+    "masscan",
+    "hydra",
+    "john",
+    "hashcat",
+    "mimikatz",
+    "tcpdump",
+    "chisel",
+    "ngrok",
+    "frpc",
+    "xmrig",
+    "minerd",
+    "linpeas",
+    "pspy",
+    "gdb",
+    "strace",
+    "ltrace",
+    "insmod",
+    "rmmod",
+    "modprobe",
+    "iptables",
+    "nft",
+    "setcap",
+    "chattr",
+    "base64",
+    "openssl",
+    "xxd",
+    "dd",
+    "shred",
+    "wipe",
+    "nsenter",
+    "unshare",
+    "crontab",
+    "at",
+    "systemd-run",
+    "tmux",
+    "screen",
+    "socat",
+];
+
+/// Rules in the style of the pack (a tool, then a suspicious flag), until `total` patterns.
+fn generated(start: usize, total: usize) -> Vec<RuleSpec> {
+    let mut rng = Lcg(7);
+    (start..total)
+        .map(|n| {
+            let tool = rng.pick(TOOLS);
+            let flag = (b'a' + (rng.next() % 26) as u8) as char;
+            RuleSpec {
+                id: format!("gen.{n}"),
+                title: format!("{tool} -{flag}"),
+                severity: Severity::Low,
+                table: "commands".to_string(),
+                description: None,
+                tags: Vec::new(),
+                condition: ConditionSpec {
+                    field: Some("cmd".to_string()),
+                    regex: Some(format!(
+                        "(?:^|[;&|]\\s*){tool}\\s+(?:\\S+\\s+)*-[a-zA-Z]*{flag}[a-zA-Z0-9]*\\b"
+                    )),
+                    ..Default::default()
+                },
+                suppress: None,
+                threshold: None,
+                tests: None,
+            }
+        })
+        .collect()
+}
+
+/// The leaves of a condition as Rust regex pattern texts, translated as the engine does.
+fn leaves(cond: &ConditionSpec, out: &mut Vec<String>) {
+    for part in cond.all.iter().chain(cond.any.iter()).flatten() {
+        leaves(part, out);
+    }
+    if let Some(inner) = &cond.not {
+        leaves(inner, out);
+    }
+    let e = regex_syntax::escape;
+    let text = [
+        cond.regex.clone(),
+        cond.prefix.as_ref().map(|p| format!("^{}", e(p))),
+        cond.suffix.as_ref().map(|s| format!("{}$", e(s))),
+        cond.contains.as_ref().map(|c| e(c)),
+        cond.equals.as_ref().map(|q| format!("^{}$", e(q))),
+        cond.one_of.as_ref().map(|v| {
+            format!(
+                "^(?:{})$",
+                v.iter().map(|x| e(x)).collect::<Vec<_>>().join("|")
+            )
+        }),
+    ];
+    out.extend(text.into_iter().flatten());
+}
+
+/// The per-rule loop: each rule's condition evaluated with one compiled `regex::Regex` per leaf.
+enum Naive {
+    All(Vec<Naive>),
+    Any(Vec<Naive>),
+    Not(Box<Naive>),
+    Leaf(regex::Regex),
+}
+
+impl Naive {
+    fn new(cond: &ConditionSpec) -> Naive {
+        if let Some(parts) = &cond.all {
+            return Naive::All(parts.iter().map(Naive::new).collect());
+        }
+        if let Some(parts) = &cond.any {
+            return Naive::Any(parts.iter().map(Naive::new).collect());
+        }
+        if let Some(inner) = &cond.not {
+            return Naive::Not(Box::new(Naive::new(inner)));
+        }
+        let mut texts = Vec::new();
+        leaves(cond, &mut texts);
+        let text = texts.pop().unwrap_or_default();
+        let text = if cond.case_insensitive {
+            format!("(?i:{text})")
+        } else {
+            text
+        };
+        Naive::Leaf(regex::Regex::new(&text).unwrap_or_else(|e| panic!("{e}")))
+    }
+    fn eval(&self, line: &str) -> bool {
+        match self {
+            Naive::All(p) => p.iter().all(|c| c.eval(line)),
+            Naive::Any(p) => p.iter().any(|c| c.eval(line)),
+            Naive::Not(c) => !c.eval(line),
+            Naive::Leaf(r) => r.is_match(line),
+        }
+    }
+}
+
+/// Rust regex syntax to POSIX ERE as GNU grep reads it.
+fn to_ere(pattern: &str) -> String {
+    pattern.replace("(?:", "(").replace("\\d", "[0-9]")
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let lines = lines(n);
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let files = pack::load("default").unwrap_or_else(|e| panic!("{e:?}"));
+    let mut specs: Vec<RuleSpec> = files
+        .iter()
+        .flat_map(|f| f.rules.iter().map(|(s, _)| s.clone()))
+        .filter(|s| s.table == "commands")
+        .collect();
+    let mut pack_patterns = Vec::new();
+    for s in &specs {
+        leaves(&s.condition, &mut pack_patterns);
+    }
+    specs.extend(generated(pack_patterns.len(), 200));
+    let mut patterns = Vec::new();
+    for s in &specs {
+        leaves(&s.condition, &mut patterns);
+    }
+    let file = LoadedFile {
+        file: "bench".to_string(),
+        rules: specs.iter().cloned().map(|s| (s, None)).collect(),
+    };
+    let engine = Engine::compile(&[file]).unwrap_or_else(|e| panic!("{e:?}"));
+    println!(
+        "{n} lines ({:.1} MB, {:.0} bytes/line), {} rules, {} patterns ({} from the default pack)",
+        bytes as f64 / 1e6,
+        bytes as f64 / n as f64,
+        specs.len(),
+        patterns.len(),
+        pack_patterns.len()
+    );
+
+    let mut scratch = engine.scratch();
+    let started = Instant::now();
+    let mut engine_hits = 0usize;
+    for line in &lines {
+        engine_hits += engine.matching(&Line(line), &mut scratch).len();
+    }
+    let engine_secs = started.elapsed().as_secs_f64();
+
+    let naive: Vec<(String, Naive)> = specs
+        .iter()
+        .map(|s| (s.id.clone(), Naive::new(&s.condition)))
+        .collect();
+    let started = Instant::now();
+    let mut naive_hits = 0usize;
+    for line in &lines {
+        naive_hits += naive.iter().filter(|(_, rule)| rule.eval(line)).count();
+    }
+    let naive_secs = started.elapsed().as_secs_f64();
+    assert_eq!(engine_hits, naive_hits, "engine and per-rule loop disagree");
+
+    let dir = std::env::temp_dir().join(format!("auditq-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let lines_path = dir.join("lines.txt");
+    let patterns_path = dir.join("patterns.txt");
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&lines_path).unwrap_or_else(|e| panic!("{e}")),
+    );
+    for line in &lines {
+        writeln!(out, "{line}").unwrap_or_else(|e| panic!("{e}"));
+    }
+    drop(out);
+    let ere: Vec<String> = patterns.iter().map(|p| to_ere(p)).collect();
+    std::fs::write(&patterns_path, ere.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let grep = std::process::Command::new("grep")
+        .arg("-E")
+        .arg("-c")
+        .arg("-f")
+        .arg(&patterns_path)
+        .arg(&lines_path)
+        .output();
+    let grep_secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let rate = |secs: f64| n as f64 / secs;
+    println!(
+        "auditq engine     {:>12.0} lines/s  ({engine_hits} rule matches)",
+        rate(engine_secs)
+    );
+    println!(
+        "per-rule regex    {:>12.0} lines/s  ({naive_hits} rule matches)",
+        rate(naive_secs)
+    );
+    match grep {
+        Ok(out) => println!(
+            "grep -E -c -f     {:>12.0} lines/s  ({} lines with any match; exit {})",
+            rate(grep_secs),
+            String::from_utf8_lossy(&out.stdout).trim(),
+            out.status
+        ),
+        Err(e) => println!("grep -E -c -f     not run: {e}"),
+    }
+    println!(
+        "ratio engine / per-rule loop: {:.1}x; engine / grep: {:.2}x",
+        naive_secs / engine_secs,
+        grep_secs / engine_secs
+    );
+}

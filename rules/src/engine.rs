@@ -1,0 +1,916 @@
+//! Compiles rules into one automaton per (table, field) and decides rules from match sets.
+//!
+//! Every field test (`regex`, `prefix`, `suffix`, `contains`, `equals`, `in`) becomes a pattern;
+//! the patterns of all rules on one field of one table are compiled together, twice: a
+//! leftmost-first `meta::Regex` answers "does any pattern match?" (the common answer for a
+//! command line is no, and this pass is several times cheaper), and a `MatchKind::All` one
+//! answers "which patterns match?" in one overlapping scan. Rules are then decided from those
+//! pattern sets without touching the text again. The cost per event is therefore one or two
+//! scans per field, whatever the number of rules.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use auditq_model::{Alert, Command, HostEvent, Row, Session, Table, Timestamp, TrailEvent};
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind, PatternSet};
+
+use crate::spec::{
+    ConditionSpec, LoadedFile, RuleError, RuleSpec, Severity, TestsSpec, parse_duration,
+};
+
+/// Limits on user-supplied patterns, so a rule file cannot exhaust memory or time.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest pattern text, in bytes.
+    pub max_pattern_bytes: usize,
+    /// Most patterns in all rules.
+    pub max_patterns: usize,
+    /// Deepest nesting of groups and repetitions in one pattern.
+    pub nest_limit: u32,
+    /// Largest compiled NFA of one pattern, in bytes.
+    pub pattern_nfa_bytes: usize,
+    /// Largest compiled NFA of all patterns on one field, in bytes.
+    pub field_nfa_bytes: usize,
+    /// Lazy DFA cache per field, in bytes: too small and the DFA thrashes with many patterns.
+    pub dfa_cache_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pattern_bytes: 4096,
+            max_patterns: 10_000,
+            nest_limit: 64,
+            pattern_nfa_bytes: 2 << 20,
+            field_nfa_bytes: 256 << 20,
+            dfa_cache_bytes: 32 << 20,
+        }
+    }
+}
+
+/// What a rule reads an event through: its table and its fields as text.
+pub trait EventView {
+    /// The table the event belongs to.
+    fn table(&self) -> Table;
+    /// A field as text (`None` when null or unknown).
+    fn field(&self, name: &str) -> Option<Cow<'_, str>>;
+    /// The event's id.
+    fn event_id(&self) -> Cow<'_, str> {
+        self.field(self.table().id_column())
+            .unwrap_or(Cow::Borrowed(""))
+    }
+    /// When the event happened.
+    fn time(&self) -> Option<Timestamp> {
+        ["time", "started_at", "ended_at"]
+            .iter()
+            .find_map(|name| self.field(name))
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.to_utc())
+    }
+}
+
+impl<R: Row> EventView for R {
+    fn table(&self) -> Table {
+        R::TABLE
+    }
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        Row::field(self, name)
+    }
+    fn event_id(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.id())
+    }
+}
+
+/// An event given as field values (`auditq rules test --event`, rule test cases).
+#[derive(Debug, Clone)]
+pub struct FieldsEvent {
+    /// Its table.
+    pub table: Table,
+    /// Its fields.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl EventView for FieldsEvent {
+    fn table(&self) -> Table {
+        self.table
+    }
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.fields.get(name).map(|v| Cow::Borrowed(v.as_str()))
+    }
+}
+
+/// The columns of a table, as rules may name them.
+pub fn table_fields(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::Commands => Command::FIELDS,
+        Table::Sessions => Session::FIELDS,
+        Table::Cloudtrail => TrailEvent::FIELDS,
+        Table::HostEvents => HostEvent::FIELDS,
+        Table::Alerts => Alert::FIELDS,
+        Table::Rejects | Table::Positions => &[],
+    }
+}
+
+/// A compiled condition: leaves point at a pattern of a field.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// Every one holds.
+    All(Vec<Condition>),
+    /// At least one holds.
+    Any(Vec<Condition>),
+    /// Does not hold.
+    Not(Box<Condition>),
+    /// Pattern `pattern` of field slot `slot` matched.
+    Leaf {
+        /// The field's slot in its table.
+        slot: usize,
+        /// The pattern's index in that field's automaton.
+        pattern: usize,
+    },
+}
+
+impl Condition {
+    fn eval(&self, hit: &dyn Fn(usize, usize) -> bool) -> bool {
+        match self {
+            Condition::All(parts) => parts.iter().all(|c| c.eval(hit)),
+            Condition::Any(parts) => parts.iter().any(|c| c.eval(hit)),
+            Condition::Not(inner) => !inner.eval(hit),
+            Condition::Leaf { slot, pattern } => hit(*slot, *pattern),
+        }
+    }
+}
+
+/// `suppress` or `threshold` key and window.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Fields forming the key.
+    pub by: Vec<String>,
+    /// The window.
+    pub window: Duration,
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique id.
+    pub id: String,
+    /// One line for people.
+    pub title: String,
+    /// How bad.
+    pub severity: Severity,
+    /// The table it reads.
+    pub table: Table,
+    /// What to do about it.
+    pub description: Option<String>,
+    /// ATT&CK ids and labels.
+    pub tags: Vec<String>,
+    /// The condition.
+    pub condition: Condition,
+    /// At most one alert per key per window.
+    pub suppress: Option<Window>,
+    /// Alert when `.0` matches fall in the window, per key.
+    pub threshold: Option<(u32, Window)>,
+    /// Its test cases.
+    pub tests: TestsSpec,
+    /// Where it was written.
+    pub file: String,
+    /// Its line there.
+    pub line: Option<usize>,
+}
+
+#[derive(Debug)]
+struct FieldMatcher {
+    name: String,
+    patterns: Vec<String>,
+    any: Regex,
+    which: Regex,
+    /// Rules with a leaf on each pattern.
+    rules_of_pattern: Vec<Vec<usize>>,
+}
+
+#[derive(Debug, Default)]
+struct TableRules {
+    fields: Vec<FieldMatcher>,
+    /// Rules that can hold when no pattern matched (a bare `not`): checked on every event.
+    always: Vec<usize>,
+}
+
+/// The compiled rule set.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<Rule>,
+    tables: BTreeMap<Table, TableRules>,
+    patterns: usize,
+}
+
+/// Per-thread search state of an [`Engine`].
+#[derive(Debug)]
+pub struct Scratch {
+    tables: BTreeMap<Table, Vec<FieldScratch>>,
+    candidates: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct FieldScratch {
+    any: meta::Cache,
+    which: meta::Cache,
+    set: PatternSet,
+}
+
+/// Fields in the order rules first name them: a field's slot in its table never changes as
+/// later rules add fields.
+#[derive(Default)]
+struct FieldRegistry {
+    order: Vec<(Table, String)>,
+    patterns: Vec<FieldPatterns>,
+}
+
+impl FieldRegistry {
+    /// The field's patterns and its slot in its table.
+    fn entry(&mut self, table: Table, name: &str) -> (&mut FieldPatterns, usize) {
+        let at = self
+            .order
+            .iter()
+            .position(|(t, n)| *t == table && n == name);
+        let at = at.unwrap_or_else(|| {
+            self.order.push((table, name.to_string()));
+            self.patterns.push(FieldPatterns::default());
+            self.order.len() - 1
+        });
+        let slot = self.order[..at].iter().filter(|(t, _)| *t == table).count();
+        (&mut self.patterns[at], slot)
+    }
+}
+
+/// Patterns of one field being collected, deduplicated.
+#[derive(Default)]
+struct FieldPatterns {
+    patterns: Vec<String>,
+    index: HashMap<String, usize>,
+    rules: Vec<BTreeSet<usize>>,
+}
+
+impl Engine {
+    /// Compiles the rules of some files with default limits.
+    pub fn compile(files: &[LoadedFile]) -> Result<Engine, Vec<RuleError>> {
+        Engine::compile_with(files, &Limits::default())
+    }
+
+    /// Compiles the rules of some files. Every problem is reported, not just the first.
+    pub fn compile_with(files: &[LoadedFile], limits: &Limits) -> Result<Engine, Vec<RuleError>> {
+        let mut errors = Vec::new();
+        let mut rules = Vec::new();
+        let mut seen: HashMap<String, (String, Option<usize>)> = HashMap::new();
+        let mut fields = FieldRegistry::default();
+        let mut total_patterns = 0;
+        for file in files {
+            for (spec, line) in &file.rules {
+                let error = |message: String| RuleError {
+                    file: file.file.clone(),
+                    line: *line,
+                    rule: Some(spec.id.clone()),
+                    message,
+                };
+                if let Some((other, other_line)) = seen.get(&spec.id) {
+                    let at = other_line.map(|l| format!(":{l}")).unwrap_or_default();
+                    errors.push(error(format!("duplicate rule id (first in {other}{at})")));
+                    continue;
+                }
+                seen.insert(spec.id.clone(), (file.file.clone(), *line));
+                let index = rules.len();
+                let mut builder = RuleBuilder {
+                    spec,
+                    index,
+                    limits,
+                    fields: &mut fields,
+                    problems: Vec::new(),
+                    patterns_added: 0,
+                };
+                let rule = builder.build(&file.file, *line);
+                total_patterns += builder.patterns_added;
+                let problems = std::mem::take(&mut builder.problems);
+                if problems.is_empty() {
+                    if let Some(rule) = rule {
+                        rules.push(rule);
+                    }
+                } else {
+                    errors.extend(problems.into_iter().map(error));
+                }
+            }
+        }
+        if total_patterns > limits.max_patterns {
+            errors.push(RuleError {
+                file: files.first().map(|f| f.file.clone()).unwrap_or_default(),
+                line: None,
+                rule: None,
+                message: format!(
+                    "{total_patterns} patterns in all exceed the limit of {}",
+                    limits.max_patterns
+                ),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut tables: BTreeMap<Table, TableRules> = BTreeMap::new();
+        for ((table, name), collected) in fields.order.into_iter().zip(fields.patterns) {
+            let any = build_many(&collected.patterns, MatchKind::LeftmostFirst, limits);
+            let which = build_many(&collected.patterns, MatchKind::All, limits);
+            match (any, which) {
+                (Ok(any), Ok(which)) => {
+                    tables.entry(table).or_default().fields.push(FieldMatcher {
+                        name,
+                        patterns: collected.patterns.clone(),
+                        any,
+                        which,
+                        rules_of_pattern: collected
+                            .rules
+                            .into_iter()
+                            .map(|r| r.into_iter().collect())
+                            .collect(),
+                    })
+                }
+                (Err(e), _) | (_, Err(e)) => errors.push(RuleError {
+                    file: files.first().map(|f| f.file.clone()).unwrap_or_default(),
+                    line: None,
+                    rule: None,
+                    message: format!("the patterns on {table}.{name} together: {e}"),
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        for (index, rule) in rules.iter().enumerate() {
+            let table = tables.entry(rule.table).or_default();
+            if rule.condition.eval(&|_, _| false) {
+                table.always.push(index);
+            }
+        }
+        Ok(Engine {
+            rules,
+            tables,
+            patterns: total_patterns,
+        })
+    }
+
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Patterns compiled, before deduplication.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns
+    }
+
+    /// Fresh search state for this engine (one per thread).
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            tables: self
+                .tables
+                .iter()
+                .map(|(table, rules)| {
+                    let fields = rules
+                        .fields
+                        .iter()
+                        .map(|f| FieldScratch {
+                            any: f.any.create_cache(),
+                            which: f.which.create_cache(),
+                            set: PatternSet::new(f.which.pattern_len()),
+                        })
+                        .collect();
+                    (*table, fields)
+                })
+                .collect(),
+            candidates: Vec::new(),
+        }
+    }
+
+    /// Whether any rule on the event's table could match it (the cheap first pass).
+    pub fn any_match(&self, event: &dyn EventView, scratch: &mut Scratch) -> bool {
+        let Some(table) = self.tables.get(&event.table()) else {
+            return false;
+        };
+        if !table.always.is_empty() {
+            return true;
+        }
+        let Some(caches) = scratch.tables.get_mut(&event.table()) else {
+            return false;
+        };
+        table.fields.iter().zip(caches).any(|(field, cache)| {
+            event.field(&field.name).is_some_and(|text| {
+                field
+                    .any
+                    .search_half_with(&mut cache.any, &Input::new(text.as_ref()).earliest(true))
+                    .is_some()
+            })
+        })
+    }
+
+    /// The rules that match the event, in rule order.
+    pub fn matching<'e>(&'e self, event: &dyn EventView, scratch: &mut Scratch) -> Vec<&'e Rule> {
+        let Some(table) = self.tables.get(&event.table()) else {
+            return Vec::new();
+        };
+        let Some(caches) = scratch.tables.get_mut(&event.table()) else {
+            return Vec::new();
+        };
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        candidates.extend_from_slice(&table.always);
+        for (field, cache) in table.fields.iter().zip(caches.iter_mut()) {
+            cache.set.clear();
+            let Some(text) = event.field(&field.name) else {
+                continue;
+            };
+            let input = Input::new(text.as_ref());
+            if field
+                .any
+                .search_half_with(&mut cache.any, &input.clone().earliest(true))
+                .is_none()
+            {
+                continue;
+            }
+            field
+                .which
+                .which_overlapping_matches_with(&mut cache.which, &input, &mut cache.set);
+            for pattern in cache.set.iter() {
+                candidates.extend_from_slice(&field.rules_of_pattern[pattern.as_usize()]);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let caches = &*caches;
+        let hit = |slot: usize, pattern: usize| {
+            caches.get(slot).is_some_and(|c| {
+                regex_automata::PatternID::new(pattern).is_ok_and(|p| c.set.contains(p))
+            })
+        };
+        candidates
+            .iter()
+            .map(|&i| &self.rules[i])
+            .filter(|rule| rule.condition.eval(&hit))
+            .collect()
+    }
+}
+
+/// One field test of a rule and whether it held for an event: why a rule matched or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explained {
+    /// The field.
+    pub field: String,
+    /// The pattern the test compiled to.
+    pub pattern: String,
+    /// The field's value, when present.
+    pub value: Option<String>,
+    /// Whether the pattern matched.
+    pub hit: bool,
+}
+
+impl Engine {
+    /// Each field test of `rule` on `event`, in the order written.
+    pub fn explain(&self, rule: &Rule, event: &dyn EventView) -> Vec<Explained> {
+        let mut leaves = Vec::new();
+        collect_leaves(&rule.condition, &mut leaves);
+        let Some(table) = self.tables.get(&rule.table) else {
+            return Vec::new();
+        };
+        leaves
+            .into_iter()
+            .filter_map(|(slot, pattern)| {
+                let field = table.fields.get(slot)?;
+                let text = field.patterns.get(pattern)?.clone();
+                let value = event.field(&field.name).map(|v| v.into_owned());
+                let hit = value
+                    .as_deref()
+                    .is_some_and(|v| Regex::new(&text).is_ok_and(|re| re.is_match(v)));
+                Some(Explained {
+                    field: field.name.clone(),
+                    pattern: text,
+                    value,
+                    hit,
+                })
+            })
+            .collect()
+    }
+}
+
+fn collect_leaves(condition: &Condition, out: &mut Vec<(usize, usize)>) {
+    match condition {
+        Condition::All(parts) | Condition::Any(parts) => {
+            parts.iter().for_each(|p| collect_leaves(p, out))
+        }
+        Condition::Not(inner) => collect_leaves(inner, out),
+        Condition::Leaf { slot, pattern } => out.push((*slot, *pattern)),
+    }
+}
+
+fn syntax_config(limits: &Limits) -> syntax::Config {
+    syntax::Config::new().nest_limit(limits.nest_limit)
+}
+
+fn build_many(
+    patterns: &[String],
+    kind: MatchKind,
+    limits: &Limits,
+) -> Result<Regex, Box<meta::BuildError>> {
+    let mut config = meta::Config::new()
+        .match_kind(kind)
+        .nfa_size_limit(Some(limits.field_nfa_bytes));
+    if kind == MatchKind::All {
+        config = config.hybrid_cache_capacity(limits.dfa_cache_bytes);
+    }
+    Regex::builder()
+        .syntax(syntax_config(limits))
+        .configure(config)
+        .build_many(patterns)
+        .map_err(Box::new)
+}
+
+struct RuleBuilder<'a> {
+    spec: &'a RuleSpec,
+    index: usize,
+    limits: &'a Limits,
+    fields: &'a mut FieldRegistry,
+    problems: Vec<String>,
+    patterns_added: usize,
+}
+
+impl RuleBuilder<'_> {
+    fn build(&mut self, file: &str, line: Option<usize>) -> Option<Rule> {
+        let spec = self.spec;
+        if spec.id.trim().is_empty() || spec.id.chars().any(char::is_whitespace) {
+            self.problems
+                .push("id must be non-empty and without spaces".to_string());
+        }
+        if spec.title.trim().is_empty() {
+            self.problems.push("title must not be empty".to_string());
+        }
+        let table = match Table::from_name(&spec.table) {
+            Some(t) if !table_fields(t).is_empty() && t != Table::Alerts => t,
+            _ => {
+                self.problems.push(format!(
+                    "unknown table {:?} (rules read commands, sessions, cloudtrail, host_events)",
+                    spec.table
+                ));
+                return None;
+            }
+        };
+        let condition = self.condition(table, &spec.condition);
+        let suppress = spec.suppress.as_ref().and_then(|s| {
+            // Both checked, so both problems are reported.
+            let by = self.key_fields(table, &s.by);
+            let window = self.duration("suppress.for", &s.window);
+            Some(Window {
+                by: by?,
+                window: window?,
+            })
+        });
+        let threshold = spec.threshold.as_ref().and_then(|t| {
+            if t.count == 0 {
+                self.problems
+                    .push("threshold.count must be at least 1".to_string());
+                return None;
+            }
+            let by = self.key_fields(table, &t.by);
+            let window = self.duration("threshold.within", &t.within);
+            Some((
+                t.count,
+                Window {
+                    by: by?,
+                    window: window?,
+                },
+            ))
+        });
+        let tests = spec.tests.clone().unwrap_or_default();
+        for case in tests.positive.iter().chain(&tests.no_match) {
+            for name in case.fields().keys() {
+                if !table_fields(table).contains(&name.as_str()) {
+                    self.problems
+                        .push(format!("test case names unknown field {name:?} of {table}"));
+                }
+            }
+        }
+        Some(Rule {
+            id: spec.id.clone(),
+            title: spec.title.clone(),
+            severity: spec.severity,
+            table,
+            description: spec.description.clone(),
+            tags: spec.tags.clone(),
+            condition: condition?,
+            suppress,
+            threshold,
+            tests,
+            file: file.to_string(),
+            line,
+        })
+    }
+
+    fn duration(&mut self, what: &str, text: &str) -> Option<Duration> {
+        let parsed = parse_duration(text);
+        if parsed.is_none() {
+            self.problems.push(format!(
+                "{what}: {text:?} is not a duration like 30s, 10m, 2h, 1d"
+            ));
+        }
+        parsed
+    }
+
+    fn key_fields(&mut self, table: Table, by: &[String]) -> Option<Vec<String>> {
+        let unknown: Vec<&String> = by
+            .iter()
+            .filter(|f| !table_fields(table).contains(&f.as_str()))
+            .collect();
+        if unknown.is_empty() {
+            Some(by.to_vec())
+        } else {
+            self.problems.push(format!(
+                "unknown field(s) {unknown:?} of {table}; it has {}",
+                table_fields(table).join(", ")
+            ));
+            None
+        }
+    }
+
+    fn condition(&mut self, table: Table, spec: &ConditionSpec) -> Option<Condition> {
+        let kinds = [
+            spec.all.is_some(),
+            spec.any.is_some(),
+            spec.not.is_some(),
+            spec.field.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            self.problems.push(
+                "a condition has exactly one of all, any, not, or field (with one test)"
+                    .to_string(),
+            );
+            return None;
+        }
+        if let Some(parts) = spec.all.as_ref().or(spec.any.as_ref()) {
+            if parts.is_empty() {
+                self.problems
+                    .push("all/any needs at least one condition".to_string());
+                return None;
+            }
+            let compiled: Vec<Option<Condition>> =
+                parts.iter().map(|p| self.condition(table, p)).collect();
+            let compiled: Option<Vec<Condition>> = compiled.into_iter().collect();
+            return Some(if spec.all.is_some() {
+                Condition::All(compiled?)
+            } else {
+                Condition::Any(compiled?)
+            });
+        }
+        if let Some(inner) = &spec.not {
+            return Some(Condition::Not(Box::new(self.condition(table, inner)?)));
+        }
+        let field = spec.field.as_deref().unwrap_or_default();
+        if !table_fields(table).contains(&field) {
+            self.problems.push(format!(
+                "unknown field {field:?} of {table}; it has {}",
+                table_fields(table).join(", ")
+            ));
+            return None;
+        }
+        let pattern = self.pattern(spec)?;
+        self.patterns_added += 1;
+        let (collected, slot) = self.fields.entry(table, field);
+        let next = collected.patterns.len();
+        let index = *collected.index.entry(pattern.clone()).or_insert(next);
+        if index == next {
+            collected.patterns.push(pattern);
+            collected.rules.push(BTreeSet::new());
+        }
+        collected.rules[index].insert(self.index);
+        Some(Condition::Leaf {
+            slot,
+            pattern: index,
+        })
+    }
+
+    /// The field test as one pattern.
+    fn pattern(&mut self, spec: &ConditionSpec) -> Option<String> {
+        let tests = [
+            spec.regex.clone(),
+            spec.prefix.as_ref().map(|p| format!("^{}", escape(p))),
+            spec.suffix.as_ref().map(|s| format!("{}$", escape(s))),
+            spec.contains.as_ref().map(|c| escape(c)),
+            spec.equals.as_ref().map(|e| format!("^{}$", escape(e))),
+            spec.one_of.as_ref().map(|values| {
+                let alternatives: Vec<String> = values.iter().map(|v| escape(v)).collect();
+                format!("^(?:{})$", alternatives.join("|"))
+            }),
+        ];
+        let mut given = tests.into_iter().flatten();
+        let (Some(pattern), None) = (given.next(), given.next()) else {
+            self.problems.push(format!(
+                "field {:?} needs exactly one of regex, prefix, suffix, contains, equals, in",
+                spec.field.as_deref().unwrap_or_default()
+            ));
+            return None;
+        };
+        if spec.one_of.as_ref().is_some_and(Vec::is_empty) {
+            self.problems
+                .push("`in` needs at least one value".to_string());
+            return None;
+        }
+        if pattern.len() > self.limits.max_pattern_bytes {
+            self.problems.push(format!(
+                "pattern of {} bytes exceeds the limit of {}",
+                pattern.len(),
+                self.limits.max_pattern_bytes
+            ));
+            return None;
+        }
+        let pattern = if spec.case_insensitive {
+            format!("(?i:{pattern})")
+        } else {
+            // Keeps a user's `a|b` from binding across patterns when wrapped later.
+            format!("(?:{pattern})")
+        };
+        let alone = Regex::builder()
+            .syntax(syntax_config(self.limits))
+            .configure(meta::Config::new().nfa_size_limit(Some(self.limits.pattern_nfa_bytes)))
+            .build(&pattern);
+        if let Err(e) = alone {
+            let shown = spec.regex.as_deref().unwrap_or(&pattern);
+            self.problems
+                .push(format!("bad pattern {shown:?}: {}", error_chain(&e)));
+            return None;
+        }
+        Some(pattern)
+    }
+}
+
+fn escape(text: &str) -> String {
+    regex_syntax::escape(text)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_file;
+
+    fn engine(text: &str) -> Result<Engine, Vec<RuleError>> {
+        let file = parse_file("t.yaml", text).map_err(|e| vec![e])?;
+        Engine::compile(&[file])
+    }
+
+    fn command(cmd: &str) -> FieldsEvent {
+        FieldsEvent {
+            table: Table::Commands,
+            fields: BTreeMap::from([("cmd".to_string(), cmd.to_string())]),
+        }
+    }
+
+    const RULES: &str = r#"
+rules:
+  - id: t.sudo
+    title: sudo
+    severity: low
+    table: commands
+    match: { field: cmd, prefix: "sudo " }
+  - id: t.root_shell
+    title: root shell
+    severity: high
+    table: commands
+    match:
+      all:
+        - { field: cmd, prefix: "sudo " }
+        - any:
+            - { field: cmd, regex: '\bsu\b' }
+            - { field: cmd, suffix: " -i" }
+  - id: t.not_ls
+    title: anything but ls
+    severity: info
+    table: commands
+    match: { not: { field: cmd, equals: ls } }
+  - id: t.ci
+    title: case
+    severity: info
+    table: commands
+    match: { field: cmd, in: [REBOOT, halt], case_insensitive: true }
+"#;
+
+    #[test]
+    fn rules_decided_from_pattern_sets() {
+        let engine = engine(RULES).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut scratch = engine.scratch();
+        let ids = |cmd: &str, scratch: &mut Scratch| -> Vec<String> {
+            engine
+                .matching(&command(cmd), scratch)
+                .iter()
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        assert_eq!(
+            ids("sudo su -", &mut scratch),
+            ["t.sudo", "t.root_shell", "t.not_ls"]
+        );
+        assert_eq!(
+            ids("sudo -i", &mut scratch),
+            ["t.sudo", "t.root_shell", "t.not_ls"]
+        );
+        assert_eq!(ids("sudo ls", &mut scratch), ["t.sudo", "t.not_ls"]);
+        assert!(ids("ls", &mut scratch).is_empty());
+        assert_eq!(ids("Reboot", &mut scratch), ["t.not_ls", "t.ci"]);
+        // A missing field matches no test, so `not` holds.
+        let empty = FieldsEvent {
+            table: Table::Commands,
+            fields: BTreeMap::new(),
+        };
+        let matched: Vec<_> = engine.matching(&empty, &mut scratch);
+        assert_eq!(matched.len(), 1);
+        assert_eq!(matched[0].id, "t.not_ls");
+    }
+
+    #[test]
+    fn bad_regex_names_rule_and_line() {
+        let text = "rules:\n  - id: ok.one\n    title: t\n    severity: low\n    table: commands\n    match: { field: cmd, contains: x }\n  - id: bad.regex\n    title: t\n    severity: low\n    table: commands\n    match: { field: cmd, regex: 'sudo (' }\n";
+        let errors = engine(text).err().unwrap_or_default();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].rule.as_deref(), Some("bad.regex"));
+        assert_eq!(errors[0].line, Some(7));
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("t.yaml:7: rule bad.regex: bad pattern")
+        );
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let text = r#"
+rules:
+  - id: a
+    title: t
+    severity: low
+    table: commandz
+    match: { field: cmd, contains: x }
+  - id: b
+    title: t
+    severity: low
+    table: commands
+    match: { field: comand, contains: x }
+  - id: c
+    title: t
+    severity: low
+    table: commands
+    match: { field: cmd, contains: x, prefix: y }
+  - id: c
+    title: t
+    severity: low
+    table: commands
+    match: { field: cmd, contains: x }
+  - id: d
+    title: t
+    severity: low
+    table: commands
+    match: { field: cmd, contains: x }
+    suppress: { by: [sesion_id], for: 10 minutes }
+"#;
+        let errors = engine(text).err().unwrap_or_default();
+        let rules: Vec<_> = errors.iter().filter_map(|e| e.rule.clone()).collect();
+        assert_eq!(rules, ["a", "b", "c", "c", "d", "d"], "{errors:#?}");
+        assert!(errors[3].message.contains("duplicate"));
+    }
+
+    #[test]
+    fn oversized_and_deep_patterns_are_refused() {
+        let long = "a".repeat(5000);
+        let text = format!(
+            "rules:\n  - id: big\n    title: t\n    severity: low\n    table: commands\n    match: {{ field: cmd, regex: '{long}' }}\n"
+        );
+        let errors = engine(&text).err().unwrap_or_default();
+        assert!(
+            errors[0].message.contains("exceeds the limit"),
+            "{errors:?}"
+        );
+        let deep = format!("{}a{}", "(".repeat(100), ")".repeat(100));
+        let text = format!(
+            "rules:\n  - id: deep\n    title: t\n    severity: low\n    table: commands\n    match: {{ field: cmd, regex: '{deep}' }}\n"
+        );
+        let errors = engine(&text).err().unwrap_or_default();
+        assert_eq!(errors[0].rule.as_deref(), Some("deep"));
+        // A pattern that compiles to a huge NFA is refused, not built.
+        let text = "rules:\n  - id: huge\n    title: t\n    severity: low\n    table: commands\n    match: { field: cmd, regex: '\\w{1000}\\w{1000}' }\n";
+        let errors = engine(text).err().unwrap_or_default();
+        assert_eq!(errors[0].rule.as_deref(), Some("huge"), "{errors:?}");
+    }
+}
