@@ -9,24 +9,10 @@ use std::process::{Command, Output};
 
 use aws_config::BehaviorVersion;
 
+mod common;
+use common::{emulator, run_id};
+
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
-
-fn emulator() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!(
-            "this test needs the AWS API emulator: run ./scripts/test.sh, which installs and \
-             starts moto and sets AWS_ENDPOINT_URL"
-        )
-    })
-}
-
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{}-{nanos}", std::process::id())
-}
 
 fn run_with(cwd: &Path, endpoint: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_auditq"))

@@ -9,29 +9,15 @@ use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_s3::primitives::ByteStream;
 
+mod common;
+use common::{emulator, run_id};
+
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
 const SUDO_SQL: &str = include_str!("../../tests/fixtures/sample_sudo_commands.sql");
 const COUNTS_SQL: &str = "select s.n sessions, c.n commands, t.n trail \
     from (select count(*) n from sessions) s, (select count(*) n from commands) c, \
     (select count(*) n from cloudtrail) t";
 const SUDO_CSV: &str = include_str!("../../tests/fixtures/sample_sudo_commands.csv");
-
-fn emulator() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!(
-            "this test needs the AWS API emulator: run ./scripts/test.sh, which installs and \
-             starts moto and sets AWS_ENDPOINT_URL"
-        )
-    })
-}
-
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{}-{nanos}", std::process::id())
-}
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

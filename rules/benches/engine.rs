@@ -99,9 +99,23 @@ const WORDS: &[&str] = &[
     "billing", "orders", "api", "worker", "payments", "search", "etl",
 ];
 
-fn lines(n: usize) -> Vec<String> {
+/// Real one-line shell commands (nl2bash, 12,607 lines from web Q&A) when the shared corpora are
+/// beside the repository; otherwise lines in the style of an operations team.
+const REAL_COMMANDS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/corpora/shell-commands/all.cm"
+);
+
+fn lines(n: usize) -> (Vec<String>, &'static str) {
     let mut rng = Lcg(42);
-    (0..n)
+    if let Ok(text) = std::fs::read_to_string(REAL_COMMANDS) {
+        let real: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if !real.is_empty() {
+            let picked = (0..n).map(|_| rng.pick(&real).to_string()).collect();
+            return (picked, "nl2bash real commands, drawn at random");
+        }
+    }
+    let generated = (0..n)
         .map(|_| {
             rng.pick(COMMANDS)
                 .replace("{p}", rng.pick(PATHS))
@@ -109,7 +123,8 @@ fn lines(n: usize) -> Vec<String> {
                 .replace("{w}", rng.pick(WORDS))
                 .replace("{n}", &(rng.next() % 250).to_string())
         })
-        .collect()
+        .collect();
+    (generated, "generated operations commands")
 }
 
 const TOOLS: &[&str] = &[
@@ -207,12 +222,12 @@ fn leaves(cond: &ConditionSpec, out: &mut Vec<String>) {
     out.extend(text.into_iter().flatten());
 }
 
-/// The per-rule loop: each rule's condition evaluated with one compiled `regex::Regex` per leaf.
+/// The per-rule loop: each rule's condition evaluated with one compiled regex per leaf.
 enum Naive {
     All(Vec<Naive>),
     Any(Vec<Naive>),
     Not(Box<Naive>),
-    Leaf(regex::Regex),
+    Leaf(regex::bytes::Regex),
 }
 
 impl Naive {
@@ -229,19 +244,21 @@ impl Naive {
         let mut texts = Vec::new();
         leaves(cond, &mut texts);
         let text = texts.pop().unwrap_or_default();
-        let text = if cond.case_insensitive {
-            format!("(?i:{text})")
-        } else {
-            text
-        };
-        Naive::Leaf(regex::Regex::new(&text).unwrap_or_else(|e| panic!("{e}")))
+        // The engine's pattern semantics (bytes, ASCII classes and folding), so both count the
+        // same matches.
+        let re = regex::bytes::RegexBuilder::new(&text)
+            .unicode(false)
+            .case_insensitive(cond.case_insensitive)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Naive::Leaf(re)
     }
     fn eval(&self, line: &str) -> bool {
         match self {
             Naive::All(p) => p.iter().all(|c| c.eval(line)),
             Naive::Any(p) => p.iter().any(|c| c.eval(line)),
             Naive::Not(c) => !c.eval(line),
-            Naive::Leaf(r) => r.is_match(line),
+            Naive::Leaf(r) => r.is_match(line.as_bytes()),
         }
     }
 }
@@ -256,7 +273,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let lines = lines(n);
+    let (lines, origin) = lines(n);
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let files = pack::load("default").unwrap_or_else(|e| panic!("{e:?}"));
     let mut specs: Vec<RuleSpec> = files
@@ -279,7 +296,7 @@ fn main() {
     };
     let engine = Engine::compile(&[file]).unwrap_or_else(|e| panic!("{e:?}"));
     println!(
-        "{n} lines ({:.1} MB, {:.0} bytes/line), {} rules, {} patterns ({} from the default pack)",
+        "{n} lines of {origin} ({:.1} MB, {:.0} bytes/line), {} rules, {} patterns ({} from the default pack)",
         bytes as f64 / 1e6,
         bytes as f64 / n as f64,
         specs.len(),
@@ -321,7 +338,9 @@ fn main() {
     let ere: Vec<String> = patterns.iter().map(|p| to_ere(p)).collect();
     std::fs::write(&patterns_path, ere.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
+    // The C locale: bytes and ASCII classes, as the engine reads patterns.
     let grep = std::process::Command::new("grep")
+        .env("LC_ALL", "C")
         .arg("-E")
         .arg("-c")
         .arg("-f")

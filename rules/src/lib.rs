@@ -29,3 +29,15 @@ pub use engine::{Engine, EventView, FieldsEvent, Limits, Rule, Scratch};
 pub use notice::AlertNotice;
 pub use publish::{AlertOutbox, PublishError, PublishReport, Publisher, Retry, Sink};
 pub use spec::{RuleError, Severity};
+
+/// An error and its causes on one line: `what: why: root cause`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
