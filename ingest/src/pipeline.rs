@@ -138,10 +138,13 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         None => None,
     };
     if let Some(alerting) = alerting.as_mut() {
+        // Sessions are seen each time they change (a CloudTrail record or a transcript arrived);
+        // an alert's id is its rule and the session's id, so a session raises a rule once.
         let mut events: Vec<&(dyn EventView + Sync)> =
-            Vec::with_capacity(trail.len() + commands.len());
+            Vec::with_capacity(trail.len() + commands.len() + changed.len());
         events.extend(trail.iter().map(|e| e as &(dyn EventView + Sync)));
         events.extend(commands.iter().map(|e| e as &(dyn EventView + Sync)));
+        events.extend(changed.iter().map(|e| e as &(dyn EventView + Sync)));
         let (rows, counts) = alerting
             .process(lake, &mut events, chrono::Utc::now())
             .await?;

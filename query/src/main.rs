@@ -167,12 +167,14 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             rules_cli::alerts(command, &aws.sns().await).await?;
         }
         Some(Command::Schema { table }) => {
-            print!("{}", auditq_query::describe_schema(&table)?);
+            let text = auditq_query::describe_schema(&table)?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
         }
         Some(Command::Tables) => {
             load_samples_if_first_run(&lake, explicit).await?;
             let ctx = auditq_query::context(&lake).await?;
-            print!("{}", auditq_query::describe_tables(&ctx).await?);
+            let text = auditq_query::describe_tables(&ctx).await?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
         }
         None => {
             let Some(sql) = cli.sql else {

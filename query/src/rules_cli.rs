@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use auditq_ingest::Lake;
 use auditq_ingest::alerting::Alerting;
-use auditq_model::{Command as CommandRow, Table, TrailEvent};
+use auditq_model::{Command as CommandRow, Session, Table, TrailEvent};
 use auditq_rules::notice::filter_policy;
 use auditq_rules::pack::{load, run_cases};
 use auditq_rules::{
@@ -273,9 +273,9 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
                 temporary
             };
             let since = since.as_deref().map(parse_since).transpose()?;
-            let filter = match since {
+            let since_filter = |column: &str| match since {
                 Some(t) => {
-                    col("time").gt_eq(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+                    col(column).gt_eq(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
                         Some(t.timestamp_micros()),
                         Some("UTC".into()),
                     )))
@@ -283,12 +283,18 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
                 None => lit(true),
             };
             let commands: Vec<CommandRow> = source
-                .rows_matching(Table::Commands, filter.clone())
+                .rows_matching(Table::Commands, since_filter("time"))
                 .await?;
-            let trail: Vec<TrailEvent> = source.rows_matching(Table::Cloudtrail, filter).await?;
+            let trail: Vec<TrailEvent> = source
+                .rows_matching(Table::Cloudtrail, since_filter("time"))
+                .await?;
+            let sessions: Vec<Session> = source
+                .rows_matching(Table::Sessions, since_filter("started_at"))
+                .await?;
             let mut events: Vec<&dyn EventView> = Vec::new();
             events.extend(commands.iter().map(|e| e as &dyn EventView));
             events.extend(trail.iter().map(|e| e as &dyn EventView));
+            events.extend(sessions.iter().map(|e| e as &dyn EventView));
             events.sort_by_key(|e| e.time());
             let mut detector = Detector::new(engine.clone(), RuleState::default());
             let now = chrono::Utc::now();
@@ -305,10 +311,11 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
             }
             writeln!(
                 out,
-                "{} events scanned ({} commands, {} CloudTrail records): {total} alerts would be raised",
+                "{} events scanned ({} commands, {} CloudTrail records, {} sessions): {total} alerts would be raised",
                 events.len(),
                 commands.len(),
-                trail.len()
+                trail.len(),
+                sessions.len()
             )?;
             for rule in engine.rules() {
                 if let Some(n) = per_rule.get(&rule.id) {
@@ -395,7 +402,7 @@ pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow
             let response = request
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", aws_error(&e)))
+                .map_err(|e| anyhow::anyhow!("{}", auditq_rules::error_chain(&e)))
                 .with_context(|| format!("subscribe {protocol}:{endpoint} to {topic}"))?;
             writeln!(
                 out,
@@ -419,7 +426,7 @@ pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| anyhow::anyhow!("{}", aws_error(&e)))
+                    .map_err(|e| anyhow::anyhow!("{}", auditq_rules::error_chain(&e)))
                     .with_context(|| format!("list subscriptions of {topic}"))?;
                 for subscription in page.subscriptions() {
                     let arn = subscription.subscription_arn().unwrap_or_default();
@@ -454,21 +461,10 @@ pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow
                 .subscription_arn(&subscription)
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", aws_error(&e)))
+                .map_err(|e| anyhow::anyhow!("{}", auditq_rules::error_chain(&e)))
                 .with_context(|| format!("unsubscribe {subscription}"))?;
             writeln!(out, "removed {subscription}")?;
         }
     }
     Ok(())
-}
-
-fn aws_error(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
