@@ -22,7 +22,7 @@ pub struct TableCount {
     pub read: usize,
     /// Rows new to the lake (the rest were already stored).
     pub added: usize,
-    /// Stored rows changed (sessions only).
+    /// Stored rows changed (sessions, and stream commands revised by a later read).
     pub updated: usize,
 }
 
@@ -161,10 +161,14 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         summary.alerts = counts;
     }
 
-    let changed_ids: Vec<String> = changed.iter().map(|s| s.session_id.clone()).collect();
-    lake.replace_by_key("session_id", &changed_ids, &changed, txns)
-        .await?;
-    // Commands stored before their session's CloudTrail record arrived learn who/where now.
+    // A live stream is read again as it grows: a command stored while still being typed (or
+    // a line later abandoned) sits under the id its place in the session has, so the stored
+    // stream commands of these sessions are revised to what the grown stream says.
+    let revised = revise_stream_commands(lake, &commands, txns).await?;
+
+    // Commands stored before their session's CloudTrail record arrived learn who/where now,
+    // before the sessions are committed: a crash in between leaves the session looking new to
+    // the next run, which does this again (a crash after would leave them unknown for good).
     let learned: Vec<String> = changed
         .iter()
         .filter(|s| s.start_event_id.is_some())
@@ -186,6 +190,9 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
             .await?;
     }
 
+    let changed_ids: Vec<String> = changed.iter().map(|s| s.session_id.clone()).collect();
+    lake.replace_by_key("session_id", &changed_ids, &changed, txns)
+        .await?;
     for reject in &rejects {
         let reason = reject
             .reason
@@ -213,12 +220,13 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         ),
     ];
     for (table, read, added) in counts {
+        let updated = if table == Table::Commands { revised } else { 0 };
         summary.tables.insert(
             table,
             TableCount {
                 read,
                 added,
-                updated: 0,
+                updated,
             },
         );
     }
@@ -226,4 +234,41 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         alerting.save_state(lake).await?;
     }
     Ok(summary)
+}
+
+/// Rewrites stored stream commands whose text, time, user or directory a new read of their
+/// stream changed; returns how many. Commands from transcripts are left as stored.
+async fn revise_stream_commands(
+    lake: &Lake,
+    commands: &[Command],
+    txns: &[Transaction],
+) -> Result<usize> {
+    let from_streams: HashMap<&str, &Command> = commands
+        .iter()
+        .filter(|c| c.source == "stream")
+        .map(|c| (c.event_id.as_str(), c))
+        .collect();
+    let mut sessions: Vec<String> = from_streams
+        .values()
+        .filter_map(|c| c.session_id.clone())
+        .collect();
+    sessions.sort();
+    sessions.dedup();
+    let stored = lake.rows_by_key::<Command>("session_id", &sessions).await?;
+    let changed: Vec<Command> = stored
+        .iter()
+        .filter_map(|old| {
+            let new = from_streams.get(old.event_id.as_str())?;
+            let differs = old.source == new.source
+                && (old.cmd != new.cmd
+                    || old.time != new.time
+                    || old.run_as != new.run_as
+                    || old.cwd != new.cwd);
+            differs.then(|| (*new).clone())
+        })
+        .collect();
+    let ids: Vec<String> = changed.iter().map(|c| c.event_id.clone()).collect();
+    lake.replace_by_key("event_id", &ids, &changed, txns)
+        .await?;
+    Ok(changed.len())
 }

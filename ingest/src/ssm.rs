@@ -134,10 +134,8 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
         let mut renderer = TerminalRenderer::new();
         for (i, chunk) in chunks.iter().enumerate() {
             if i > 0 {
-                let previous_open = chunks[i - 1]
-                    .lines
-                    .last()
-                    .is_some_and(|l| match_prompt(&visible(l)).is_some());
+                // The line left open so far (it may span several chunks) starts at a prompt.
+                let previous_open = match_prompt(&renderer.open_line()).is_some();
                 let opens_with_prompt = chunk
                     .lines
                     .first()
@@ -149,6 +147,8 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
             }
             renderer.feed(chunk.lines.join("\n").as_bytes(), i);
         }
+        // The last line may still be being typed when a live stream is read; it is taken as it
+        // stands, and a later read of the grown stream revises it (see `store_at`).
         let lines = renderer.finish();
         let first = &chunks[0];
         let default_run_as = chunks.iter().find_map(|c| c.run_as.as_deref());
@@ -316,6 +316,28 @@ mod tests {
         assert_eq!(commands[1].user.as_deref(), Some("bob"));
         assert_eq!(commands[1].account.as_deref(), Some("111122223333"));
         assert_eq!(fragments[0].commands, Some(2));
+    }
+
+    #[test]
+    fn a_command_typed_across_three_chunks_is_one_command_with_a_stable_id() {
+        let first = vec![
+            chunk("2026-10-05T10:30:17Z", &["$ id", "uid=1001", "$ "]),
+            chunk("2026-10-05T10:30:18Z", &["sudo sys"]),
+        ];
+        let (early, _) = assemble_stream(first.clone());
+        let cmds: Vec<_> = early.iter().map(|c| c.cmd.as_str()).collect();
+        assert_eq!(cmds, ["id", "sudo sys"]);
+
+        let mut grown = first;
+        grown.push(chunk(
+            "2026-10-05T10:30:19Z",
+            &["temctl restart nginx", "active", "$ "],
+        ));
+        let (later, _) = assemble_stream(grown);
+        let cmds: Vec<_> = later.iter().map(|c| c.cmd.as_str()).collect();
+        assert_eq!(cmds, ["id", "sudo systemctl restart nginx"]);
+        // Same place in the session, same id: the stored cut-off command is revised in place.
+        assert_eq!(later[1].event_id, early[1].event_id);
     }
 
     #[test]

@@ -51,6 +51,11 @@ impl TerminalRenderer {
         self.parser.advance(&mut self.screen, bytes);
     }
 
+    /// The line being written, not ended yet.
+    pub fn open_line(&self) -> String {
+        self.screen.current.iter().collect()
+    }
+
     /// Ends the recording: an unterminated last line is kept.
     pub fn finish(mut self) -> Vec<RenderedLine> {
         if !self.screen.current.is_empty() {
