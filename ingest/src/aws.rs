@@ -178,7 +178,21 @@ impl S3Source {
             .if_match(format!("\"{}\"", object.etag))
             .send()
             .await
-            .map_err(|e| aws_error("GetObject", &uri, e))?;
+            .map_err(|e| {
+                // A 4xx concerns this object only; anything else (throttling, 5xx, the network
+                // after the SDK's retries) stops the run before anything of it is committed.
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                match status {
+                    Some(status) if (400..500).contains(&status) && status != 429 => {
+                        IngestError::ObjectRefused {
+                            uri: uri.clone(),
+                            status,
+                            message: DisplayErrorContext(&e).to_string(),
+                        }
+                    }
+                    _ => aws_error("GetObject", &uri, e),
+                }
+            })?;
         let bytes = response
             .body
             .collect()
@@ -207,6 +221,10 @@ pub struct LogStreamEvents {
     pub stream: String,
     /// `(timestamp ms, message)` in stream order.
     pub events: Vec<(i64, String)>,
+    /// Events of the stream before these (read by an earlier run).
+    pub offset: usize,
+    /// The forward token after the last event, to resume from.
+    pub next_token: Option<String>,
 }
 
 impl LogStreamEvents {
@@ -227,7 +245,7 @@ impl LogStreamEvents {
             .iter()
             .enumerate()
             .map(|(index, (ts, message))| LogEventIn {
-                index,
+                index: self.offset + index,
                 stream: Some(&self.stream),
                 timestamp: DateTime::from_timestamp_millis(*ts),
                 message,
@@ -346,8 +364,20 @@ impl CwlSource {
 
     /// Every event of a stream from its head, paging with forward tokens until the token repeats.
     pub async fn read_stream(&self, group: &str, stream: &str) -> Result<LogStreamEvents> {
+        self.read_stream_from(group, stream, None, 0).await
+    }
+
+    /// The events of a stream after the forward token `from` (from its head without one);
+    /// `offset` is how many events came before it.
+    pub async fn read_stream_from(
+        &self,
+        group: &str,
+        stream: &str,
+        from: Option<&str>,
+        offset: usize,
+    ) -> Result<LogStreamEvents> {
         let mut events = Vec::new();
-        let mut token: Option<String> = None;
+        let mut token: Option<String> = from.map(str::to_string);
         let resource = format!("{group}/{stream}");
         loop {
             let page = self
@@ -366,35 +396,51 @@ impl CwlSource {
                 }
             }
             let next = page.next_forward_token().map(str::to_string);
-            if page.events().is_empty() || next.is_none() || next == token {
+            let done = page.events().is_empty() || next.is_none() || next == token;
+            if next.is_some() {
+                token = next;
+            }
+            if done {
                 break;
             }
-            token = next;
         }
         Ok(LogStreamEvents {
             group: group.to_string(),
             stream: stream.to_string(),
             events,
+            offset,
+            next_token: token,
         })
     }
 }
 
-/// The versions of positions already stored for sources starting with `prefix`.
-async fn stored_positions(lake: &Lake, prefix: &str) -> Result<HashMap<String, i64>> {
+/// Whether a stream is CloudTrail delivered to CloudWatch Logs (`<account>_CloudTrail_<region>`):
+/// its records stand alone, so it is read on from where the last run stopped. Session Manager
+/// streams are read from their head, since a session's commands are numbered from its start.
+fn is_trail_stream(stream: &str) -> bool {
+    stream
+        .split_once("_CloudTrail_")
+        .is_some_and(|(account, region)| {
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !region.is_empty()
+        })
+}
+
+/// The newest position stored for each source starting with `prefix`, by `source@detail-key`.
+async fn stored_positions(lake: &Lake, prefix: &str) -> Result<HashMap<String, Position>> {
     let rows: Vec<Position> = lake
         .rows_matching(
             Table::Positions,
             col("source").like(lit(format!("{prefix}%"))),
         )
         .await?;
-    let mut versions = HashMap::new();
+    let mut newest: HashMap<String, Position> = HashMap::new();
     for row in rows {
-        let entry = versions
-            .entry(format!("{}@{}", row.source, row.detail_key()))
-            .or_insert(row.version);
-        *entry = (*entry).max(row.version);
+        let key = format!("{}@{}", row.source, row.detail_key());
+        if newest.get(&key).is_none_or(|p| p.version < row.version) {
+            newest.insert(key, row);
+        }
     }
-    Ok(versions)
+    Ok(newest)
 }
 
 trait DetailKey {
@@ -496,13 +542,35 @@ async fn ingest_objects(
             total: todo.len(),
             current: &object.key,
         });
-        parsed.extend(source.read(object, limits).await?);
-        positions.push(position(
-            object.uri(),
-            1,
-            object.etag.clone(),
-            object.modified,
-        ));
+        match source.read(object, limits).await {
+            Ok(read) => {
+                parsed.extend(read);
+                positions.push(position(
+                    object.uri(),
+                    1,
+                    object.etag.clone(),
+                    object.modified,
+                ));
+            }
+            // Set aside with its reason, and no position: the next run tries it again.
+            Err(IngestError::ObjectRefused {
+                status, message, ..
+            }) => {
+                let uri = object.uri();
+                let at = Object {
+                    origin: &uri,
+                    modified: object.modified,
+                };
+                parsed.rejects.push(reject(
+                    at,
+                    "object",
+                    "unknown",
+                    &format!("GetObject refused ({status}): {message}"),
+                    &[],
+                ));
+            }
+            Err(e) => return Err(e),
+        }
         batch_bytes += object.size;
         // Rows first, then the positions that say they are durable.
         if positions.len() >= limits.batch_files || batch_bytes >= limits.batch_bytes {
@@ -522,8 +590,9 @@ async fn ingest_objects(
 
 /// Ingests the streams of a log group that have events not ingested before.
 ///
-/// A stream is read from its head each time it has grown: Session Manager streams are one
-/// session each, and a session's commands are numbered from its first chunk.
+/// A Session Manager stream is read from its head each time it has changed (one session each,
+/// whose commands are numbered from its first chunk); a CloudTrail stream goes on from the
+/// forward token stored with its position.
 pub async fn ingest_cwl(
     lake: &Lake,
     source: &CwlSource,
@@ -553,19 +622,48 @@ pub async fn ingest_streams(
             total: streams.len(),
             current: stream,
         });
-        let events = source.read_stream(group, stream).await?;
-        let version = events.events.len() as i64;
-        if done
-            .get(&format!("{}@", events.uri()))
-            .is_some_and(|&v| v >= version)
-        {
+        let key = format!("cwl://{}/{stream}@", group.trim_start_matches('/'));
+        let stored = done.get(&key);
+        let resume = stored
+            .filter(|_| is_trail_stream(stream))
+            .and_then(|p| Some((p.detail.strip_prefix("token:")?, p.version)));
+        let events = match resume {
+            Some((token, version)) => {
+                let offset = usize::try_from(version).unwrap_or(0);
+                match source
+                    .read_stream_from(group, stream, Some(token), offset)
+                    .await
+                {
+                    Ok(events) => events,
+                    // Tokens expire (a day on AWS): read from the head; ids keep what was
+                    // stored from being stored twice.
+                    Err(e) => {
+                        tracing::warn!(%stream, error = %e, "cannot resume from the stored token; reading the stream from its head");
+                        source.read_stream(group, stream).await?
+                    }
+                }
+            }
+            None => source.read_stream(group, stream).await?,
+        };
+        let last = events.events.last().map(|(ts, _)| *ts).unwrap_or(0);
+        let version = (events.offset + events.events.len()) as i64;
+        let (changed, detail) = if is_trail_stream(stream) {
+            let detail = format!("token:{}", events.next_token.as_deref().unwrap_or_default());
+            (stored.is_none() || !events.events.is_empty(), detail)
+        } else {
+            // Grown, or changed some other way (retention removed old events while new ones
+            // came): the count and the newest event time together tell.
+            let detail = last.to_string();
+            let same = stored.is_some_and(|p| p.version == version && p.detail == detail);
+            (!same, detail)
+        };
+        if !changed {
             continue;
         }
         read += 1;
-        let last = events.events.last().map(|(ts, _)| *ts).unwrap_or(0);
         let time = DateTime::from_timestamp_millis(last).unwrap_or_default();
         parsed.extend(events.parse(time));
-        positions.push(position(events.uri(), version, last.to_string(), time));
+        positions.push(position(events.uri(), version, detail, time));
     }
     let mut summary = store_at(lake, parsed, &txns_of(&positions)).await?;
     lake.append_at(positions.clone(), &txns_of(&positions))

@@ -33,6 +33,17 @@ pub enum IngestError {
         /// The SDK's error, with its context.
         message: String,
     },
+    /// S3 refused one object (deleted or replaced since it was listed, access denied, archived):
+    /// the object is set aside as a reject and tried again next run; the rest goes on.
+    #[error("GetObject on {uri} refused ({status}): {message}")]
+    ObjectRefused {
+        /// The object.
+        uri: String,
+        /// The HTTP status.
+        status: u16,
+        /// The SDK's error, with its context.
+        message: String,
+    },
     /// Alerts could not be published or kept, or the rule state could not be read or saved.
     #[error("alerting at {location}: {source}")]
     Alerting {

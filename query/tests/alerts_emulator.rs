@@ -9,8 +9,7 @@ use std::process::{Command, Output};
 
 use aws_config::BehaviorVersion;
 
-mod common;
-use common::{emulator, run_id};
+use auditq_tests::{emulator, run_id};
 
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
 
@@ -151,7 +150,7 @@ fn alert_ids(messages: &[serde_json::Value]) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_queue_receives_exactly_the_alerts_its_filter_selects() {
     let aws = Aws::new().await;
-    let run = run_id();
+    let run = run_id("q");
     let topic = aws.topic(&format!("auditq-alerts-{run}")).await;
     let (high_url, high_arn) = aws.queue(&format!("high-{run}")).await;
     let (linux_url, linux_arn) = aws.queue(&format!("linux-{run}")).await;
@@ -286,7 +285,7 @@ async fn each_queue_receives_exactly_the_alerts_its_filter_selects() {
 #[tokio::test(flavor = "multi_thread")]
 async fn alerts_wait_in_the_outbox_while_sns_is_down_and_are_delivered_once() {
     let aws = Aws::new().await;
-    let run = run_id();
+    let run = run_id("q");
     let topic = aws.topic(&format!("auditq-outbox-{run}")).await;
     let (url, arn) = aws.queue(&format!("all-{run}")).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -9,8 +9,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_s3::primitives::ByteStream;
 
-mod common;
-use common::{emulator, run_id};
+use auditq_tests::{emulator, run_id};
 
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
 const SUDO_SQL: &str = include_str!("../../tests/fixtures/sample_sudo_commands.sql");
@@ -131,7 +130,7 @@ async fn load_samples_into_aws(run: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
     let _ = emulator();
-    let run = run_id();
+    let run = run_id("q");
     let (bucket, group) = load_samples_into_aws(&run).await;
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let lake_bucket = format!("auditq-lake-{run}");

@@ -20,3 +20,39 @@ pub fn corpora() -> Option<PathBuf> {
 
 /// The scenario's "every sudo command" question; its answer is `fixtures/sample_sudo_commands.csv`.
 pub const SUDO_COMMANDS_SQL: &str = include_str!("../fixtures/sample_sudo_commands.sql");
+
+/// The AWS API emulator's endpoint (`AWS_ENDPOINT_URL`, set by `./scripts/test.sh`), checked to
+/// answer; otherwise the test fails with a message naming the command that provides it.
+pub fn emulator() -> String {
+    let command = "run ./scripts/test.sh, which installs and starts moto and sets AWS_ENDPOINT_URL";
+    let Ok(url) = std::env::var("AWS_ENDPOINT_URL") else {
+        panic!("this test needs the AWS API emulator: {command}");
+    };
+    let address = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&address)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_ok()
+        });
+    assert!(
+        reachable,
+        "the AWS API emulator at {url} does not answer: {command}"
+    );
+    url
+}
+
+/// A name no other test run uses (buckets, groups and queues of concurrent tests stay apart).
+pub fn run_id(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{name}-{}-{nanos}", std::process::id())
+}

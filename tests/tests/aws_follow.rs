@@ -7,18 +7,9 @@ use std::time::{Duration, Instant};
 
 use auditq_ingest::Lake;
 use auditq_ingest::aws::{CwlSource, FollowMode, NoEndpointPrefix, follow_cwl};
-use auditq_tests::repo_root;
+use auditq_tests::{emulator, repo_root};
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-
-fn emulator() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!(
-            "this test needs the AWS API emulator: run ./scripts/test.sh, which installs and \
-             starts moto and sets AWS_ENDPOINT_URL"
-        )
-    })
-}
 
 async fn commands_of(lake: &Lake, session: &str) -> usize {
     let Ok(ctx) = auditq_query::context(lake).await else {

@@ -7,26 +7,9 @@ use auditq_ingest::aws::{S3Location, S3Source, ingest_s3, ingest_s3_notification
 use auditq_ingest::parse::{Object, parse_object};
 use auditq_ingest::{Lake, Limits};
 use auditq_model::{Table, TrailEvent};
-use auditq_tests::repo_root;
+use auditq_tests::{emulator, repo_root, run_id};
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::primitives::ByteStream;
-
-fn emulator() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!(
-            "this test needs the AWS API emulator: run ./scripts/test.sh, which installs and \
-             starts moto and sets AWS_ENDPOINT_URL"
-        )
-    })
-}
-
-fn run_id(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{name}-{}-{nanos}", std::process::id())
-}
 
 async fn s3() -> aws_sdk_s3::Client {
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
@@ -267,4 +250,58 @@ async fn two_writers_appending_at_once_lose_no_commit() {
         Some(2 * rounds as u64),
         "one commit per append, none lost"
     );
+}
+
+/// An object S3 refuses to hand over (here archived to Glacier: 403 InvalidObjectState) is set
+/// aside with the reason; the other objects are ingested, and the refused one is tried again by
+/// the next run instead of being marked done.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_s3_refuses_is_set_aside_and_tried_again() {
+    let _ = emulator();
+    let client = s3().await;
+    let source_bucket = run_id("auditq-refused-src");
+    bucket(&client, &source_bucket).await;
+    let record = |id: &str| {
+        format!(
+            r#"{{"Records":[{{"eventTime":"2026-10-06T18:02:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","eventID":"{id}"}}]}}"#
+        )
+        .into_bytes()
+    };
+    put(&client, &source_bucket, "t/1.json", record("refused-a")).await;
+    client
+        .put_object()
+        .bucket(&source_bucket)
+        .key("t/2.json")
+        .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+        .body(ByteStream::from(record("refused-b")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    put(&client, &source_bucket, "t/3.json", record("refused-c")).await;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let source = S3Source::new(client);
+    let location =
+        S3Location::parse(&format!("s3://{source_bucket}/t/")).unwrap_or_else(|| panic!("uri"));
+    let limits = Limits::default();
+    let summary = ingest_s3(&lake, &source, &location, &limits, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary.tables[&Table::Cloudtrail].added, 2, "{summary:?}");
+    assert_eq!(summary.rejected(), 1, "{summary:?}");
+    let reason = summary
+        .reject_reasons
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    assert!(reason.starts_with("GetObject refused (403)"), "{reason}");
+
+    // The next run reads only the refused object again; its reject is not stored twice.
+    let again = ingest_s3(&lake, &source, &location, &limits, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((again.objects, again.skipped), (1, 2), "{again:?}");
+    assert_eq!(again.tables[&Table::Rejects].added, 0, "{again:?}");
 }
