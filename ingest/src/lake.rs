@@ -167,7 +167,7 @@ impl Lake {
             .table_provider()
             .await
             .map_err(|e| self.lake_error(table, e))?;
-        Ok(Some(provider))
+        Ok(Some(Arc::new(LimitInDataFusion(provider))))
     }
 
     async fn select(
@@ -330,5 +330,40 @@ impl Lake {
         let predicate = col(key).in_list(keys.iter().map(|k| lit(k.as_str())).collect(), false);
         self.write(table, rows, SaveMode::Overwrite, Some(predicate), txns)
             .await
+    }
+}
+
+/// Delta's table provider (deltalake 1.1) accepts a pushed-down `LIMIT` and still returns every
+/// row when no `ORDER BY` follows (`select 1 from commands limit 2` returned all 35 rows of the
+/// samples), and DataFusion, told the scan applies it, drops its own limit. This wrapper never
+/// takes the limit, so DataFusion keeps applying it; filters and projections still go down.
+#[derive(Debug)]
+struct LimitInDataFusion(Arc<dyn TableProvider>);
+
+#[async_trait::async_trait]
+impl TableProvider for LimitInDataFusion {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        self.0.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::prelude::Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        self.0.scan(state, projection, filters, None).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::prelude::Expr],
+    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
     }
 }

@@ -82,6 +82,19 @@ fn output_formats_and_explicit_lake() {
     assert!(table.starts_with("(no rows; columns: cmd)"), "{table}");
     assert!(!stderr.contains("sample"), "{stderr}");
 
+    // LIMIT holds with and without ORDER BY, and without FROM.
+    for sql in [
+        "select cmd from commands limit 2",
+        "select cmd limit 2",
+        "select cmd from commands order by time limit 2",
+        "select count(*) n from commands group by session_id limit 2",
+    ] {
+        let (ok, csv, stderr) =
+            output(auditq(dir.path()).args(["--data", &lake, "--format", "csv", sql]));
+        assert!(ok, "{sql}: {stderr}");
+        assert_eq!(csv.lines().count(), 3, "{sql}:\n{csv}");
+    }
+
     let (ok, tables, _) = output(auditq(dir.path()).args(["--data", &lake, "tables"]));
     assert!(ok);
     assert!(
