@@ -74,6 +74,30 @@ fn aws_error(operation: &str, resource: &str, error: impl std::error::Error) -> 
     }
 }
 
+/// An S3 error on one object: a 4xx (other than throttling) concerns that object only and is
+/// [`IngestError::ObjectRefused`]; anything else (5xx, the network after the SDK's retries)
+/// stops the run before anything of it is committed.
+fn s3_object_error<E>(
+    operation: &str,
+    uri: &str,
+    e: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> IngestError
+where
+    E: std::error::Error + 'static,
+{
+    match e.raw_response().map(|r| r.status().as_u16()) {
+        Some(status) if (400..500).contains(&status) && status != 429 => {
+            IngestError::ObjectRefused {
+                operation: operation.to_string(),
+                uri: uri.to_string(),
+                status,
+                message: DisplayErrorContext(&e).to_string(),
+            }
+        }
+        _ => aws_error(operation, uri, e),
+    }
+}
+
 fn smithy_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Timestamp {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
         .unwrap_or_default()
@@ -138,7 +162,7 @@ impl S3Source {
             .key(key)
             .send()
             .await
-            .map_err(|e| aws_error("HeadObject", &uri, e))?;
+            .map_err(|e| s3_object_error("HeadObject", &uri, e))?;
         Ok(S3Object {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -178,21 +202,7 @@ impl S3Source {
             .if_match(format!("\"{}\"", object.etag))
             .send()
             .await
-            .map_err(|e| {
-                // A 4xx concerns this object only; anything else (throttling, 5xx, the network
-                // after the SDK's retries) stops the run before anything of it is committed.
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                match status {
-                    Some(status) if (400..500).contains(&status) && status != 429 => {
-                        IngestError::ObjectRefused {
-                            uri: uri.clone(),
-                            status,
-                            message: DisplayErrorContext(&e).to_string(),
-                        }
-                    }
-                    _ => aws_error("GetObject", &uri, e),
-                }
-            })?;
+            .map_err(|e| s3_object_error("GetObject", &uri, e))?;
         let bytes = response
             .body
             .collect()
@@ -512,9 +522,101 @@ pub async fn ingest_s3_notification(
     })?;
     let mut summary = IngestSummary::default();
     for object in refs {
-        let object = source.head(&object.bucket, &object.key).await?;
+        let object = match source.head(&object.bucket, &object.key).await {
+            Ok(object) => object,
+            // Gone since the notification (or not ours to read): set aside, the rest goes on.
+            Err(IngestError::ObjectRefused {
+                operation,
+                uri,
+                status,
+                message,
+            }) => {
+                let at = Object {
+                    origin: &uri,
+                    modified: chrono::Utc::now(),
+                };
+                let reason = format!("{operation} refused ({status}): {message}");
+                let refused = Parsed {
+                    rejects: vec![reject(at, "object", "unknown", &reason, &[])],
+                    ..Parsed::default()
+                };
+                summary.add(store_at(lake, refused, &[]).await?);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let uri = object.uri();
         summary.add(ingest_objects(lake, source, &[object], &uri, limits, &|_| {}).await?);
+    }
+    Ok(summary)
+}
+
+/// Drains an SQS queue of S3 event notifications (from S3 directly, through SNS, or from
+/// EventBridge): each message's objects are ingested, then the message is deleted, so a crash
+/// leaves it to be received again (and re-reading adds no row). A message that is not a
+/// notification is set aside in `rejects` with its reason and deleted; any other error stops
+/// the run with the message still in the queue.
+pub async fn ingest_sqs(
+    lake: &Lake,
+    source: &S3Source,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    limits: &Limits,
+) -> Result<IngestSummary> {
+    let mut summary = IngestSummary::default();
+    loop {
+        let page = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| aws_error("ReceiveMessage", queue_url, e))?;
+        if page.messages().is_empty() {
+            break;
+        }
+        for message in page.messages() {
+            let body = message.body().unwrap_or_default();
+            let id = message.message_id().unwrap_or_default();
+            let not_a_notification = match serde_json::from_str::<serde_json::Value>(body) {
+                Err(e) => Some(format!("malformed JSON: {e}")),
+                Ok(value) => match crate::notify::created_objects(&value) {
+                    Err(reason) => Some(format!("not an S3 event notification: {reason}")),
+                    Ok(_) => {
+                        summary.add(ingest_s3_notification(lake, source, &value, limits).await?);
+                        None
+                    }
+                },
+            };
+            if let Some(reason) = not_a_notification {
+                let origin = format!("sqs://{queue_url}");
+                let at = Object {
+                    origin: &origin,
+                    modified: chrono::Utc::now(),
+                };
+                let position = format!("message {id}");
+                let bad = Parsed {
+                    rejects: vec![reject(
+                        at,
+                        &position,
+                        "s3-notification",
+                        &reason,
+                        body.as_bytes(),
+                    )],
+                    ..Parsed::default()
+                };
+                summary.add(store_at(lake, bad, &[]).await?);
+            }
+            if let Some(handle) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("DeleteMessage", queue_url, e))?;
+            }
+        }
     }
     Ok(summary)
 }
@@ -554,7 +656,10 @@ async fn ingest_objects(
             }
             // Set aside with its reason, and no position: the next run tries it again.
             Err(IngestError::ObjectRefused {
-                status, message, ..
+                operation,
+                status,
+                message,
+                ..
             }) => {
                 let uri = object.uri();
                 let at = Object {
@@ -565,7 +670,7 @@ async fn ingest_objects(
                     at,
                     "object",
                     "unknown",
-                    &format!("GetObject refused ({status}): {message}"),
+                    &format!("{operation} refused ({status}): {message}"),
                     &[],
                 ));
             }

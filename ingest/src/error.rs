@@ -35,8 +35,10 @@ pub enum IngestError {
     },
     /// S3 refused one object (deleted or replaced since it was listed, access denied, archived):
     /// the object is set aside as a reject and tried again next run; the rest goes on.
-    #[error("GetObject on {uri} refused ({status}): {message}")]
+    #[error("{operation} on {uri} refused ({status}): {message}")]
     ObjectRefused {
+        /// The API operation.
+        operation: String,
         /// The object.
         uri: String,
         /// The HTTP status.

@@ -45,7 +45,8 @@ enum Command {
     /// Read log files and folders into the lake (format detected from content; re-reading adds
     /// no rows).
     Ingest {
-        /// Files or folders, `s3://bucket/prefix`, or `cwl://LOG_GROUP[/STREAM_PREFIX]`.
+        /// Files or folders, `s3://bucket/prefix`, `cwl://LOG_GROUP[/STREAM_PREFIX]`, or
+        /// `sqs://QUEUE` (a queue of S3 event notifications, drained).
         #[arg(required = true)]
         sources: Vec<String>,
         /// Files read per lake commit.
@@ -261,6 +262,13 @@ impl AwsSettings {
         aws_sdk_sns::Client::new(&config)
     }
 
+    async fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        aws_sdk_sqs::Client::new(&config)
+    }
+
     async fn clients(&self) -> (S3Source, CwlSource) {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
@@ -348,13 +356,35 @@ async fn ingest_sources(
             auditq_ingest::aws::ingest_s3(lake, &s3, &location, limits, &|_| {}).await
         } else if uri.starts_with("cwl://") {
             auditq_ingest::aws::ingest_cwl(lake, &cwl, uri, &|_| {}).await
+        } else if let Some(queue) = uri.strip_prefix("sqs://") {
+            let sqs = aws.sqs().await;
+            let queue_url = queue_url(&sqs, queue).await?;
+            auditq_ingest::aws::ingest_sqs(lake, &s3, &sqs, &queue_url, limits).await
         } else {
-            anyhow::bail!("{uri}: not a path, s3://bucket/prefix or cwl://LOG_GROUP");
+            anyhow::bail!("{uri}: not a path, s3://bucket/prefix, cwl://LOG_GROUP or sqs://QUEUE");
         };
         summary
             .add(part.with_context(|| format!("ingest of {uri} into {} failed", lake.location()))?);
     }
     Ok(summary)
+}
+
+/// A queue given by name (`sqs://auditq-s3-events`) or by URL (`sqs://https://sqs...`).
+async fn queue_url(sqs: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<String> {
+    if queue.starts_with("https://") || queue.starts_with("http://") {
+        return Ok(queue.to_string());
+    }
+    let found = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", auditq_rules::error_chain(&e)))
+        .with_context(|| format!("no SQS queue named {queue}"))?;
+    found
+        .queue_url()
+        .map(str::to_string)
+        .with_context(|| format!("no URL for SQS queue {queue}"))
 }
 
 async fn ingest(lake: &Lake, paths: &[PathBuf], limits: &Limits) -> anyhow::Result<IngestSummary> {

@@ -190,3 +190,150 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
     );
     assert_eq!(counts_again, counts);
 }
+
+/// `auditq ingest sqs://QUEUE` drains a queue of S3 event notifications in every envelope: the
+/// objects are ingested (an organisation trail's `o-...` key and a URL-encoded transcript key),
+/// a test event is ignored, a message that is no notification and one naming a deleted object
+/// are set aside in rejects, and the queue is left empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_notifications_from_an_sqs_queue() {
+    let _ = emulator();
+    let run = run_id("sqs");
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let s3 = aws_sdk_s3::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let bucket = format!("auditq-events-{run}");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let trail_file = "111122223333_CloudTrail_eu-west-1_20261005T0920Z_DDA0BD572E1A034F.json.gz";
+    let trail_key =
+        format!("AWSLogs/o-aa111bb222/111122223333/CloudTrail/eu-west-1/2026/10/05/{trail_file}");
+    let trail_path = format!(
+        "{SAMPLES}/s3/cloudtrail/AWSLogs/111122223333/CloudTrail/eu-west-1/2026/10/05/{trail_file}"
+    );
+    let session = "carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla";
+    let transcript_key = format!("session logs/{session}.log");
+    let transcript_path = format!("{SAMPLES}/s3/ssm-session-logs/session-logs/{session}.log");
+    for (key, path) in [
+        (&trail_key, &trail_path),
+        (&transcript_key, &transcript_path),
+    ] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key.as_str())
+            .body(ByteStream::from(
+                std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}")),
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let queue = format!("auditq-s3-events-{run}");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let notification = |key: &str| {
+        serde_json::json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key}}
+        }]})
+        .to_string()
+    };
+    let encoded = format!("session+logs/{}.log", session.replace('@', "%40"));
+    let through_sns = serde_json::json!({
+        "Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:123456789012:s3-events",
+        "Message": notification(&trail_key)
+    })
+    .to_string();
+    let messages = [
+        through_sns,
+        notification(&encoded),
+        r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#.to_string(),
+        "{not json".to_string(),
+        notification("AWSLogs/deleted-since.json.gz"),
+    ];
+    for body in messages {
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake").display().to_string();
+    let summary = auditq(
+        dir.path(),
+        &["--data", &lake, "ingest", &format!("sqs://{queue}")],
+    );
+    assert!(summary.contains("rejected 2 records"), "{summary}");
+    let csv = auditq(
+        dir.path(),
+        &[
+            "--data",
+            &lake,
+            "--format",
+            "csv",
+            "select \
+          (select count(*) from cloudtrail) trail, \
+          (select count(distinct session_id) from commands) sessions, \
+          (select count(*) from rejects where reason like 'malformed JSON%') bad, \
+          (select count(*) from rejects where reason like 'HeadObject refused (404)%') gone \
+          from (select 1 as one) o",
+        ],
+    );
+    let expected_trail = auditq(
+        dir.path(),
+        &["--data", &format!("{lake}-local"), "ingest", &trail_path],
+    );
+    assert!(expected_trail.contains("cloudtrail"), "{expected_trail}");
+    let local = auditq(
+        dir.path(),
+        &[
+            "--data",
+            &format!("{lake}-local"),
+            "--format",
+            "csv",
+            "select count(*) n from cloudtrail",
+        ],
+    );
+    let trail_rows = local.lines().nth(1).unwrap_or_default();
+    assert_eq!(
+        csv,
+        format!("trail,sessions,bad,gone\n{trail_rows},1,1,1\n")
+    );
+
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+        "0"
+    );
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        "0"
+    );
+}
