@@ -430,24 +430,30 @@ pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow
                     .with_context(|| format!("list subscriptions of {topic}"))?;
                 for subscription in page.subscriptions() {
                     let arn = subscription.subscription_arn().unwrap_or_default();
-                    let policy = if arn.starts_with("arn:") {
-                        sns.get_subscription_attributes()
+                    // A subscription still pending confirmation has no ARN and no attributes.
+                    let filter = if arn.starts_with("arn:") {
+                        match sns
+                            .get_subscription_attributes()
                             .subscription_arn(arn)
                             .send()
                             .await
-                            .ok()
-                            .and_then(|a| {
-                                a.attributes().and_then(|m| m.get("FilterPolicy").cloned())
-                            })
+                        {
+                            Ok(got) => got
+                                .attributes()
+                                .and_then(|m| m.get("FilterPolicy").cloned())
+                                .unwrap_or_else(|| "none (every alert)".to_string()),
+                            Err(e) => {
+                                format!("unknown ({})", auditq_rules::error_chain(&e))
+                            }
+                        }
                     } else {
-                        None
+                        "none (every alert)".to_string()
                     };
                     writeln!(
                         out,
-                        "{arn}\n    {}:{}\n    filter: {}",
+                        "{arn}\n    {}:{}\n    filter: {filter}",
                         subscription.protocol().unwrap_or_default(),
                         subscription.endpoint().unwrap_or_default(),
-                        policy.as_deref().unwrap_or("none (every alert)")
                     )?;
                 }
                 token = page.next_token().map(str::to_string);

@@ -1,7 +1,8 @@
 //! Alerts through SNS on the AWS API emulator (moto, started by ./scripts/test.sh): two SQS
 //! queues subscribed with different filter policies through `auditq alerts subscribe` each
-//! receive exactly the alerts their policy selects, once; and with the SNS endpoint dead, alerts
-//! wait in the outbox and the next run delivers each exactly once.
+//! receive exactly the alerts their policy selects, once; and when SNS goes down partway through
+//! a run, the alerts it could not take wait in the outbox and the next run delivers each exactly
+//! once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -173,7 +174,7 @@ async fn each_queue_receives_exactly_the_alerts_its_filter_selects() {
         subscribed.contains(r#""severity":["high","critical"]"#),
         "{subscribed}"
     );
-    auditq(
+    let linux_subscription = auditq(
         cwd,
         &[
             "alerts",
@@ -185,6 +186,14 @@ async fn each_queue_receives_exactly_the_alerts_its_filter_selects() {
             "--rule",
             "linux.*",
         ],
+    )
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_string();
+    assert!(
+        linux_subscription.starts_with("arn:aws:sns:"),
+        "{linux_subscription}"
     );
     let listed = auditq(cwd, &["alerts", "subscriptions", "--topic", &topic]);
     assert!(
@@ -201,7 +210,7 @@ async fn each_queue_receives_exactly_the_alerts_its_filter_selects() {
             "--data", &lake, "ingest", SAMPLES, "--rules", "default", "--alerts", &sink,
         ],
     );
-    assert!(summary.contains("kept in the outbox"), "{summary}");
+    assert!(summary.contains(" 0 kept in the outbox"), "{summary}");
     let stored = stored_alerts(cwd, &lake);
     assert!(
         stored.values().all(|(_, _, published)| *published),
@@ -280,6 +289,77 @@ async fn each_queue_receives_exactly_the_alerts_its_filter_selects() {
     );
     assert!(again.contains(" 0 new delivered"), "{again}");
     assert!(aws.drain(&high_url).await.is_empty());
+
+    // Unsubscribed, the linux queue is no longer listed.
+    let removed = auditq(cwd, &["alerts", "unsubscribe", &linux_subscription]);
+    assert!(removed.contains(&linux_subscription), "{removed}");
+    let listed = auditq(cwd, &["alerts", "subscriptions", "--topic", &topic]);
+    assert!(!listed.contains(&linux_subscription), "{listed}");
+    assert!(!listed.contains(&linux_arn), "{listed}");
+    assert!(listed.contains(&high_arn), "{listed}");
+}
+
+/// A TCP proxy on 127.0.0.1 in front of the emulator that forwards the first `allowed` SNS
+/// `Publish` calls and then goes down: the connection carrying the next one is cut before it is
+/// forwarded, and every later connection is closed at once. Returns its endpoint.
+async fn sns_outage_after(allowed: usize) -> String {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let target = emulator()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let published = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            if down.load(Ordering::SeqCst) {
+                continue; // dropped: the connection closes at once
+            }
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (published, down) = (published.clone(), down.clone());
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let back = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                let pattern = b"Action=Publish&";
+                let mut tail: Vec<u8> = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match client_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let mut seen = tail.clone();
+                    seen.extend_from_slice(&buf[..n]);
+                    let calls = seen.windows(pattern.len()).filter(|w| w == pattern).count();
+                    if calls > 0
+                        && (down.load(Ordering::SeqCst)
+                            || published.fetch_add(calls, Ordering::SeqCst) + calls > allowed)
+                    {
+                        down.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    if server_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    tail = seen[seen.len().saturating_sub(pattern.len() - 1)..].to_vec();
+                }
+                back.abort();
+            });
+        }
+    });
+    format!("http://{address}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -300,21 +380,27 @@ async fn alerts_wait_in_the_outbox_while_sns_is_down_and_are_delivered_once() {
         "--data", &lake, "ingest", SAMPLES, "--rules", "default", "--alerts", &sink,
     ];
 
-    // SNS unreachable: nothing is lost, everything waits in the outbox.
-    let dead = run_with(cwd, "http://127.0.0.1:9", &args);
-    let stdout = String::from_utf8_lossy(&dead.stdout);
+    // SNS goes down after five alerts: those are delivered, the rest wait in the outbox.
+    let outage = sns_outage_after(5).await;
+    let first = run_with(cwd, &outage, &args);
+    let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(
-        dead.status.success(),
+        first.status.success(),
         "{}",
-        String::from_utf8_lossy(&dead.stderr)
+        String::from_utf8_lossy(&first.stderr)
     );
     let stored = stored_alerts(cwd, &lake);
     assert!(stored.len() >= 10, "{stored:?}");
-    assert!(stored.values().all(|(_, _, published)| !published));
+    let published: BTreeSet<String> = stored
+        .iter()
+        .filter(|(_, (_, _, published))| *published)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(published.len(), 5, "{stored:?}");
     assert!(
         stdout.contains(&format!(
-            "0 new delivered, {} kept in the outbox",
-            stored.len()
+            "5 new delivered, {} kept in the outbox",
+            stored.len() - 5
         )),
         "{stdout}"
     );
@@ -328,8 +414,14 @@ async fn alerts_wait_in_the_outbox_while_sns_is_down_and_are_delivered_once() {
                 .to_string()
         })
         .collect();
-    assert_eq!(outbox, stored.keys().cloned().collect::<BTreeSet<_>>());
-    assert!(aws.drain(&url).await.is_empty());
+    let unpublished: BTreeSet<String> = stored
+        .keys()
+        .filter(|id| !published.contains(*id))
+        .cloned()
+        .collect();
+    assert_eq!(outbox, unpublished);
+    let before = alert_ids(&aws.drain(&url).await);
+    assert_eq!(before, published);
 
     // SNS back: the outbox is delivered, each alert once, and nothing is raised twice.
     let back = run_with(cwd, &emulator(), &args);
@@ -338,12 +430,12 @@ async fn alerts_wait_in_the_outbox_while_sns_is_down_and_are_delivered_once() {
     assert!(
         stderr.contains(&format!(
             "outbox: {} alerts delivered from earlier runs, 0 still kept",
-            stored.len()
+            unpublished.len()
         )),
         "{stderr}"
     );
-    let delivered = alert_ids(&aws.drain(&url).await);
-    assert_eq!(delivered, stored.keys().cloned().collect::<BTreeSet<_>>());
+    let after_outage = alert_ids(&aws.drain(&url).await);
+    assert_eq!(after_outage, unpublished);
     let after = stored_alerts(cwd, &lake);
     assert_eq!(after.len(), stored.len());
     assert!(after.values().all(|(_, _, published)| *published));
