@@ -352,10 +352,16 @@ async fn ingest_sources(
     }
     let (s3, cwl) = aws.clients().await;
     for uri in remote {
+        let bar = progress_bar();
+        let progress = |p: Progress<'_>| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(p.current.to_string());
+        };
         let part = if let Some(location) = S3Location::parse(uri) {
-            auditq_ingest::aws::ingest_s3(lake, &s3, &location, limits, &|_| {}).await
+            auditq_ingest::aws::ingest_s3(lake, &s3, &location, limits, &progress).await
         } else if uri.starts_with("cwl://") {
-            auditq_ingest::aws::ingest_cwl(lake, &cwl, uri, &|_| {}).await
+            auditq_ingest::aws::ingest_cwl(lake, &cwl, uri, &progress).await
         } else if let Some(queue) = uri.strip_prefix("sqs://") {
             let sqs = aws.sqs().await;
             let queue_url = queue_url(&sqs, queue).await?;
@@ -363,10 +369,24 @@ async fn ingest_sources(
         } else {
             anyhow::bail!("{uri}: not a path, s3://bucket/prefix, cwl://LOG_GROUP or sqs://QUEUE");
         };
+        bar.finish_and_clear();
         summary
             .add(part.with_context(|| format!("ingest of {uri} into {} failed", lake.location()))?);
     }
     Ok(summary)
+}
+
+/// A progress bar on stderr when it is a terminal (hidden otherwise, and in tests).
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::hidden();
+    if std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    }
+    bar
 }
 
 /// A queue given by name (`sqs://auditq-s3-events`) or by URL (`sqs://https://sqs...`).
@@ -388,14 +408,7 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<Str
 }
 
 async fn ingest(lake: &Lake, paths: &[PathBuf], limits: &Limits) -> anyhow::Result<IngestSummary> {
-    let bar = ProgressBar::hidden();
-    if std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} files {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    }
+    let bar = progress_bar();
     let progress = |p: Progress<'_>| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
