@@ -12,7 +12,10 @@
 //! 5. the suppression/threshold state is saved beside the lake.
 //!
 //! A crash between 3 and 4 re-publishes those alerts on restart, with the same ids: delivery is
-//! at least once, and the alert id lets subscribers deduplicate.
+//! at least once, and the alert id lets subscribers deduplicate. A crash between 4 and 5 leaves
+//! the state of the batch before: the batch is not read again, so a suppression it started is
+//! forgotten and a later match may alert once more. Saving before the commit would be worse: a
+//! replayed batch would find its own matches already counted and suppress alerts never stored.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -102,7 +102,7 @@ pub fn with_default_from(sql: &str) -> Result<Statement, QueryError> {
     };
     let mut statement = *statement;
     if let Statement::Query(query) = &mut statement {
-        add_default_from(&mut query.body)?;
+        add_default_from_to_query(query)?;
     }
     Ok(statement)
 }
@@ -123,6 +123,17 @@ fn default_from() -> Result<Vec<datafusion::sql::sqlparser::ast::TableWithJoins>
     }
 }
 
+fn add_default_from_to_query(
+    query: &mut datafusion::sql::sqlparser::ast::Query,
+) -> Result<(), QueryError> {
+    if let Some(with) = &mut query.with {
+        for cte in &mut with.cte_tables {
+            add_default_from_to_query(&mut cte.query)?;
+        }
+    }
+    add_default_from(&mut query.body)
+}
+
 fn add_default_from(body: &mut SetExpr) -> Result<(), QueryError> {
     match body {
         SetExpr::Select(select) if select.from.is_empty() => select.from = default_from()?,
@@ -130,7 +141,7 @@ fn add_default_from(body: &mut SetExpr) -> Result<(), QueryError> {
             add_default_from(left)?;
             add_default_from(right)?;
         }
-        SetExpr::Query(query) => add_default_from(&mut query.body)?,
+        SetExpr::Query(query) => add_default_from_to_query(query)?,
         _ => {}
     }
     Ok(())
@@ -322,6 +333,12 @@ mod tests {
         assert_eq!(
             statement.to_string(),
             "SELECT 'where x from y' AS s FROM commands UNION SELECT cmd FROM commands"
+        );
+        let statement = with_default_from("with s as (select cmd where seq = 1) select * from s")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            statement.to_string(),
+            "WITH s AS (SELECT cmd FROM commands WHERE seq = 1) SELECT * FROM s"
         );
     }
 
