@@ -98,6 +98,26 @@ where
     }
 }
 
+/// The reject of an object S3 refused (see [`IngestError::ObjectRefused`]); `None` for any
+/// other error.
+fn refused_object(error: &IngestError, modified: Timestamp) -> Option<auditq_model::Reject> {
+    let IngestError::ObjectRefused {
+        operation,
+        uri,
+        status,
+        message,
+    } = error
+    else {
+        return None;
+    };
+    let at = Object {
+        origin: uri,
+        modified,
+    };
+    let reason = format!("{operation} refused ({status}): {message}");
+    Some(reject(at, "object", "unknown", &reason, &[]))
+}
+
 fn smithy_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Timestamp {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
         .unwrap_or_default()
@@ -525,25 +545,17 @@ pub async fn ingest_s3_notification(
         let object = match source.head(&object.bucket, &object.key).await {
             Ok(object) => object,
             // Gone since the notification (or not ours to read): set aside, the rest goes on.
-            Err(IngestError::ObjectRefused {
-                operation,
-                uri,
-                status,
-                message,
-            }) => {
-                let at = Object {
-                    origin: &uri,
-                    modified: chrono::Utc::now(),
-                };
-                let reason = format!("{operation} refused ({status}): {message}");
-                let refused = Parsed {
-                    rejects: vec![reject(at, "object", "unknown", &reason, &[])],
-                    ..Parsed::default()
-                };
-                summary.add(store_at(lake, refused, &[]).await?);
-                continue;
-            }
-            Err(e) => return Err(e),
+            Err(e) => match refused_object(&e, chrono::Utc::now()) {
+                Some(refused) => {
+                    let refused = Parsed {
+                        rejects: vec![refused],
+                        ..Parsed::default()
+                    };
+                    summary.add(store_at(lake, refused, &[]).await?);
+                    continue;
+                }
+                None => return Err(e),
+            },
         };
         let uri = object.uri();
         summary.add(ingest_objects(lake, source, &[object], &uri, limits, &|_| {}).await?);
@@ -655,26 +667,10 @@ async fn ingest_objects(
                 ));
             }
             // Set aside with its reason, and no position: the next run tries it again.
-            Err(IngestError::ObjectRefused {
-                operation,
-                status,
-                message,
-                ..
-            }) => {
-                let uri = object.uri();
-                let at = Object {
-                    origin: &uri,
-                    modified: object.modified,
-                };
-                parsed.rejects.push(reject(
-                    at,
-                    "object",
-                    "unknown",
-                    &format!("{operation} refused ({status}): {message}"),
-                    &[],
-                ));
-            }
-            Err(e) => return Err(e),
+            Err(e) => match refused_object(&e, object.modified) {
+                Some(refused) => parsed.rejects.push(refused),
+                None => return Err(e),
+            },
         }
         batch_bytes += object.size;
         // Rows first, then the positions that say they are durable.
@@ -729,8 +725,9 @@ pub async fn ingest_streams(
         });
         let key = format!("cwl://{}/{stream}@", group.trim_start_matches('/'));
         let stored = done.get(&key);
+        let trail_stream = is_trail_stream(stream);
         let resume = stored
-            .filter(|_| is_trail_stream(stream))
+            .filter(|_| trail_stream)
             .and_then(|p| Some((p.detail.strip_prefix("token:")?, p.version)));
         let events = match resume {
             Some((token, version)) => {
@@ -752,7 +749,7 @@ pub async fn ingest_streams(
         };
         let last = events.events.last().map(|(ts, _)| *ts).unwrap_or(0);
         let version = (events.offset + events.events.len()) as i64;
-        let (changed, detail) = if is_trail_stream(stream) {
+        let (changed, detail) = if trail_stream {
             let detail = format!("token:{}", events.next_token.as_deref().unwrap_or_default());
             (stored.is_none() || !events.events.is_empty(), detail)
         } else {
