@@ -266,22 +266,10 @@ impl Publisher {
         if self.sinks.is_empty() {
             return Ok(report);
         }
+        let names: Vec<String> = self.sinks.iter().map(Sink::name).collect();
         let mut down: BTreeMap<String, String> = BTreeMap::new();
         for notice in notices {
-            let mut owed = Vec::new();
-            let mut first_failure = None;
-            for sink in &self.sinks {
-                let name = sink.name();
-                let failure = match down.get(&name) {
-                    Some(reason) => Some(reason.clone()),
-                    None => self.send_with_retry(sink, notice).await.err(),
-                };
-                if let Some(reason) = failure {
-                    down.entry(name.clone()).or_insert_with(|| reason.clone());
-                    first_failure.get_or_insert(reason);
-                    owed.push(name);
-                }
-            }
+            let (owed, first_failure) = self.send_to(notice, &names, &mut down).await;
             let Some(reason) = first_failure else {
                 report.delivered.push(notice.alert_id.clone());
                 continue;
@@ -311,23 +299,7 @@ impl Publisher {
         // A sink that fails here is not tried again for the rest of the outbox.
         let mut down: BTreeMap<String, String> = BTreeMap::new();
         for (notice, owed) in outbox.pending().await? {
-            let mut still = Vec::new();
-            let mut failure = None;
-            for name in &owed {
-                let result = match (
-                    down.get(name),
-                    self.sinks.iter().find(|s| s.name() == *name),
-                ) {
-                    (Some(reason), _) => Err(reason.clone()),
-                    (None, None) => Err(format!("{name}: not a sink of this run")),
-                    (None, Some(sink)) => self.send_with_retry(sink, &notice).await,
-                };
-                if let Err(reason) = result {
-                    down.entry(name.clone()).or_insert_with(|| reason.clone());
-                    still.push(name.clone());
-                    failure.get_or_insert(reason);
-                }
-            }
+            let (still, failure) = self.send_to(&notice, &owed, &mut down).await;
             match failure {
                 None => {
                     outbox.remove(&notice.alert_id).await?;
@@ -342,6 +314,35 @@ impl Publisher {
             }
         }
         Ok(report)
+    }
+
+    /// Sends `notice` to the sinks named in `names`. A sink already in `down` is not tried again
+    /// (same outage), one that fails every retry joins `down`, and a name this publisher has no
+    /// sink for fails. Returns the names that still owe the alert and the first failure.
+    async fn send_to(
+        &self,
+        notice: &AlertNotice,
+        names: &[String],
+        down: &mut BTreeMap<String, String>,
+    ) -> (Vec<String>, Option<String>) {
+        let mut owed = Vec::new();
+        let mut first_failure = None;
+        for name in names {
+            let result = match (
+                down.get(name),
+                self.sinks.iter().find(|s| s.name() == *name),
+            ) {
+                (Some(reason), _) => Err(reason.clone()),
+                (None, None) => Err(format!("{name}: not a sink of this run")),
+                (None, Some(sink)) => self.send_with_retry(sink, notice).await,
+            };
+            if let Err(reason) = result {
+                down.entry(name.clone()).or_insert_with(|| reason.clone());
+                first_failure.get_or_insert(reason);
+                owed.push(name.clone());
+            }
+        }
+        (owed, first_failure)
     }
 
     async fn send_with_retry(&self, sink: &Sink, notice: &AlertNotice) -> Result<(), String> {
