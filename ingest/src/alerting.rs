@@ -21,7 +21,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use auditq_model::{Alert, Timestamp};
-use auditq_rules::{AlertNotice, AlertOutbox, Detector, Engine, EventView, Publisher, RuleState};
+use auditq_rules::{
+    AlertNotice, AlertOutbox, Detector, Engine, EventView, Publisher, Retry, RuleState, Sink,
+};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -75,6 +77,21 @@ impl Alerting {
             publisher,
             state,
         })
+    }
+
+    /// The lake with an alerting stage: `engine`'s rules, alerts to `sinks`, and what cannot
+    /// be delivered kept in the outbox beside the lake. What earlier runs kept is delivered
+    /// first; returns the lake, and how many alerts that delivered and how many are still kept.
+    pub async fn attach(
+        lake: Lake,
+        engine: Arc<Engine>,
+        sinks: Vec<Sink>,
+    ) -> Result<(Lake, usize, usize)> {
+        let outbox = Alerting::outbox(&lake)?;
+        let publisher = Publisher::new(sinks, Retry::default(), Some(outbox));
+        let alerting = Alerting::new(&lake, engine, publisher).await?;
+        let (delivered, still) = alerting.flush_outbox(&lake).await?;
+        Ok((lake.with_alerting(alerting), delivered, still))
     }
 
     /// The outbox of the publisher, under the lake unless configured elsewhere.

@@ -985,3 +985,100 @@ const POLL_MARGIN_MS: i64 = 5 * 60 * 1000;
 
 /// How often a follower polls when live tail is refused.
 const FALLBACK_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The AWS settings auditq takes from the environment, by the SDK's conventions: the SDK reads
+/// the standard chain itself (credentials, region, `AWS_ENDPOINT_URL`); the lake's object store
+/// is told about an emulator endpoint and the region explicitly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// `AWS_ENDPOINT_URL`: an emulator or a VPC endpoint.
+    pub endpoint_url: Option<String>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+}
+
+/// The AWS clients auditq uses, built once from one SDK configuration.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// S3 objects (transcripts, CloudTrail deliveries).
+    pub s3: S3Source,
+    /// CloudWatch Logs groups.
+    pub cwl: CwlSource,
+    /// SNS, for alerts and subscriptions.
+    pub sns: aws_sdk_sns::Client,
+    /// SQS, for queues of S3 notifications.
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl AwsSettings {
+    /// The settings in the environment.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            endpoint_url: var("AWS_ENDPOINT_URL"),
+            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+        }
+    }
+
+    /// Storage options for a lake on S3.
+    pub fn storage_options(&self) -> HashMap<String, String> {
+        let mut options = HashMap::new();
+        if let Some(url) = &self.endpoint_url {
+            options.insert("AWS_ENDPOINT_URL".to_string(), url.clone());
+            if url.starts_with("http://") {
+                options.insert("AWS_ALLOW_HTTP".to_string(), "true".to_string());
+            }
+        }
+        if let Some(region) = &self.region {
+            options.insert("AWS_REGION".to_string(), region.clone());
+        }
+        options
+    }
+
+    /// Every client, from the standard chain (no network call until one is used).
+    pub async fn clients(&self) -> AwsClients {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        // Emulators on `localhost` need path-style addressing; IP literals get it by themselves.
+        let path_style = self
+            .endpoint_url
+            .as_deref()
+            .is_some_and(|u| u.contains("localhost"));
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(path_style)
+            .build();
+        let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(&config);
+        if self.endpoint_url.is_some() {
+            // StartLiveTail's `stream-` host prefix does not resolve on an emulator endpoint.
+            logs = logs.interceptor(NoEndpointPrefix);
+        }
+        AwsClients {
+            s3: S3Source::new(aws_sdk_s3::Client::from_conf(s3)),
+            cwl: CwlSource::new(aws_sdk_cloudwatchlogs::Client::from_conf(logs.build())),
+            sns: aws_sdk_sns::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(&config),
+        }
+    }
+}
+
+/// A queue's URL, given its name (`auditq-s3-events`) or its URL.
+pub async fn queue_url(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<String> {
+    if queue.starts_with("https://") || queue.starts_with("http://") {
+        return Ok(queue.to_string());
+    }
+    let found = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(|e| aws_error("GetQueueUrl", queue, e))?;
+    found
+        .queue_url()
+        .map(str::to_string)
+        .ok_or_else(|| IngestError::Aws {
+            operation: "GetQueueUrl".to_string(),
+            resource: queue.to_string(),
+            message: "no URL in the answer".to_string(),
+        })
+}

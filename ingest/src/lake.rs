@@ -367,3 +367,52 @@ impl TableProvider for LimitInDataFusion {
         self.0.supports_filters_pushdown(filters)
     }
 }
+
+/// What a compaction did to one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// The table.
+    pub table: &'static str,
+    /// Small files replaced by OPTIMIZE.
+    pub files_removed: u64,
+    /// Larger files written in their place.
+    pub files_added: u64,
+    /// Files VACUUM deleted (no version within the retention window reads them).
+    pub files_vacuumed: usize,
+}
+
+impl Lake {
+    /// Compacts every stored table: OPTIMIZE bin-packs small files (each micro-batch commit
+    /// writes its own) into large ones, then VACUUM deletes files that no version younger than
+    /// `retention` reads. Readers of a version older than `retention` may then find files gone,
+    /// so `retention` must exceed the longest query and time-travel anyone needs (Delta's
+    /// default, and ours, is 7 days). Tables never written are skipped.
+    pub async fn compact(&self, retention: std::time::Duration) -> Result<Vec<Compaction>> {
+        let retention = chrono::Duration::from_std(retention)
+            .map_err(|e| self.lake_error(Table::Commands, e))?;
+        let mut done = Vec::new();
+        for table in Table::ALL {
+            let delta = self.open(table).await?;
+            if delta.version().is_none() {
+                continue;
+            }
+            let (delta, optimized) = delta
+                .optimize()
+                .await
+                .map_err(|e| self.lake_error(table, e))?;
+            let (_, vacuumed) = delta
+                .vacuum()
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(false)
+                .await
+                .map_err(|e| self.lake_error(table, e))?;
+            done.push(Compaction {
+                table: table.name(),
+                files_removed: optimized.num_files_removed,
+                files_added: optimized.num_files_added,
+                files_vacuumed: vacuumed.files_deleted.len(),
+            });
+        }
+        Ok(done)
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use auditq_model::{Command, Session, Table};
+use auditq_model::{Command, Session, Table, Timestamp};
 use auditq_rules::EventView;
 
 use deltalake::kernel::Transaction;
@@ -39,6 +39,8 @@ pub struct IngestSummary {
     pub reject_reasons: BTreeMap<String, usize>,
     /// Alerts raised, delivered and kept in the outbox (when rules are configured).
     pub alerts: AlertCounts,
+    /// The time of the newest command or CloudTrail record read (how far behind an ingest is).
+    pub newest_event: Option<Timestamp>,
 }
 
 impl IngestSummary {
@@ -63,6 +65,7 @@ impl IngestSummary {
         self.alerts.raised += other.alerts.raised;
         self.alerts.delivered += other.alerts.delivered;
         self.alerts.kept += other.alerts.kept;
+        self.newest_event = self.newest_event.max(other.newest_event);
     }
 }
 
@@ -124,6 +127,11 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         sessions.insert(id, session);
     }
     summary.tables.insert(Table::Sessions, count);
+    summary.newest_event = trail
+        .iter()
+        .map(|e| e.time)
+        .chain(commands.iter().map(|c| c.time))
+        .max();
 
     for command in &mut commands {
         if let Some(session) = command.session_id.as_ref().and_then(|id| sessions.get(id)) {

@@ -4,10 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::collections::HashMap;
-
 use anyhow::Context;
-use auditq_ingest::aws::{CwlSource, FollowMode, NoEndpointPrefix, S3Location, S3Source};
+use auditq_ingest::aws::{AwsClients, AwsSettings, FollowMode, S3Location};
 use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
 use auditq_query::{OutputFormat, QueryError};
 use clap::{Parser, Subcommand};
@@ -136,7 +134,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Limits::default()
             };
             let sns = match alerting.needs_sns() {
-                true => Some(aws.sns().await),
+                true => Some(aws.clients().await.sns),
                 false => None,
             };
             let lake = alerting.apply(lake, sns).await?;
@@ -149,7 +147,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             alerting,
         }) => {
             let sns = match alerting.needs_sns() {
-                true => Some(aws.sns().await),
+                true => Some(aws.clients().await.sns),
                 false => None,
             };
             let lake = alerting.apply(lake, sns).await?;
@@ -165,7 +163,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Alerts(command)) => {
-            rules_cli::alerts(command, &aws.sns().await).await?;
+            rules_cli::alerts(command, &aws.clients().await.sns).await?;
         }
         Some(Command::Schema { table }) => {
             let text = auditq_query::describe_schema(&table)?;
@@ -224,82 +222,13 @@ async fn load_samples_if_first_run(lake: &Lake, explicit: bool) -> anyhow::Resul
     Ok(())
 }
 
-/// The AWS settings auditq reads from the environment (here, and nowhere else). The SDK reads the
-/// standard chain itself (credentials, region, `AWS_ENDPOINT_URL`); the lake's object store is
-/// told about an emulator endpoint explicitly.
-struct AwsSettings {
-    endpoint_url: Option<String>,
-    region: Option<String>,
-}
-
-impl AwsSettings {
-    fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        Self {
-            endpoint_url: var("AWS_ENDPOINT_URL"),
-            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
-        }
-    }
-
-    fn storage_options(&self) -> HashMap<String, String> {
-        let mut options = HashMap::new();
-        if let Some(url) = &self.endpoint_url {
-            options.insert("AWS_ENDPOINT_URL".to_string(), url.clone());
-            if url.starts_with("http://") {
-                options.insert("AWS_ALLOW_HTTP".to_string(), "true".to_string());
-            }
-        }
-        if let Some(region) = &self.region {
-            options.insert("AWS_REGION".to_string(), region.clone());
-        }
-        options
-    }
-
-    async fn sns(&self) -> aws_sdk_sns::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        aws_sdk_sns::Client::new(&config)
-    }
-
-    async fn sqs(&self) -> aws_sdk_sqs::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        aws_sdk_sqs::Client::new(&config)
-    }
-
-    async fn clients(&self) -> (S3Source, CwlSource) {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        // Emulators on `localhost` need path-style addressing; IP literals get it by themselves.
-        let path_style = self
-            .endpoint_url
-            .as_deref()
-            .is_some_and(|u| u.contains("localhost"));
-        let s3 = aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(path_style)
-            .build();
-        let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(&config);
-        if self.endpoint_url.is_some() {
-            // StartLiveTail's `stream-` host prefix does not resolve on an emulator endpoint.
-            logs = logs.interceptor(NoEndpointPrefix);
-        }
-        (
-            S3Source::new(aws_sdk_s3::Client::from_conf(s3)),
-            CwlSource::new(aws_sdk_cloudwatchlogs::Client::from_conf(logs.build())),
-        )
-    }
-}
-
 async fn follow(
     lake: &Lake,
     aws: &AwsSettings,
     groups: &[String],
     mode: FollowMode,
 ) -> anyhow::Result<()> {
-    let (_, cwl) = aws.clients().await;
+    let cwl = aws.clients().await.cwl;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -350,7 +279,7 @@ async fn ingest_sources(
     if remote.is_empty() {
         return Ok(summary);
     }
-    let (s3, cwl) = aws.clients().await;
+    let AwsClients { s3, cwl, sqs, .. } = aws.clients().await;
     for uri in remote {
         let bar = progress_bar();
         let progress = |p: Progress<'_>| {
@@ -363,8 +292,7 @@ async fn ingest_sources(
         } else if uri.starts_with("cwl://") {
             auditq_ingest::aws::ingest_cwl(lake, &cwl, uri, &progress).await
         } else if let Some(queue) = uri.strip_prefix("sqs://") {
-            let sqs = aws.sqs().await;
-            let queue_url = queue_url(&sqs, queue).await?;
+            let queue_url = auditq_ingest::aws::queue_url(&sqs, queue).await?;
             auditq_ingest::aws::ingest_sqs(lake, &s3, &sqs, &queue_url, limits).await
         } else {
             anyhow::bail!("{uri}: not a path, s3://bucket/prefix, cwl://LOG_GROUP or sqs://QUEUE");
@@ -387,24 +315,6 @@ fn progress_bar() -> ProgressBar {
         );
     }
     bar
-}
-
-/// A queue given by name (`sqs://auditq-s3-events`) or by URL (`sqs://https://sqs...`).
-async fn queue_url(sqs: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<String> {
-    if queue.starts_with("https://") || queue.starts_with("http://") {
-        return Ok(queue.to_string());
-    }
-    let found = sqs
-        .get_queue_url()
-        .queue_name(queue)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", auditq_rules::error_chain(&e)))
-        .with_context(|| format!("no SQS queue named {queue}"))?;
-    found
-        .queue_url()
-        .map(str::to_string)
-        .with_context(|| format!("no URL for SQS queue {queue}"))
 }
 
 async fn ingest(lake: &Lake, paths: &[PathBuf], limits: &Limits) -> anyhow::Result<IngestSummary> {

@@ -11,10 +11,8 @@ use auditq_ingest::Lake;
 use auditq_ingest::alerting::Alerting;
 use auditq_model::{Command as CommandRow, Session, Table, TrailEvent};
 use auditq_rules::notice::filter_policy;
-use auditq_rules::pack::{load, run_cases};
-use auditq_rules::{
-    Detector, Engine, EventView, FieldsEvent, Publisher, Retry, RuleState, Severity, Sink,
-};
+use auditq_rules::pack::run_cases;
+use auditq_rules::{Detector, Engine, EventView, FieldsEvent, RuleState, Severity, Sink};
 use clap::{Args, Subcommand};
 use datafusion::prelude::{col, lit};
 
@@ -46,34 +44,19 @@ impl AlertingArgs {
             return Ok(lake);
         };
         let engine = Arc::new(compile(rules)?);
-        let mut sinks = Vec::new();
-        for spec in &self.alerts {
-            sinks.push(if let Some(topic) = spec.strip_prefix("sns://") {
-                let Some(client) = sns.clone() else {
-                    bail!("no SNS client for {spec}");
-                };
-                Sink::Sns {
-                    client,
-                    topic_arn: topic.to_string(),
-                }
-            } else if spec == "stdout" {
-                Sink::Stdout
-            } else if let Some(path) = spec.strip_prefix("file://") {
-                Sink::File(PathBuf::from(path))
-            } else {
-                bail!("--alerts {spec:?}: use sns://TOPIC_ARN, stdout or file://PATH");
-            });
-        }
-        let outbox = Alerting::outbox(&lake)?;
-        let publisher = Publisher::new(sinks, Retry::default(), Some(outbox));
-        let alerting = Alerting::new(&lake, engine, publisher).await?;
-        let (delivered, still) = alerting.flush_outbox(&lake).await?;
+        let sinks = self
+            .alerts
+            .iter()
+            .map(|spec| Sink::parse(spec, sns.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--alerts {e}"))?;
+        let (lake, delivered, still) = Alerting::attach(lake, engine, sinks).await?;
         if delivered > 0 || still > 0 {
             eprintln!(
                 "auditq: outbox: {delivered} alerts delivered from earlier runs, {still} still kept"
             );
         }
-        Ok(lake.with_alerting(alerting))
+        Ok(lake)
     }
 }
 
@@ -161,17 +144,7 @@ pub enum AlertsCommand {
 }
 
 fn compile(source: &str) -> anyhow::Result<Engine> {
-    let files = load(source).map_err(|errors| rule_errors(&errors))?;
-    Engine::compile(&files).map_err(|errors| rule_errors(&errors))
-}
-
-fn rule_errors(errors: &[auditq_rules::RuleError]) -> anyhow::Error {
-    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    anyhow::anyhow!(
-        "{} problem(s) in the rules:\n  {}",
-        errors.len(),
-        lines.join("\n  ")
-    )
+    Ok(auditq_rules::compile_source(source)?)
 }
 
 /// Runs `auditq rules ...`; returns whether everything passed.

@@ -27,6 +27,7 @@ pub mod spec;
 pub use detect::{Detector, RuleState, alert_id};
 pub use engine::{Engine, EventView, FieldsEvent, Limits, Rule, Scratch};
 pub use notice::AlertNotice;
+pub use pack::{RuleErrors, compile_source};
 pub use publish::{AlertOutbox, PublishError, PublishReport, Publisher, Retry, Sink};
 pub use spec::{RuleError, Severity};
 

@@ -2,7 +2,30 @@
 
 use std::path::Path;
 
+use crate::engine::Engine;
 use crate::spec::{LoadedFile, RuleError, parse_file};
+
+/// Every problem found in a set of rules, each with its file, line and rule id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+impl std::fmt::Display for RuleErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} problem(s) in the rules:", self.0.len())?;
+        for error in &self.0 {
+            write!(f, "\n  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RuleErrors {}
+
+/// Loads and compiles the rules of `default` (the built-in pack), a file, or a folder.
+pub fn compile_source(source: &str) -> Result<Engine, RuleErrors> {
+    let files = load(source).map_err(RuleErrors)?;
+    Engine::compile(&files).map_err(RuleErrors)
+}
 
 /// The default pack, built in so `--rules default` needs no files on disk.
 pub const DEFAULT_PACK: &[(&str, &str)] = &[

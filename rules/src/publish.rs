@@ -37,6 +37,26 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// A sink from its name: `sns://TOPIC_ARN` (with the SNS client built once by the caller),
+    /// `stdout`, or `file://PATH`.
+    pub fn parse(spec: &str, sns: Option<&aws_sdk_sns::Client>) -> Result<Sink, String> {
+        if let Some(topic) = spec.strip_prefix("sns://") {
+            let client = sns.ok_or_else(|| format!("{spec:?}: no SNS client"))?;
+            Ok(Sink::Sns {
+                client: client.clone(),
+                topic_arn: topic.to_string(),
+            })
+        } else if spec == "stdout" {
+            Ok(Sink::Stdout)
+        } else if let Some(path) = spec.strip_prefix("file://") {
+            Ok(Sink::File(PathBuf::from(path)))
+        } else {
+            Err(format!(
+                "{spec:?}: use sns://TOPIC_ARN, stdout or file://PATH"
+            ))
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             Sink::Sns { topic_arn, .. } => format!("sns://{topic_arn}"),
