@@ -102,6 +102,9 @@ pub struct Compaction {
     /// VACUUM deletes files no version younger than this reads. Environment:
     /// `AUDITQ_VACUUM_RETENTION_HOURS`.
     pub vacuum_retention_hours: u64,
+    /// The ECS service compacts the lake this often (0: never, when the Lambda's schedule
+    /// does it). Environment: `AUDITQ_COMPACT_EVERY_HOURS`.
+    pub every_hours: u64,
 }
 
 impl Default for Config {
@@ -154,6 +157,7 @@ impl Default for Compaction {
     fn default() -> Self {
         Self {
             vacuum_retention_hours: 168,
+            every_hours: 24,
         }
     }
 }
@@ -251,6 +255,9 @@ impl Config {
         if let Some(hours) = var("AUDITQ_VACUUM_RETENTION_HOURS") {
             self.compaction.vacuum_retention_hours =
                 number("AUDITQ_VACUUM_RETENTION_HOURS", hours)?;
+        }
+        if let Some(hours) = var("AUDITQ_COMPACT_EVERY_HOURS") {
+            self.compaction.every_hours = number("AUDITQ_COMPACT_EVERY_HOURS", hours)?;
         }
         Ok(())
     }

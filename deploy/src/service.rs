@@ -175,6 +175,25 @@ pub async fn run(
                 .await;
         }));
     }
+    if shared.config.compaction.every_hours > 0 {
+        let shared = shared.clone();
+        sources.push(tokio::spawn(async move {
+            let every = Duration::from_secs(shared.config.compaction.every_hours * 3600);
+            loop {
+                shared.pause(every).await;
+                if shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match shared.lake.compact(shared.config.vacuum_retention()).await {
+                    Ok(done) => tracing::info!(tables = done.len(), ?done, "lake compacted"),
+                    Err(error) => {
+                        shared.metrics.record_error("compaction");
+                        tracing::error!(%error, "compaction failed; tried again next period");
+                    }
+                }
+            }
+        }));
+    }
 
     shutdown.await;
     tracing::info!("stopping: finishing the batches in hand");
