@@ -2,13 +2,13 @@
 # Lints the deployment: cfn-lint and checkov over deploy/cloudformation/*.yaml, checkov over
 # deploy/Dockerfile. Fails on any finding; prints the count of each.
 #
-# Usage: deploy/lint.sh [VENV]   (VENV holds cfn-lint and checkov; default .venv, as installed by
+# Usage: deploy/lint.sh [VENV]   (VENV holds cfn-lint and checkov; default .venv-lint, as installed by
 # scripts/test.sh). Suppressions live in the templates themselves (Metadata: checkov / cfn-lint),
 # each with its reason, never here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=${1:-.venv}
+venv=${1:-.venv-lint}
 templates=(deploy/cloudformation/*.yaml)
 status=0
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine as in CI.
 #
-# 1. Installs the AWS API emulator (moto, pinned) into ./.venv if it is not there yet.
+# 1. Installs the AWS API emulator (moto, pinned) into ./.venv, and the template linters
+#    (cfn-lint, checkov, pinned) into ./.venv-lint, if they are not there yet, and lints deploy/
+#    (deploy/lint.sh). Two venvs: checkov pins an old boto3 that moto must not be run with.
 # 2. Starts it on 127.0.0.1 on a free port and points the AWS SDK at it (AWS_ENDPOINT_URL and
 #    dummy credentials); it is stopped by its pid when this script exits, tests passing or not.
 # 3. Runs every test: cargo builds what it needs (debug profile, no debug info: see Cargo.toml).
@@ -10,12 +12,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION=5.2.5
+CFN_LINT_VERSION=1.58.0
+CHECKOV_VERSION=3.3.30
 VENV=.venv
+LINT_VENV=.venv-lint
 if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$MOTO_VERSION')" 2>/dev/null; then
   echo "installing moto[server]==$MOTO_VERSION into $VENV" >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
+if ! "$LINT_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('cfn-lint') != '$CFN_LINT_VERSION' or m.version('checkov') != '$CHECKOV_VERSION')" 2>/dev/null; then
+  echo "installing cfn-lint==$CFN_LINT_VERSION checkov==$CHECKOV_VERSION into $LINT_VENV" >&2
+  python3 -m venv "$LINT_VENV"
+  "$LINT_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "cfn-lint==$CFN_LINT_VERSION" "checkov==$CHECKOV_VERSION"
+fi
+deploy/lint.sh "$LINT_VENV"
 
 port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$VENV/moto.log" 2>&1 &
