@@ -455,14 +455,20 @@ fn is_trail_stream(stream: &str) -> bool {
         })
 }
 
-/// The newest position stored for each source starting with `prefix`, by `source@detail-key`.
-async fn stored_positions(lake: &Lake, prefix: &str) -> Result<HashMap<String, Position>> {
-    let rows: Vec<Position> = lake
-        .rows_matching(
-            Table::Positions,
-            col("source").like(lit(format!("{prefix}%"))),
-        )
-        .await?;
+/// The newest position stored for each of `sources` (all under `prefix`), by
+/// `source@detail-key`. A short list is asked for by name, so the files' statistics skip every
+/// file holding none of them (each commit writes one); a long one reads the whole prefix.
+async fn stored_positions(
+    lake: &Lake,
+    sources: &[String],
+    prefix: &str,
+) -> Result<HashMap<String, Position>> {
+    let filter = if sources.len() <= 32 {
+        col("source").in_list(sources.iter().map(|s| lit(s.as_str())).collect(), false)
+    } else {
+        col("source").like(lit(format!("{prefix}%")))
+    };
+    let rows: Vec<Position> = lake.rows_matching(Table::Positions, filter).await?;
     let mut newest: HashMap<String, Position> = HashMap::new();
     for row in rows {
         let key = format!("{}@{}", row.source, row.detail_key());
@@ -641,7 +647,8 @@ async fn ingest_objects(
     limits: &Limits,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
-    let done = stored_positions(lake, prefix).await?;
+    let uris: Vec<String> = objects.iter().map(S3Object::uri).collect();
+    let done = stored_positions(lake, &uris, prefix).await?;
     let todo: Vec<&S3Object> = objects
         .iter()
         .filter(|o| !done.contains_key(&format!("{}@{}", o.uri(), o.etag)))
@@ -713,7 +720,9 @@ pub async fn ingest_streams(
     streams: &[String],
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
-    let done = stored_positions(lake, &format!("cwl://{}/", group.trim_start_matches('/'))).await?;
+    let group_uri = format!("cwl://{}/", group.trim_start_matches('/'));
+    let uris: Vec<String> = streams.iter().map(|s| format!("{group_uri}{s}")).collect();
+    let done = stored_positions(lake, &uris, &group_uri).await?;
     let mut parsed = Parsed::default();
     let mut positions = Vec::new();
     let mut read = 0;
@@ -868,13 +877,13 @@ impl CwlSource {
     }
 
     /// Waits for one live-tail session and returns the streams that had events, in order of
-    /// first appearance. The session ends when the service closes it (AWS after hours, the
+    /// first appearance, each with the newest ingestion time seen for it. The session ends when the service closes it (AWS after hours, the
     /// emulator after its snapshot) or after `max_wait`.
     pub async fn live_tail_streams(
         &self,
         group_arn: &str,
         max_wait: std::time::Duration,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<(String, i64)>> {
         let output = self
             .client
             .start_live_tail()
@@ -883,7 +892,7 @@ impl CwlSource {
             .await
             .map_err(|e| aws_error("StartLiveTail", group_arn, e))?;
         let mut stream = output.response_stream;
-        let mut changed: Vec<String> = Vec::new();
+        let mut changed: Vec<(String, i64)> = Vec::new();
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let next = tokio::time::timeout_at(deadline, stream.recv()).await;
@@ -897,10 +906,13 @@ impl CwlSource {
             ) = event
             {
                 for result in update.session_results() {
-                    if let Some(name) = result.log_stream_name()
-                        && !changed.iter().any(|c| c == name)
-                    {
-                        changed.push(name.to_string());
+                    let Some(name) = result.log_stream_name() else {
+                        continue;
+                    };
+                    let ingested = result.ingestion_time().or(result.timestamp()).unwrap_or(0);
+                    match changed.iter_mut().find(|(c, _)| c == name) {
+                        Some((_, newest)) => *newest = (*newest).max(ingested),
+                        None => changed.push((name.to_string(), ingested)),
                     }
                 }
                 if !changed.is_empty() {
@@ -934,6 +946,9 @@ pub async fn follow_cwl(
         FollowMode::LiveTail => Some(source.group_arn(&location.group).await?),
         FollowMode::Poll(_) => None,
     };
+    // The newest ingestion time live tail has shown for each stream: a session that repeats
+    // events already seen (the emulator's snapshot, a reconnect) moves nothing.
+    let mut seen: HashMap<String, i64> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         match (mode, &arn) {
             (FollowMode::LiveTail, Some(arn)) => {
@@ -941,7 +956,18 @@ pub async fn follow_cwl(
                     .live_tail_streams(arn, std::time::Duration::from_secs(1))
                     .await
                 {
-                    Ok(streams) => {
+                    Ok(updates) => {
+                        let streams: Vec<String> = updates
+                            .into_iter()
+                            .filter(|(stream, newest)| {
+                                let moved = seen.get(stream).is_none_or(|old| newest > old);
+                                if moved {
+                                    seen.insert(stream.clone(), *newest);
+                                }
+                                moved
+                            })
+                            .map(|(stream, _)| stream)
+                            .collect();
                         if !streams.is_empty() {
                             let summary =
                                 ingest_streams(lake, source, &location.group, &streams, &|_| {})

@@ -42,6 +42,10 @@ pub struct Lake {
     location: String,
     storage_options: HashMap<String, String>,
     alerting: Option<Arc<tokio::sync::Mutex<Alerting>>>,
+    /// The last snapshot of each table this process loaded or wrote, shared by clones: opening
+    /// a table again reads only the commits since (a long-running follower opens each table
+    /// several times per batch; from scratch, each open lists and reads the log anew).
+    snapshots: Arc<std::sync::Mutex<HashMap<Table, DeltaTable>>>,
 }
 
 impl Lake {
@@ -51,6 +55,7 @@ impl Lake {
             location: location.into(),
             storage_options: HashMap::new(),
             alerting: None,
+            snapshots: Arc::default(),
         }
     }
 
@@ -131,13 +136,41 @@ impl Lake {
         }
     }
 
-    /// Opens a table; an uninitialised one has no version.
+    /// Opens a table at its newest version; an uninitialised one has no version.
     pub async fn open(&self, table: Table) -> Result<DeltaTable> {
-        let url =
-            ensure_table_uri(self.table_location(table)).map_err(|e| self.lake_error(table, e))?;
-        DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone())
-            .await
-            .map_err(|e| self.lake_error(table, e))
+        let cached = self
+            .snapshots
+            .lock()
+            .ok()
+            .and_then(|snapshots| snapshots.get(&table).cloned());
+        let delta = match cached {
+            Some(mut delta) => {
+                delta
+                    .update_incremental(None)
+                    .await
+                    .map_err(|e| self.lake_error(table, e))?;
+                delta
+            }
+            None => {
+                let url = ensure_table_uri(self.table_location(table))
+                    .map_err(|e| self.lake_error(table, e))?;
+                DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone())
+                    .await
+                    .map_err(|e| self.lake_error(table, e))?
+            }
+        };
+        self.remember(table, &delta);
+        Ok(delta)
+    }
+
+    /// Keeps a table's snapshot for the next [`Lake::open`] (tables not created yet are not
+    /// kept: their first write creates them).
+    fn remember(&self, table: Table, delta: &DeltaTable) {
+        if delta.version().is_some()
+            && let Ok(mut snapshots) = self.snapshots.lock()
+        {
+            snapshots.insert(table, delta.clone());
+        }
     }
 
     /// Whether no table holds data yet.
@@ -264,7 +297,11 @@ impl Lake {
             .with_save_mode(mode)
             .with_partition_columns([table.partition_column()])
             .with_table_name(table.name())
-            .with_description(table.description());
+            .with_description(table.description())
+            // Every micro-batch is a commit; a checkpoint every 10 (Delta's default is 100)
+            // keeps opening a table to one checkpoint and at most 9 commit files, which a
+            // long-running follower does before every batch.
+            .with_configuration([("delta.checkpointInterval", Some("10"))]);
         if let Some(predicate) = replace_where {
             builder = builder.with_replace_where(predicate);
         }
@@ -273,7 +310,8 @@ impl Lake {
                 CommitProperties::default().with_application_transactions(txns.to_vec()),
             );
         }
-        builder.await.map_err(|e| self.lake_error(table, e))?;
+        let written = builder.await.map_err(|e| self.lake_error(table, e))?;
+        self.remember(table, &written);
         Ok(())
     }
 

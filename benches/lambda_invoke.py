@@ -1,0 +1,163 @@
+"""One Lambda invocation of the real `bootstrap` binary: cold init, wall time and peak memory for
+one 1 MB CloudWatch Logs subscription batch of CloudTrail records.
+
+    .venv/bin/python benches/lambda_invoke.py BOOTSTRAP [BATCH_BYTES]
+
+Needs the AWS API emulator (moto) at AWS_ENDPOINT_URL, as ./scripts/test.sh starts it; the lake,
+topic and queue are created there. The Lambda Runtime API (the four HTTP calls the runtime makes:
+next invocation, response, error, init error) is served here on 127.0.0.1, as the Lambda service
+serves it, so the binary runs exactly as in Lambda: init, one invocation, then it waits for the
+next until it is stopped. Peak memory is the process's maximum resident set (GNU time).
+"""
+
+import base64
+import gzip
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def trail_batch(target_bytes):
+    """A subscription payload of CloudTrail records from the sample logs, ids made unique, about
+    `target_bytes` of uncompressed JSON."""
+    records = []
+    for path in sorted((ROOT / "sample-logs/s3/cloudtrail").rglob("*.json.gz")):
+        records.extend(json.loads(gzip.decompress(path.read_bytes()))["Records"])
+    events, size, n = [], 0, 0
+    now = int(time.time() * 1000)
+    while size < target_bytes:
+        record = dict(records[n % len(records)])
+        record["eventID"] = str(uuid.UUID(int=n))
+        message = json.dumps(record)
+        events.append({"id": str(n), "timestamp": now, "message": message})
+        size += len(message)
+        n += 1
+    payload = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "111122223333",
+        "logGroup": "aws-cloudtrail-logs-111122223333",
+        "logStream": "111122223333_CloudTrail_eu-west-1",
+        "subscriptionFilters": ["auditq"],
+        "logEvents": events,
+    }
+    raw = json.dumps(payload).encode()
+    data = base64.b64encode(gzip.compress(raw)).decode()
+    return {"awslogs": {"data": data}}, len(events), len(raw), len(data)
+
+
+class RuntimeApi(http.server.BaseHTTPRequestHandler):
+    event = None
+    served = threading.Event()
+    answered = threading.Event()
+    marks = {}
+    answer = None
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if not self.path.endswith("/runtime/invocation/next"):
+            self.send_error(404)
+            return
+        if RuntimeApi.served.is_set():
+            # No next invocation: the runtime fails to read one and the process exits, so GNU
+            # time reports on it.
+            self.close_connection = True
+            self.send_error(500)
+            return
+        RuntimeApi.marks["next"] = time.monotonic()
+        body = json.dumps(RuntimeApi.event).encode()
+        self.send_response(200)
+        self.send_header("Lambda-Runtime-Aws-Request-Id", "bench-1")
+        self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
+        self.send_header(
+            "Lambda-Runtime-Invoked-Function-Arn",
+            "arn:aws:lambda:us-east-1:111122223333:function:auditq",
+        )
+        self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        RuntimeApi.served.set()
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        RuntimeApi.answer = (self.path, self.rfile.read(length).decode(errors="replace"))
+        RuntimeApi.marks["answer"] = time.monotonic()
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        RuntimeApi.answered.set()
+
+
+def main():
+    bootstrap = sys.argv[1]
+    batch_bytes = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+    if "AWS_ENDPOINT_URL" not in os.environ:
+        sys.exit("AWS_ENDPOINT_URL is not set: start moto as ./scripts/test.sh does")
+    suffix = uuid.uuid4().hex[:8]
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    s3 = boto3.client("s3", region_name=region)
+    sns = boto3.client("sns", region_name=region)
+    bucket = f"auditq-bench-lambda-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    topic = sns.create_topic(Name=f"auditq-bench-{suffix}")["TopicArn"]
+
+    event, records, raw, encoded = trail_batch(batch_bytes)
+    RuntimeApi.event = event
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(
+        os.environ,
+        AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
+        AWS_LAMBDA_FUNCTION_NAME="auditq",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        AWS_LAMBDA_LOG_STREAM_NAME="bench",
+        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/auditq",
+        AUDITQ_DATA=f"s3://{bucket}/lake",
+        AUDITQ_RULES="default",
+        AUDITQ_SNS_TOPIC_ARN=topic,
+        RUST_LOG="info",
+    )
+    timing = Path(f"/tmp/auditq-bench-time-{suffix}")
+    log = Path(f"/tmp/auditq-bench-log-{suffix}")
+    started = time.monotonic()
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            ["/usr/bin/time", "-v", "-o", str(timing), bootstrap], env=env, stdout=out, stderr=out
+        )
+        if not RuntimeApi.answered.wait(600):
+            process.kill()
+            sys.exit(f"no answer in 600 s; see {log}")
+        process.wait(60)
+    path, answer = RuntimeApi.answer
+    peak_kb = next(
+        int(line.split()[-1])
+        for line in timing.read_text().splitlines()
+        if "Maximum resident set size" in line
+    )
+    size = os.path.getsize(bootstrap)
+    print(f"binary: {bootstrap} ({size / 1e6:.1f} MB)")
+    print(
+        f"batch: {records} CloudTrail records, {raw / 1e6:.2f} MB of JSON, "
+        f"{encoded / 1e6:.2f} MB as awslogs.data"
+    )
+    print(f"cold init (process start to first /next): {(RuntimeApi.marks['next'] - started) * 1000:.0f} ms")
+    print(f"invocation (event handed over to answer): {(RuntimeApi.marks['answer'] - RuntimeApi.marks['next']) * 1000:.0f} ms")
+    print(f"peak memory (max RSS, init and invocation): {peak_kb / 1024:.1f} MiB")
+    print(f"answer ({path.rsplit('/', 1)[-1]}): {answer[:300]}")
+
+
+if __name__ == "__main__":
+    main()
