@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::error::DeployError;
 
 /// Everything auditq needs to know in AWS beyond the SDK's own settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Lake location: `s3://BUCKET/PREFIX` in AWS (a local directory works too).
@@ -105,20 +105,6 @@ pub struct Compaction {
     /// The ECS service compacts the lake this often (0: never, when the Lambda's schedule
     /// does it). Environment: `AUDITQ_COMPACT_EVERY_HOURS`.
     pub every_hours: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            data: String::new(),
-            rules: None,
-            alerts: Vec::new(),
-            sources: Sources::default(),
-            batch: Batch::default(),
-            service: Service::default(),
-            compaction: Compaction::default(),
-        }
-    }
 }
 
 impl Default for Sources {
