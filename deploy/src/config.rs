@@ -105,6 +105,11 @@ pub struct Compaction {
     /// The ECS service compacts the lake this often (0: never, when the Lambda's schedule
     /// does it). Environment: `AUDITQ_COMPACT_EVERY_HOURS`.
     pub every_hours: u64,
+    /// ... and after this many batches (0: only by time). Every batch commits a small file to
+    /// each table it touches, and every batch reads today's files of several tables, so a busy
+    /// follower slows down until they are compacted. Environment:
+    /// `AUDITQ_COMPACT_EVERY_BATCHES`.
+    pub every_batches: u64,
 }
 
 impl Default for Sources {
@@ -144,6 +149,7 @@ impl Default for Compaction {
         Self {
             vacuum_retention_hours: 168,
             every_hours: 24,
+            every_batches: 100,
         }
     }
 }
@@ -241,6 +247,9 @@ impl Config {
         if let Some(hours) = var("AUDITQ_VACUUM_RETENTION_HOURS") {
             self.compaction.vacuum_retention_hours =
                 number("AUDITQ_VACUUM_RETENTION_HOURS", hours)?;
+        }
+        if let Some(batches) = var("AUDITQ_COMPACT_EVERY_BATCHES") {
+            self.compaction.every_batches = number("AUDITQ_COMPACT_EVERY_BATCHES", batches)?;
         }
         if let Some(hours) = var("AUDITQ_COMPACT_EVERY_HOURS") {
             self.compaction.every_hours = number("AUDITQ_COMPACT_EVERY_HOURS", hours)?;

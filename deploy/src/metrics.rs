@@ -44,6 +44,11 @@ impl Metrics {
         }
     }
 
+    /// Batches committed so far.
+    pub fn batches(&self) -> u64 {
+        self.totals.lock().map(|t| t.batches).unwrap_or(0)
+    }
+
     /// Counts an error of a source (the source retries after a pause).
     pub fn record_error(&self, source: &str) {
         if let Ok(mut totals) = self.totals.lock() {

@@ -175,17 +175,34 @@ pub async fn run(
                 .await;
         }));
     }
-    if shared.config.compaction.every_hours > 0 {
+    let compaction = &shared.config.compaction;
+    if compaction.every_hours > 0 || compaction.every_batches > 0 {
         let shared = shared.clone();
         sources.push(tokio::spawn(async move {
             let every = Duration::from_secs(shared.config.compaction.every_hours * 3600);
-            loop {
-                shared.pause(every).await;
-                if shared.stop.load(Ordering::Relaxed) {
-                    break;
+            let every_batches = shared.config.compaction.every_batches;
+            let mut last = (tokio::time::Instant::now(), shared.metrics.batches());
+            while !shared.stop.load(Ordering::Relaxed) {
+                shared.pause(Duration::from_secs(1)).await;
+                let by_time = !every.is_zero() && last.0.elapsed() >= every;
+                let by_batches =
+                    every_batches > 0 && shared.metrics.batches() - last.1 >= every_batches;
+                if shared.stop.load(Ordering::Relaxed) || !(by_time || by_batches) {
+                    continue;
                 }
+                last = (tokio::time::Instant::now(), shared.metrics.batches());
+                let started = std::time::Instant::now();
                 match shared.lake.compact(shared.config.vacuum_retention()).await {
-                    Ok(done) => tracing::info!(tables = done.len(), ?done, "lake compacted"),
+                    Ok(done) => {
+                        let removed: u64 = done.iter().map(|c| c.files_removed).sum();
+                        let added: u64 = done.iter().map(|c| c.files_added).sum();
+                        tracing::info!(
+                            files_removed = removed,
+                            files_added = added,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "lake compacted"
+                        );
+                    }
                     Err(error) => {
                         shared.metrics.record_error("compaction");
                         tracing::error!(%error, "compaction failed; tried again next period");

@@ -1,7 +1,8 @@
 //! The ECS service as a subprocess against the AWS API emulator (moto, started by
 //! ./scripts/test.sh): a session streamed into a followed log group raises its alert in an SQS
 //! queue subscribed to the topic within 2 s; SIGTERM ends it with exit 0 and everything
-//! committed; a restart picks up what arrived while it was down, with no row lost or doubled.
+//! committed; a restart picks up what arrived while it was down, with no row lost or doubled,
+//! while the lake is compacted under it.
 
 mod common;
 
@@ -17,7 +18,14 @@ struct Service {
 }
 
 impl Service {
-    fn start(lake_bucket: &str, topic: &str, group: &str, log: &std::path::Path) -> Service {
+    /// Starts the service; `compact_every_batches` 1 compacts the lake after every batch.
+    fn start(
+        lake_bucket: &str,
+        topic: &str,
+        group: &str,
+        log: &std::path::Path,
+        compact_every_batches: u32,
+    ) -> Service {
         let listen = {
             let probe =
                 std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
@@ -36,6 +44,10 @@ impl Service {
             .env("AUDITQ_LOG_GROUPS", group)
             .env("AUDITQ_LISTEN", listen.to_string())
             .env("AUDITQ_COMPACT_EVERY_HOURS", "0")
+            .env(
+                "AUDITQ_COMPACT_EVERY_BATCHES",
+                compact_every_batches.to_string(),
+            )
             .env("RUST_LOG", "info")
             .env_remove("AUDITQ_CONFIG")
             .stdout(Stdio::from(out))
@@ -132,7 +144,7 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     let log = dir.path().join("service.log");
     let lake = s3_lake(&lake_bucket);
 
-    let mut service = Service::start(&lake_bucket, &topic, &group, &log);
+    let mut service = Service::start(&lake_bucket, &topic, &group, &log, 0);
     service.wait_healthy().await;
     // Let the followers finish their catch-up and start tailing.
     tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -176,7 +188,8 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     // Arrives while the service is down; read when it is back.
     aws.put_session(&group, "bob-02c3d4e5f6a7b8c91", 30_000)
         .await;
-    let mut service = Service::start(&lake_bucket, &topic, &group, &log);
+    // This time the lake is compacted after every batch, while the service follows.
+    let mut service = Service::start(&lake_bucket, &topic, &group, &log, 1);
     service.wait_healthy().await;
     let bob = "select count(*) from commands where session_id = 'bob-02c3d4e5f6a7b8c91'";
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -202,6 +215,7 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
         "alice's alert sent again after the restart: {again:?}"
     );
     let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains("lake compacted"), "no compaction ran:\n{log}");
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(
         lines

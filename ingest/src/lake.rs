@@ -46,6 +46,9 @@ pub struct Lake {
     /// a table again reads only the commits since (a long-running follower opens each table
     /// several times per batch; from scratch, each open lists and reads the log anew).
     snapshots: Arc<std::sync::Mutex<HashMap<Table, DeltaTable>>>,
+    /// Batches of this process share it; compaction takes it alone, so OPTIMIZE never removes a
+    /// file a batch's `replaceWhere` is also replacing (Delta would fail one of the two commits).
+    batches: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Lake {
@@ -56,6 +59,7 @@ impl Lake {
             storage_options: HashMap::new(),
             alerting: None,
             snapshots: Arc::default(),
+            batches: Arc::default(),
         }
     }
 
@@ -134,6 +138,12 @@ impl Lake {
             location: self.location.clone(),
             source: Box::new(source),
         }
+    }
+
+    /// Held while a batch is stored: batches run side by side, compaction waits for them (and
+    /// they for it).
+    pub async fn batch_guard(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.batches.read().await
     }
 
     /// Opens a table at its newest version; an uninitialised one has no version.
@@ -426,6 +436,7 @@ impl Lake {
     /// so `retention` must exceed the longest query and time-travel anyone needs (Delta's
     /// default, and ours, is 7 days). Tables never written are skipped.
     pub async fn compact(&self, retention: std::time::Duration) -> Result<Vec<Compaction>> {
+        let _alone = self.batches.write().await;
         let retention = chrono::Duration::from_std(retention)
             .map_err(|e| self.lake_error(Table::Commands, e))?;
         let mut done = Vec::new();

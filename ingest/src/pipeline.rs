@@ -77,6 +77,7 @@ pub async fn store(lake: &Lake, parsed: Parsed) -> Result<IngestSummary> {
 /// Like [`store`], committing the source positions (`txns`) with the rows in every table
 /// commit.
 pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Result<IngestSummary> {
+    let _batch = lake.batch_guard().await;
     let mut summary = IngestSummary::default();
     let Parsed {
         trail,
