@@ -63,7 +63,7 @@ def main():
         AUDITQ_FOLLOW=follow,
         AUDITQ_POLL_INTERVAL_MS="500",
         AUDITQ_COMPACT_EVERY_HOURS="0",
-        AUDITQ_COMPACT_EVERY_BATCHES=os.environ.get("BENCH_COMPACT_EVERY_BATCHES", "100"),
+        AUDITQ_COMPACT_EVERY_BATCHES=os.environ.get("BENCH_COMPACT_EVERY_BATCHES", "20"),
     )
     log = open(f"/tmp/auditq-bench-service-{suffix}.log", "w")
     service = subprocess.Popen([binary], env=env, stdout=log, stderr=log)

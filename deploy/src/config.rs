@@ -149,7 +149,7 @@ impl Default for Compaction {
         Self {
             vacuum_retention_hours: 168,
             every_hours: 24,
-            every_batches: 100,
+            every_batches: 20,
         }
     }
 }

@@ -436,7 +436,6 @@ impl Lake {
     /// so `retention` must exceed the longest query and time-travel anyone needs (Delta's
     /// default, and ours, is 7 days). Tables never written are skipped.
     pub async fn compact(&self, retention: std::time::Duration) -> Result<Vec<Compaction>> {
-        let _alone = self.batches.write().await;
         let retention = chrono::Duration::from_std(retention)
             .map_err(|e| self.lake_error(Table::Commands, e))?;
         let mut done = Vec::new();
@@ -445,10 +444,18 @@ impl Lake {
             if delta.version().is_none() {
                 continue;
             }
-            let (delta, optimized) = delta
-                .optimize()
-                .await
-                .map_err(|e| self.lake_error(table, e))?;
+            // One table at a time holds batches back, so a follower waits for one table's
+            // OPTIMIZE at most, not the whole lake's. VACUUM only deletes files no version
+            // within the retention reads, so it needs no lock.
+            let (delta, optimized) = {
+                let _alone = self.batches.write().await;
+                let delta = self.open(table).await?;
+                delta
+                    .optimize()
+                    .await
+                    .map_err(|e| self.lake_error(table, e))?
+            };
+            self.remember(table, &delta);
             let (_, vacuumed) = delta
                 .vacuum()
                 .with_retention_period(retention)
