@@ -1,8 +1,9 @@
 //! The ECS service as a subprocess against the AWS API emulator (moto, started by
 //! ./scripts/test.sh): a session streamed into a followed log group raises its alert in an SQS
 //! queue subscribed to the topic within 2 s; SIGTERM ends it with exit 0 and everything
-//! committed; a restart picks up what arrived while it was down, with no row lost or doubled,
-//! while the lake is compacted under it.
+//! committed; a restart picks up what arrived while it was down (a stream, and a transcript
+//! announced in the queue of S3 notifications), with no row lost or doubled, while the lake is
+//! compacted under it.
 
 mod common;
 
@@ -23,6 +24,7 @@ impl Service {
         lake_bucket: &str,
         topic: &str,
         group: &str,
+        queue: &str,
         log: &std::path::Path,
         compact_every_batches: u32,
     ) -> Service {
@@ -42,13 +44,14 @@ impl Service {
             .env("AUDITQ_RULES", "default")
             .env("AUDITQ_SNS_TOPIC_ARN", topic)
             .env("AUDITQ_LOG_GROUPS", group)
+            .env("AUDITQ_SQS_QUEUE_URL", queue)
             .env("AUDITQ_LISTEN", listen.to_string())
             .env("AUDITQ_COMPACT_EVERY_HOURS", "0")
             .env(
                 "AUDITQ_COMPACT_EVERY_BATCHES",
                 compact_every_batches.to_string(),
             )
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .env_remove("AUDITQ_CONFIG")
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -144,7 +147,10 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     let log = dir.path().join("service.log");
     let lake = s3_lake(&lake_bucket);
 
-    let mut service = Service::start(&lake_bucket, &topic, &group, &log, 0);
+    // S3 notifications come through a queue the service drains.
+    let notifications = aws.queue(&auditq_tests::run_id("auditq-service-s3")).await;
+    let source = aws.bucket("auditq-service-src").await;
+    let mut service = Service::start(&lake_bucket, &topic, &group, &notifications, &log, 0);
     service.wait_healthy().await;
     // Let the followers finish their catch-up and start tailing.
     tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -188,15 +194,54 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     // Arrives while the service is down; read when it is back.
     aws.put_session(&group, "bob-02c3d4e5f6a7b8c91", 30_000)
         .await;
+    let transcript = "carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla";
+    let key = format!("session-logs/{transcript}.log");
+    aws.put(
+        &source,
+        &key,
+        std::fs::read(auditq_tests::repo_root().join(format!(
+            "sample-logs/s3/ssm-session-logs/session-logs/{transcript}.log"
+        )))
+        .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    let notification = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": source}, "object": {"key": key.replace('@', "%40")}}
+    }]});
+    aws.sqs
+        .send_message()
+        .queue_url(&notifications)
+        .message_body(notification.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
     // This time the lake is compacted after every batch, while the service follows.
-    let mut service = Service::start(&lake_bucket, &topic, &group, &log, 1);
+    let mut service = Service::start(&lake_bucket, &topic, &group, &notifications, &log, 1);
     service.wait_healthy().await;
     let bob = "select count(*) from commands where session_id = 'bob-02c3d4e5f6a7b8c91'";
+    let carol = format!("select count(*) from commands where session_id = '{transcript}'");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while scalar(&lake, bob).await == 0 && Instant::now() < deadline {
+    while (scalar(&lake, bob).await == 0 || scalar(&lake, &carol).await == 0)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(scalar(&lake, bob).await > 0, "{}", service.log());
+    assert!(
+        scalar(&lake, &carol).await > 0,
+        "the queued transcript: {}",
+        service.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !service.log().contains("lake compacted") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        service.log().contains("lake compacted"),
+        "no compaction ran:\n{}",
+        service.log()
+    );
     let status = service.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit {status} after SIGTERM");
 
@@ -215,7 +260,6 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
         "alice's alert sent again after the restart: {again:?}"
     );
     let log = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(log.contains("lake compacted"), "no compaction ran:\n{log}");
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(
         lines
