@@ -323,3 +323,35 @@ async fn an_event_it_does_not_handle_fails_as_permanent() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(answer["rejected"], 1, "set aside, not retried: {answer}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_text_log_events_are_set_aside_not_dropped() {
+    let aws = connect().await;
+    let lake_bucket = aws.bucket("auditq-lambda-plain").await;
+    let handler = handler(&lake_bucket, None).await;
+    // The corpus's subscription event: two "[ERROR] ..." lines of an application log group.
+    let corpus: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo_root()
+                .join("../shared/corpora/lambda-envelopes/example-cloudwatch_logs-event.json"),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let answer = handler
+        .handle(corpus)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        answer["reject_reasons"],
+        json!({"unrecognised plain-text event": 2}),
+        "{answer}"
+    );
+    let lake = s3_lake(&lake_bucket);
+    let kept = strings(&lake, "select excerpt from rejects order by excerpt").await;
+    assert_eq!(
+        kept,
+        ["[ERROR] First test message", "[ERROR] Second test message"],
+        "the lines themselves are kept"
+    );
+}

@@ -266,7 +266,7 @@ pub fn parse_log_events(
     position: &str,
     parsed: &mut Parsed,
 ) {
-    let mut uploads: BTreeMap<String, Vec<(Option<Timestamp>, String)>> = BTreeMap::new();
+    let mut uploads: BTreeMap<String, Vec<(Option<Timestamp>, String, String)>> = BTreeMap::new();
     for event in events {
         parse_log_event(
             event,
@@ -279,13 +279,31 @@ pub fn parse_log_events(
     for (stream, parts) in uploads {
         let text: String = parts
             .iter()
-            .map(|(_, t)| t.as_str())
+            .map(|(_, t, _)| t.as_str())
             .collect::<Vec<_>>()
             .join("\n");
+        if !ssm::is_session_id(&stream) && !ssm::looks_like_transcript(text.as_bytes()) {
+            // Not a session's upload (an application or host log group): kept, with why, rather
+            // than read as a transcript of a session that does not exist.
+            let reason = format!(
+                "unrecognised plain-text event: stream {stream:?} is not named after a Session \
+                 Manager session and the text is not a transcript, stream chunk or CloudTrail record"
+            );
+            for (_, message, position) in &parts {
+                parsed.rejects.push(reject(
+                    object,
+                    position,
+                    "cloudwatch",
+                    &reason,
+                    message.as_bytes(),
+                ));
+            }
+            continue;
+        }
         let origin = format!("{}#{stream}", object.origin);
         let fallback = parts
             .iter()
-            .find_map(|(t, _)| *t)
+            .find_map(|(t, _, _)| *t)
             .unwrap_or(object.modified);
         let inner = Object {
             origin: &origin,
@@ -363,7 +381,7 @@ fn parse_log_event(
     object: Object<'_>,
     position: &str,
     parsed: &mut Parsed,
-    uploads: &mut BTreeMap<String, Vec<(Option<Timestamp>, String)>>,
+    uploads: &mut BTreeMap<String, Vec<(Option<Timestamp>, String, String)>>,
 ) {
     let trimmed = event.message.trim_start();
     if trimmed.starts_with('{') {
@@ -390,10 +408,11 @@ fn parse_log_event(
     } else if let Some(stream) = event.stream {
         // The non-streaming upload form: plain-text transcript pieces in a stream named after
         // the session.
-        uploads
-            .entry(stream.to_string())
-            .or_default()
-            .push((event.timestamp, event.message.to_string()));
+        uploads.entry(stream.to_string()).or_default().push((
+            event.timestamp,
+            event.message.to_string(),
+            position.to_string(),
+        ));
     } else {
         parsed.rejects.push(reject(
             object,

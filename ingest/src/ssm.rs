@@ -205,6 +205,23 @@ pub fn looks_like_transcript(bytes: &[u8]) -> bool {
     bytes[start..].starts_with(b"Script started on ")
 }
 
+/// Whether a name has the form of a Session Manager session id: the caller's name, a dash, and
+/// a random suffix (17 hex digits, `alice-0a7f3c9e1b2d4f601`, or 26 lowercase letters and digits
+/// in newer ids). EC2 and managed-instance ids (`i-...`, `mi-...`), which the CloudWatch agent
+/// names host-log streams after, have the same shape and are not sessions.
+pub fn is_session_id(name: &str) -> bool {
+    let Some((user, suffix)) = name.rsplit_once('-') else {
+        return false;
+    };
+    !user.is_empty()
+        && user != "i"
+        && user != "mi"
+        && (17..=32).contains(&suffix.len())
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
 /// The session id a transcript's object name carries (`<prefix>/<sessionId>.log`).
 pub fn session_id_of_key(key: &str) -> Option<String> {
     let name = key.rsplit('/').next()?;
@@ -293,6 +310,28 @@ mod tests {
             run_as: Some("ssm-user".into()),
             lines: lines.iter().map(|s| s.to_string()).collect(),
             origin: "stream".into(),
+        }
+    }
+
+    #[test]
+    fn session_ids_are_told_from_other_stream_names() {
+        for id in [
+            "alice-0a7f3c9e1b2d4f601",
+            "carol@example.com-wzleysigzmbd6fmkefjqvt5w4u",
+            "garland.kan.temp-0e34861185201706f",
+        ] {
+            assert!(is_session_id(id), "{id}");
+        }
+        for name in [
+            "testLogStream",
+            "i-0a1b2c3d4e5f60711",
+            "mi-0123456789abcdef0",
+            "2026/11/24/[$LATEST]0123456789abcdef",
+            "-0a7f3c9e1b2d4f601",
+            "alice-0A7F3C9E1B2D4F601",
+            "111122223333_CloudTrail_eu-west-1",
+        ] {
+            assert!(!is_session_id(name), "{name}");
         }
     }
 
