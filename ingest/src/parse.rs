@@ -245,6 +245,9 @@ fn parse_ndjson(bytes: &[u8], object: Object<'_>, limits: &Limits, parsed: &mut 
     }
 }
 
+/// Plain-text events by stream: time, text, and position (for rejects).
+type Uploads = BTreeMap<String, Vec<(Option<Timestamp>, String, String)>>;
+
 /// A CloudWatch Logs event, however it was obtained (an export file, the API, a subscription).
 #[derive(Debug, Clone, Copy)]
 pub struct LogEventIn<'v> {
@@ -266,7 +269,7 @@ pub fn parse_log_events(
     position: &str,
     parsed: &mut Parsed,
 ) {
-    let mut uploads: BTreeMap<String, Vec<(Option<Timestamp>, String, String)>> = BTreeMap::new();
+    let mut uploads: Uploads = BTreeMap::new();
     for event in events {
         parse_log_event(
             event,
@@ -381,7 +384,7 @@ fn parse_log_event(
     object: Object<'_>,
     position: &str,
     parsed: &mut Parsed,
-    uploads: &mut BTreeMap<String, Vec<(Option<Timestamp>, String, String)>>,
+    uploads: &mut Uploads,
 ) {
     let trimmed = event.message.trim_start();
     if trimmed.starts_with('{') {
