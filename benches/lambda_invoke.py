@@ -1,14 +1,15 @@
-"""One Lambda invocation of the real `bootstrap` binary: cold init, wall time and peak memory for
-one 1 MB CloudWatch Logs subscription batch of CloudTrail records.
+"""Lambda invocations of the real `bootstrap` binary: cold init, then wall time and peak memory
+for 1 MB CloudWatch Logs subscription batches of CloudTrail records, one after another in the
+same container and the same lake (so the later ones find the day's partition already full).
 
-    .venv/bin/python benches/lambda_invoke.py BOOTSTRAP [BATCH_BYTES]
+    .venv/bin/python benches/lambda_invoke.py BOOTSTRAP [BATCH_BYTES] [INVOCATIONS]
 
 Needs the AWS API emulator (moto) at AWS_ENDPOINT_URL, as ./scripts/test.sh starts it; the lake,
 topic and queue are created there. The Lambda Runtime API (the four HTTP calls the runtime makes:
 next invocation, response, error, init error) is served here on 127.0.0.1, as the Lambda service
-serves it, so the binary runs exactly as in Lambda: init, one invocation, then it asks for the
+serves it, so the binary runs exactly as in Lambda: init, the invocations, then it asks for the
 next, is refused, and exits. Peak memory is the process's high-water resident set (VmHWM in
-/proc), read when init is done and again after the invocation.
+/proc), read when init is done and after each invocation.
 """
 
 import base64
@@ -28,13 +29,13 @@ import boto3
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def trail_batch(target_bytes):
+def trail_batch(target_bytes, first_id=0):
     """A subscription payload of CloudTrail records from the sample logs, ids made unique, about
     `target_bytes` of uncompressed JSON."""
     records = []
     for path in sorted((ROOT / "sample-logs/s3/cloudtrail").rglob("*.json.gz")):
         records.extend(json.loads(gzip.decompress(path.read_bytes()))["Records"])
-    events, size, n = [], 0, 0
+    events, size, n = [], 0, first_id
     now = int(time.time() * 1000)
     while size < target_bytes:
         record = dict(records[n % len(records)])
@@ -53,7 +54,7 @@ def trail_batch(target_bytes):
     }
     raw = json.dumps(payload).encode()
     data = base64.b64encode(gzip.compress(raw)).decode()
-    return {"awslogs": {"data": data}}, len(events), len(raw), len(data)
+    return {"awslogs": {"data": data}}, len(events), len(raw), len(data), n
 
 
 def high_water(pid):
@@ -65,13 +66,13 @@ def high_water(pid):
 
 
 class RuntimeApi(http.server.BaseHTTPRequestHandler):
-    event = None
+    events = []
     served = threading.Event()
     answered = threading.Event()
-    marks = {}
-    answer = None
+    answers = []
+    handed = []
     pid = None
-    peaks = {}
+    peaks = []
 
     def log_message(self, *args):
         pass
@@ -80,17 +81,18 @@ class RuntimeApi(http.server.BaseHTTPRequestHandler):
         if not self.path.endswith("/runtime/invocation/next"):
             self.send_error(404)
             return
-        RuntimeApi.peaks["after init" if not RuntimeApi.served.is_set() else "after invocation"] = high_water(RuntimeApi.pid)
-        if RuntimeApi.served.is_set():
+        done = len(RuntimeApi.answers)
+        RuntimeApi.peaks.append(high_water(RuntimeApi.pid))
+        if done >= len(RuntimeApi.events):
             # No next invocation: the runtime fails to read one and the process exits, so GNU
             # time reports on it.
             self.close_connection = True
             self.send_error(500)
             return
-        RuntimeApi.marks["next"] = time.monotonic()
-        body = json.dumps(RuntimeApi.event).encode()
+        RuntimeApi.handed.append(time.monotonic())
+        body = json.dumps(RuntimeApi.events[done]).encode()
         self.send_response(200)
-        self.send_header("Lambda-Runtime-Aws-Request-Id", "bench-1")
+        self.send_header("Lambda-Runtime-Aws-Request-Id", f"bench-{done + 1}")
         self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
         self.send_header(
             "Lambda-Runtime-Invoked-Function-Arn",
@@ -104,17 +106,20 @@ class RuntimeApi(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
-        RuntimeApi.answer = (self.path, self.rfile.read(length).decode(errors="replace"))
-        RuntimeApi.marks["answer"] = time.monotonic()
+        RuntimeApi.answers.append(
+            (time.monotonic(), self.path, self.rfile.read(length).decode(errors="replace"))
+        )
         self.send_response(202)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        RuntimeApi.answered.set()
+        if len(RuntimeApi.answers) >= len(RuntimeApi.events):
+            RuntimeApi.answered.set()
 
 
 def main():
     bootstrap = sys.argv[1]
     batch_bytes = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+    invocations = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     if "AWS_ENDPOINT_URL" not in os.environ:
         sys.exit("AWS_ENDPOINT_URL is not set: start moto as ./scripts/test.sh does")
     suffix = uuid.uuid4().hex[:8]
@@ -125,8 +130,10 @@ def main():
     s3.create_bucket(Bucket=bucket)
     topic = sns.create_topic(Name=f"auditq-bench-{suffix}")["TopicArn"]
 
-    event, records, raw, encoded = trail_batch(batch_bytes)
-    RuntimeApi.event = event
+    next_id = 0
+    for _ in range(invocations):
+        event, records, raw, encoded, next_id = trail_batch(batch_bytes, next_id)
+        RuntimeApi.events.append(event)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(
@@ -151,18 +158,20 @@ def main():
             process.kill()
             sys.exit(f"no answer in 600 s; see {log}")
         process.wait(60)
-    path, answer = RuntimeApi.answer
     size = os.path.getsize(bootstrap)
     print(f"binary: {bootstrap} ({size / 1e6:.1f} MB)")
     print(
-        f"batch: {records} CloudTrail records, {raw / 1e6:.2f} MB of JSON, "
-        f"{encoded / 1e6:.2f} MB as awslogs.data"
+        f"each batch: {records} CloudTrail records, {raw / 1e6:.2f} MB of JSON, "
+        f"{encoded / 1e6:.2f} MB as awslogs.data; {invocations} invocation(s) in one container"
     )
-    print(f"cold init (process start to first /next): {(RuntimeApi.marks['next'] - started) * 1000:.0f} ms")
-    print(f"invocation (event handed over to answer): {(RuntimeApi.marks['answer'] - RuntimeApi.marks['next']) * 1000:.0f} ms")
-    for when, kib in RuntimeApi.peaks.items():
-        print(f"peak memory (VmHWM) {when}: {kib / 1024:.1f} MiB")
-    print(f"answer ({path.rsplit('/', 1)[-1]}): {answer[:300]}")
+    print(f"cold init (process start to first /next): {(RuntimeApi.handed[0] - started) * 1000:.0f} ms")
+    print(f"peak memory (VmHWM) after init: {RuntimeApi.peaks[0] / 1024:.1f} MiB")
+    for n, (handed, (answered, path, answer)) in enumerate(zip(RuntimeApi.handed, RuntimeApi.answers)):
+        print(
+            f"invocation {n + 1}: {(answered - handed) * 1000:.0f} ms, "
+            f"peak memory so far {RuntimeApi.peaks[n + 1] / 1024:.1f} MiB, "
+            f"{path.rsplit('/', 1)[-1]}: {answer[:120]}"
+        )
 
 
 if __name__ == "__main__":
