@@ -27,6 +27,20 @@ async fn handler(lake_bucket: &str, topic: Option<&str>) -> Handler {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// An event envelope of the corpus (`../shared/corpora/lambda-envelopes`).
+fn envelope(name: &str) -> Value {
+    let path = repo_root()
+        .join("../shared/corpora/lambda-envelopes")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the corpora are beside the repository)",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A CloudWatch Logs subscription event as Lambda receives it.
 fn subscription(message_type: &str, group: &str, stream: &str, events: &[(i64, String)]) -> Value {
     let log_events: Vec<Value> = events
@@ -127,7 +141,6 @@ async fn subscription_batch_of_cloudtrail_records_is_stored_from_the_batch() {
     let lake_bucket = aws.bucket("auditq-lambda-trail").await;
     let handler = handler(&lake_bucket, None).await;
     // The corpus's real CloudTrail records, as CloudTrail writes them to CloudWatch Logs.
-    let dir = repo_root().join("../shared/corpora/lambda-envelopes");
     // Their eventIDs are all zeros in the fixtures; a trail gives each its own, and delivers
     // one twice now and then (the copy must not add a row).
     let mut events = Vec::new();
@@ -139,9 +152,7 @@ async fn subscription_batch_of_cloudtrail_records_is_stored_from_the_batch() {
     .into_iter()
     .enumerate()
     {
-        let text = std::fs::read_to_string(dir.join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e} (the corpora are beside the repository)"));
-        let mut record: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let mut record = envelope(name);
         record["eventID"] = json!(format!("00000000-0000-0000-0000-00000000000{n}"));
         events.push((1_700_000_000_000, record.to_string()));
     }
@@ -208,13 +219,7 @@ async fn sqs_batch_reports_exactly_the_poisoned_message_as_failed() {
         "Message": s3_event(trail_key).to_string(),
     });
     // The corpus's SQS event, with our three bodies.
-    let corpus: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            repo_root().join("../shared/corpora/lambda-envelopes/example-sqs-event.json"),
-        )
-        .unwrap_or_else(|e| panic!("{e}")),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let corpus: Value = envelope("example-sqs-event.json");
     let template = corpus["Records"][0].clone();
     let poisoned = template["body"].as_str().unwrap_or_default().to_string();
     let records: Vec<Value> = [
@@ -257,14 +262,7 @@ async fn sqs_batch_reports_exactly_the_poisoned_message_as_failed() {
 
     // EventBridge "Object Created" for an object already ingested adds nothing; the schedule
     // then compacts the small files of these commits without changing a row.
-    let bridge: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            repo_root()
-                .join("../shared/corpora/lambda-envelopes/example-eventbridge-event-obj.json"),
-        )
-        .unwrap_or_else(|e| panic!("{e}")),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let bridge: Value = envelope("example-eventbridge-event-obj.json");
     let mut bridge = bridge;
     bridge["source"] = json!("aws.s3");
     bridge["detail-type"] = json!("Object Created");
@@ -301,14 +299,7 @@ async fn an_event_it_does_not_handle_fails_as_permanent() {
     let aws = connect().await;
     let lake_bucket = aws.bucket("auditq-lambda-unknown").await;
     let handler = handler(&lake_bucket, None).await;
-    let ec2: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            repo_root()
-                .join("../shared/corpora/lambda-envelopes/example-eventbridge-event-obj.json"),
-        )
-        .unwrap_or_else(|e| panic!("{e}")),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let ec2: Value = envelope("example-eventbridge-event-obj.json");
     let error = handler.handle(ec2).await.err();
     assert!(
         error
@@ -330,14 +321,7 @@ async fn plain_text_log_events_are_set_aside_not_dropped() {
     let lake_bucket = aws.bucket("auditq-lambda-plain").await;
     let handler = handler(&lake_bucket, None).await;
     // The corpus's subscription event: two "[ERROR] ..." lines of an application log group.
-    let corpus: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            repo_root()
-                .join("../shared/corpora/lambda-envelopes/example-cloudwatch_logs-event.json"),
-        )
-        .unwrap_or_else(|e| panic!("{e}")),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let corpus: Value = envelope("example-cloudwatch_logs-event.json");
     let answer = handler
         .handle(corpus)
         .await

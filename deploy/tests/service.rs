@@ -136,13 +136,7 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     let aws: Emulator = connect().await;
     let lake_bucket = aws.bucket("auditq-service-lake").await;
     let (topic, queue) = aws.topic_with_queue("auditq-service-alerts").await;
-    let group = format!("/aws/ssm/{}", auditq_tests::run_id("service"));
-    aws.logs
-        .create_log_group()
-        .log_group_name(&group)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let group = aws.log_group("service").await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let log = dir.path().join("service.log");
     let lake = s3_lake(&lake_bucket);

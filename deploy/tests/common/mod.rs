@@ -143,15 +143,21 @@ impl Emulator {
     /// A log group holding one sample Session Manager stream, its events shifted to a minute
     /// ago; returns the group and the events as put.
     pub async fn session_stream(&self, session: &str) -> (String, Vec<(i64, String)>) {
-        let group = format!("/aws/ssm/{}", run_id("sessions"));
+        let group = self.log_group("sessions").await;
+        let events = self.put_session(&group, session, 60_000).await;
+        (group, events)
+    }
+
+    /// A new log group `/aws/ssm/<name>-<run id>`.
+    pub async fn log_group(&self, name: &str) -> String {
+        let group = format!("/aws/ssm/{}", run_id(name));
         self.logs
             .create_log_group()
             .log_group_name(&group)
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let events = self.put_session(&group, session, 60_000).await;
-        (group, events)
+        group
     }
 
     /// Puts a sample session's stream into a group, its events shifted to `ago_ms` ago.
