@@ -252,20 +252,26 @@ pub fn write_batches(
     Ok(())
 }
 
+/// The value of a `select count(*) ...` result (0 when it has no row).
+pub fn count_of(batches: &[RecordBatch]) -> i64 {
+    batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+        })
+        .filter(|a| !a.is_empty())
+        .map(|a| a.value(0))
+        .unwrap_or(0)
+}
+
 /// The tables, one line each, with their row counts.
 pub async fn describe_tables(ctx: &SessionContext) -> Result<String, QueryError> {
     let mut text = String::new();
     for table in Table::ALL {
         let batches = run_sql(ctx, &format!("SELECT count(*) FROM {}", table.name())).await?;
-        let rows = batches
-            .first()
-            .and_then(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-            })
-            .map(|a| a.value(0))
-            .unwrap_or(0);
+        let rows = count_of(&batches);
         text.push_str(&format!(
             "{:<12} {:>9} rows  {}\n",
             table.name(),

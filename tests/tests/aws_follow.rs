@@ -19,15 +19,7 @@ async fn commands_of(lake: &Lake, session: &str) -> usize {
     let Ok(batches) = auditq_query::run_sql(&ctx, &sql).await else {
         return 0;
     };
-    batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-        })
-        .map(|a| a.value(0) as usize)
-        .unwrap_or(0)
+    auditq_query::count_of(&batches) as usize
 }
 
 #[tokio::test(flavor = "multi_thread")]

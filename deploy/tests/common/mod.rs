@@ -221,7 +221,7 @@ pub fn s3_lake(bucket: &str) -> Lake {
         .with_storage_options(AwsSettings::from_env().storage_options())
 }
 
-/// The single value of a query over a lake (`select count(*) ...`).
+/// The count a `select count(*) ...` over a lake answers.
 pub async fn scalar(lake: &Lake, sql: &str) -> i64 {
     let ctx = auditq_query::context(lake)
         .await
@@ -229,15 +229,7 @@ pub async fn scalar(lake: &Lake, sql: &str) -> i64 {
     let batches = auditq_query::run_sql(&ctx, sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-        })
-        .map(|a| a.value(0))
-        .unwrap_or(0)
+    auditq_query::count_of(&batches)
 }
 
 /// The string values of a one-column query.
