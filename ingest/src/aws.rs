@@ -214,6 +214,12 @@ impl S3Source {
                 .push(reject(at, "object", "unknown", &reason, &[]));
             return Ok(parsed);
         }
+        Ok(parse_object(self.fetch(object).await?, at, limits))
+    }
+
+    /// The bytes of one object as listed (refused if it changed since: `If-Match` its ETag).
+    pub async fn fetch(&self, object: &S3Object) -> Result<Vec<u8>> {
+        let uri = object.uri();
         let response = self
             .client
             .get_object()
@@ -228,7 +234,7 @@ impl S3Source {
             .collect()
             .await
             .map_err(|e| aws_error("GetObject", &uri, e))?;
-        Ok(parse_object(bytes.into_bytes().to_vec(), at, limits))
+        Ok(bytes.into_bytes().to_vec())
     }
 }
 

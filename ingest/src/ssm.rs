@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::prompt::{extract_commands, match_prompt};
 use crate::session::SessionFragment;
-use crate::terminal::{TerminalRenderer, render};
+use crate::terminal::{RenderedLine, TerminalRenderer, render};
 use crate::time::{parse_rfc3339, parse_script_date};
 
 /// One streamed upload chunk (one CloudWatch log event).
@@ -117,6 +117,33 @@ fn visible(line: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Renders one session's chunks, in upload order, into the lines its user saw; each line is
+/// tagged with the index (in the sorted `chunks`) of the chunk in which it ended.
+///
+/// The last line may still be being typed when a live stream is read; it is taken as it
+/// stands, and a later read of the grown stream revises it (see `store_at`).
+pub fn render_chunks(chunks: &mut [StreamChunk]) -> Vec<RenderedLine> {
+    // Stable: chunks with the same upload second keep their log order.
+    chunks.sort_by_key(|c| c.time);
+    let mut renderer = TerminalRenderer::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            // The line left open so far (it may span several chunks) starts at a prompt.
+            let previous_open = match_prompt(&renderer.open_line()).is_some();
+            let opens_with_prompt = chunk
+                .lines
+                .first()
+                .map(|l| match_prompt(&visible(l)).is_some())
+                .unwrap_or(true);
+            if !previous_open || opens_with_prompt {
+                renderer.feed(b"\n", i - 1);
+            }
+        }
+        renderer.feed(chunk.lines.join("\n").as_bytes(), i);
+    }
+    renderer.finish()
+}
+
 /// Assembles the chunks of any number of sessions into commands and session fragments.
 pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFragment>) {
     let mut by_session: BTreeMap<String, Vec<StreamChunk>> = BTreeMap::new();
@@ -129,27 +156,7 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
     let mut commands = Vec::new();
     let mut fragments = Vec::new();
     for (session_id, mut chunks) in by_session {
-        // Stable: chunks with the same upload second keep their log order.
-        chunks.sort_by_key(|c| c.time);
-        let mut renderer = TerminalRenderer::new();
-        for (i, chunk) in chunks.iter().enumerate() {
-            if i > 0 {
-                // The line left open so far (it may span several chunks) starts at a prompt.
-                let previous_open = match_prompt(&renderer.open_line()).is_some();
-                let opens_with_prompt = chunk
-                    .lines
-                    .first()
-                    .map(|l| match_prompt(&visible(l)).is_some())
-                    .unwrap_or(true);
-                if !previous_open || opens_with_prompt {
-                    renderer.feed(b"\n", i - 1);
-                }
-            }
-            renderer.feed(chunk.lines.join("\n").as_bytes(), i);
-        }
-        // The last line may still be being typed when a live stream is read; it is taken as it
-        // stands, and a later read of the grown stream revises it (see `store_at`).
-        let lines = renderer.finish();
+        let lines = render_chunks(&mut chunks);
         let first = &chunks[0];
         let default_run_as = chunks.iter().find_map(|c| c.run_as.as_deref());
         let principal_arn = chunks.iter().find_map(|c| c.principal_arn.clone());

@@ -25,6 +25,12 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
+pub mod filters;
+pub mod questions;
+pub mod replay;
+pub mod report;
+pub use filters::Filters;
+
 /// The relation a statement without `FROM` reads.
 pub const DEFAULT_TABLE: Table = Table::Commands;
 
@@ -62,11 +68,18 @@ pub enum OutputFormat {
     Json,
     /// One JSON object per line.
     Ndjson,
+    /// Apache Parquet (with `-o FILE`): the columns and their types as stored.
+    Parquet,
 }
 
 /// A DataFusion context with every lake table registered (empty tables for those never
 /// written, so any statement over the documented schema plans).
 pub async fn context(lake: &Lake) -> Result<SessionContext, QueryError> {
+    context_with(lake, &Filters::default()).await
+}
+
+/// [`context`] with every table seen through `filters` (see [`filters`]).
+pub async fn context_with(lake: &Lake, filters: &Filters) -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     for table in Table::ALL {
@@ -76,6 +89,7 @@ pub async fn context(lake: &Lake) -> Result<SessionContext, QueryError> {
                 MemTable::try_new(table.schema(), vec![vec![]]).map_err(QueryError::Execution)?,
             ),
         };
+        let provider = filters.apply(table, provider)?;
         ctx.register_table(table.name(), provider)
             .map_err(QueryError::Execution)?;
     }
@@ -157,26 +171,29 @@ fn is_user_error(error: &DataFusionError) -> bool {
     )
 }
 
+/// A DataFusion error as the user's fault (bad SQL, unknown column, a filter a table cannot
+/// take) or an internal one.
+pub fn classify(error: DataFusionError) -> QueryError {
+    if is_user_error(&error) {
+        QueryError::User {
+            message: error.find_root().to_string(),
+        }
+    } else {
+        QueryError::Execution(error)
+    }
+}
+
 /// Plans a statement (read-only: no DDL, DML or `SET`).
 pub async fn plan_sql(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<datafusion::logical_expr::LogicalPlan, QueryError> {
     let statement = with_default_from(sql)?;
-    let user = |e: DataFusionError| {
-        if is_user_error(&e) {
-            QueryError::User {
-                message: e.to_string(),
-            }
-        } else {
-            QueryError::Execution(e)
-        }
-    };
     let plan = ctx
         .state()
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await
-        .map_err(user)?;
+        .map_err(classify)?;
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -191,11 +208,8 @@ pub async fn plan_sql(
 /// Runs a statement and collects the result.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     let plan = plan_sql(ctx, sql).await?;
-    let df = ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(QueryError::Execution)?;
-    df.collect().await.map_err(QueryError::Execution)
+    let df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
+    df.collect().await.map_err(classify)
 }
 
 /// Writes batches in a format.
@@ -247,9 +261,59 @@ pub fn write_batches(
             }
             writer.finish()?;
         }
+        OutputFormat::Parquet => {
+            return Err(QueryError::User {
+                message: "--format parquet writes a file: give -o FILE".to_string(),
+            });
+        }
     }
     out.flush()?;
     Ok(())
+}
+
+/// Writes batches to a Parquet file (Snappy-compressed, the result's schema).
+pub fn write_parquet(
+    batches: &[RecordBatch],
+    schema: SchemaRef,
+    file: std::fs::File,
+) -> Result<(), QueryError> {
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let parquet_error = |e: parquet::errors::ParquetError| {
+        QueryError::Encode(arrow::error::ArrowError::ExternalError(Box::new(e)))
+    };
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(properties))
+        .map_err(parquet_error)?;
+    for batch in batches {
+        writer.write(batch).map_err(parquet_error)?;
+    }
+    writer.close().map_err(parquet_error)?;
+    Ok(())
+}
+
+/// A SQL string literal of `text` (quotes doubled).
+pub fn sql_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Rows as JSON objects (times as RFC 3339), for code that reads a few values of a result.
+pub fn rows_as_json(
+    batches: &[RecordBatch],
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, QueryError> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = arrow::json::ArrayWriter::new(&mut buffer);
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+    }
+    if buffer.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buffer)
+        .map_err(|e| QueryError::Encode(arrow::error::ArrowError::JsonError(e.to_string())))
 }
 
 /// The value of a `select count(*) ...` result (0 when it has no row).
@@ -270,8 +334,12 @@ pub fn count_of(batches: &[RecordBatch]) -> i64 {
 pub async fn describe_tables(ctx: &SessionContext) -> Result<String, QueryError> {
     let mut text = String::new();
     for table in Table::ALL {
-        let batches = run_sql(ctx, &format!("SELECT count(*) FROM {}", table.name())).await?;
-        let rows = count_of(&batches);
+        let rows = match run_sql(ctx, &format!("SELECT count(*) FROM {}", table.name())).await {
+            Ok(batches) => count_of(&batches).to_string(),
+            // A filter this table cannot take (`--user` on rejects).
+            Err(QueryError::User { .. }) => "-".to_string(),
+            Err(e) => return Err(e),
+        };
         text.push_str(&format!(
             "{:<12} {:>9} rows  {}\n",
             table.name(),

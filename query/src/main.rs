@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use auditq_ingest::aws::{AwsClients, AwsSettings, FollowMode, S3Location};
 use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
-use auditq_query::{OutputFormat, QueryError};
+use auditq_query::{Filters, OutputFormat, QueryError, questions};
 use clap::{Parser, Subcommand};
 
 mod rules_cli;
@@ -31,11 +31,62 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value = "table")]
     format: OutputFormat,
 
+    /// Write the answer to FILE instead of standard output (needed for `--format parquet`).
+    #[arg(short = 'o', long = "output", global = true, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Print the SQL of a named question (who, sessions, commands) on stderr before its answer.
+    #[arg(long, global = true)]
+    show_sql: bool,
+
+    #[command(flatten)]
+    narrow: Narrow,
+
     /// SQL statement (DataFusion dialect).
     sql: Option<String>,
 
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Filters that apply to every table a statement reads (see `auditq_query::filters`).
+#[derive(Debug, clap::Args)]
+struct Narrow {
+    /// Only rows at or after: 30m, 12h, 7d, 2w (back from now), a date (2026-10-01) or an RFC
+    /// 3339 time. Sessions by their start.
+    #[arg(long, global = true, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only rows before: as --since; a date includes that whole day.
+    #[arg(long, global = true, value_name = "WHEN")]
+    until: Option<String>,
+    /// Only this user (principal short name; `%` is a wildcard).
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// Only this instance or managed node (`%` is a wildcard).
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// Only this AWS account.
+    #[arg(long, global = true)]
+    account: Option<String>,
+}
+
+impl Narrow {
+    fn filters(&self) -> anyhow::Result<Filters> {
+        let now = chrono::Utc::now();
+        let time = |text: &Option<String>, end_of_day: bool| {
+            text.as_deref()
+                .map(|t| auditq_query::filters::parse_time(t, now, end_of_day))
+                .transpose()
+                .map_err(|message| QueryError::User { message })
+        };
+        Ok(Filters {
+            since: time(&self.since, false)?,
+            until: time(&self.until, true)?,
+            user: self.user.clone(),
+            target: self.target.clone(),
+            account: self.account.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +122,44 @@ enum Command {
     /// Subscribe to alerts (SNS filter policies), list and remove subscriptions.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Who accessed an instance, when, and from where (its sessions).
+    Who {
+        /// Instance or managed-node id.
+        target: String,
+    },
+    /// Sessions: who, from where, on which instance, what kind, and whether it was recorded.
+    Sessions,
+    /// The commands of one session, in order.
+    Commands {
+        /// Session Manager session id.
+        session_id: String,
+    },
+    /// Show a session as its user saw it, rendered from its transcript or stream.
+    Replay {
+        /// Session Manager session id.
+        session_id: String,
+        /// Print only the commands, with their times and OS user.
+        #[arg(long)]
+        commands: bool,
+        /// Play at the pace it was typed (streams carry times; transcripts do not).
+        #[arg(long)]
+        real_time: bool,
+        /// With --real-time: play this many times faster.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// With --real-time: the longest pause between lines, in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        max_wait: f64,
+    },
+    /// Write the HTML evidence report of a period (self-contained; -o FILE, else stdout).
+    Report {
+        /// First day (or time) of the period: as --since.
+        #[arg(long)]
+        from: String,
+        /// Last day of the period, included (or an exclusive time): as --until.
+        #[arg(long)]
+        to: String,
+    },
     /// List the tables with their row counts.
     Tables,
     /// Show the columns of a table.
@@ -118,8 +207,69 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     runtime.block_on(run_async(cli))
 }
 
+/// Where and how an answer is written.
+#[derive(Debug)]
+struct Output {
+    format: OutputFormat,
+    file: Option<PathBuf>,
+    show_sql: bool,
+}
+
+impl Output {
+    /// Standard output, or the file named by `-o`.
+    fn writer(&self) -> anyhow::Result<Box<dyn Write>> {
+        Ok(match &self.file {
+            Some(path) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            )),
+            None => Box::new(std::io::stdout().lock()),
+        })
+    }
+}
+
+/// Answers a statement over the (filtered) lake.
+async fn answer(
+    lake: &Lake,
+    explicit: bool,
+    filters: &Filters,
+    sql: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
+    if out.show_sql {
+        eprintln!("{sql};");
+    }
+    load_samples_if_first_run(lake, explicit).await?;
+    let ctx = auditq_query::context_with(lake, filters).await?;
+    let plan = auditq_query::plan_sql(&ctx, sql).await?;
+    let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(auditq_query::classify)?;
+    let batches = df.collect().await.map_err(auditq_query::classify)?;
+    match (out.format, &out.file) {
+        (OutputFormat::Parquet, Some(path)) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            auditq_query::write_parquet(&batches, schema, file)?;
+        }
+        _ => {
+            let mut sink = out.writer()?;
+            auditq_query::write_batches(&batches, schema, out.format, &mut sink)?;
+        }
+    }
+    Ok(())
+}
+
 async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
     let explicit = cli.data.is_some();
+    let filters = cli.narrow.filters()?;
+    let out = Output {
+        format: cli.format,
+        file: cli.output.clone(),
+        show_sql: cli.show_sql,
+    };
     let aws = AwsSettings::from_env();
     let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()))
         .with_storage_options(aws.storage_options());
@@ -171,25 +321,86 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Tables) => {
             load_samples_if_first_run(&lake, explicit).await?;
-            let ctx = auditq_query::context(&lake).await?;
+            let ctx = auditq_query::context_with(&lake, &filters).await?;
             let text = auditq_query::describe_tables(&ctx).await?;
             std::io::stdout().lock().write_all(text.as_bytes())?;
+        }
+        Some(Command::Who { target }) => {
+            answer(&lake, explicit, &filters, &questions::who(&target), &out).await?;
+        }
+        Some(Command::Sessions) => {
+            answer(&lake, explicit, &filters, &questions::sessions(), &out).await?;
+        }
+        Some(Command::Commands { session_id }) => {
+            answer(
+                &lake,
+                explicit,
+                &filters,
+                &questions::commands(&session_id),
+                &out,
+            )
+            .await?;
+        }
+        Some(Command::Replay {
+            session_id,
+            commands,
+            real_time,
+            speed,
+            max_wait,
+        }) => {
+            load_samples_if_first_run(&lake, explicit).await?;
+            let ctx = auditq_query::context(&lake).await?;
+            let replay = auditq_query::replay::load(&ctx, &lake, &aws, &session_id).await?;
+            eprintln!(
+                "auditq: session {session_id} from {}{}",
+                replay.source,
+                if replay.timed {
+                    ""
+                } else {
+                    " (a transcript: no per-line times)"
+                }
+            );
+            let mut sink = out.writer()?;
+            if commands {
+                auditq_query::replay::write_commands(&replay, &mut sink)?;
+            } else {
+                let pace = auditq_query::replay::Pace {
+                    speed: real_time.then_some(speed),
+                    max_wait: std::time::Duration::from_secs_f64(max_wait.max(0.0)),
+                };
+                auditq_query::replay::play(&replay, pace, &mut sink).await?;
+            }
+        }
+        Some(Command::Report { from, to }) => {
+            load_samples_if_first_run(&lake, explicit).await?;
+            let now = chrono::Utc::now();
+            let time = |text: &str, end_of_day| {
+                auditq_query::filters::parse_time(text, now, end_of_day)
+                    .map_err(|message| QueryError::User { message })
+            };
+            let period = auditq_query::report::Period {
+                from: time(&from, false)?,
+                to: time(&to, true)?,
+            };
+            if period.to <= period.from {
+                anyhow::bail!("--to must be after --from");
+            }
+            let ctx = auditq_query::context_with(&lake, &filters).await?;
+            let html = auditq_query::report::build(&ctx, &period, lake.location(), now).await?;
+            out.writer()?.write_all(html.as_bytes())?;
+            if let Some(path) = &out.file {
+                eprintln!("auditq: wrote {} ({} bytes)", path.display(), html.len());
+            }
         }
         None => {
             let Some(sql) = cli.sql else {
                 anyhow::bail!("give a SQL statement or a subcommand (see auditq --help)");
             };
-            load_samples_if_first_run(&lake, explicit).await?;
-            let ctx = auditq_query::context(&lake).await?;
-            let plan = auditq_query::plan_sql(&ctx, &sql).await?;
-            let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
-            let df = ctx
-                .execute_logical_plan(plan)
-                .await
-                .map_err(QueryError::Execution)?;
-            let batches = df.collect().await.map_err(QueryError::Execution)?;
-            let mut stdout = std::io::stdout().lock();
-            auditq_query::write_batches(&batches, schema, cli.format, &mut stdout)?;
+            let out = Output {
+                show_sql: false,
+                ..out
+            };
+            answer(&lake, explicit, &filters, &sql, &out).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -213,11 +424,16 @@ async fn load_samples_if_first_run(lake: &Lake, explicit: bool) -> anyhow::Resul
         return Ok(());
     };
     eprintln!(
-        "auditq: {} is empty; ingesting the bundled sample logs from {} first (use --data or AUDITQ_DATA for your own lake)",
+        "auditq: {} is empty; ingesting the bundled sample logs from {} first, with the default rules (alerts recorded, not published; use --data or AUDITQ_DATA for your own lake)",
         lake.location(),
         samples.display()
     );
-    let summary = ingest(lake, &[samples], &Limits::default()).await?;
+    let rules = AlertingArgs {
+        rules: Some("default".to_string()),
+        alerts: Vec::new(),
+    };
+    let lake = rules.apply(lake.clone(), None).await?;
+    let summary = ingest(&lake, &[samples], &Limits::default()).await?;
     print_summary(&summary, &mut std::io::stderr().lock())?;
     Ok(())
 }

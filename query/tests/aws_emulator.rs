@@ -178,6 +178,77 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
     );
     assert_eq!(origins, "source,o\nstream,cwl:\ntranscript,s3:\n");
 
+    // The auditor's commands work on the S3 lake, and replay reads the recordings where the
+    // lake says they are: the transcript in S3, the stream in CloudWatch Logs.
+    let who = auditq(
+        dir.path(),
+        &[
+            "--data",
+            &lake,
+            "--format",
+            "csv",
+            "who",
+            "i-0b2c3d4e5f6071822",
+        ],
+    );
+    assert!(
+        who.contains(",alice,") && who.contains("alice-0e1f2a3b4c5d6e7f8"),
+        "{who}"
+    );
+    let replayed = auditq(
+        dir.path(),
+        &[
+            "--data",
+            &lake,
+            "replay",
+            "alice-0e1f2a3b4c5d6e7f8",
+            "--commands",
+        ],
+    );
+    assert!(
+        replayed.contains("2026-10-06T11:00:06Z  ubuntu     sudo vim /etc/ssh/sshd_config\n"),
+        "{replayed}"
+    );
+    let screen = auditq(
+        dir.path(),
+        &["--data", &lake, "replay", "bob-02c3d4e5f6a7b8c91"],
+    );
+    assert!(
+        screen.contains("sh-4.2$ sudo tail -n 5 /var/log/nginx/error.log"),
+        "{screen}"
+    );
+    let streamed = auditq(
+        dir.path(),
+        &[
+            "--data",
+            &lake,
+            "replay",
+            "bob-02c3d4e5f6a7b8c91",
+            "--commands",
+        ],
+    );
+    assert!(
+        streamed.starts_with("2026-10-06T09:30:40Z  ssm-user   sudo tail"),
+        "{streamed}"
+    );
+    let report = dir.path().join("report.html");
+    auditq(
+        dir.path(),
+        &[
+            "--data",
+            &lake,
+            "report",
+            "--from",
+            "2026-10-05",
+            "--to",
+            "2026-10-06",
+            "-o",
+            &report.to_string_lossy(),
+        ],
+    );
+    let html = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    assert!(html.contains("<td>carol@example.com</td>") && html.contains("sudo su -"));
+
     // Read again: every object and stream is recognised as done and nothing is added.
     let again = auditq(
         dir.path(),

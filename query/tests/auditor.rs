@@ -1,0 +1,481 @@
+//! The auditor's workflow on the sample scenario (`sample-logs/README.md`): named questions,
+//! filters on any statement, Parquet export, replay, and the HTML evidence report rendered in
+//! headless Chromium.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
+
+/// Runs auditq on `lake`; returns (success, stdout, stderr).
+fn run(lake: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditq"))
+        .env_remove("AUDITQ_DATA")
+        .arg("--data")
+        .arg(lake)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(lake: &Path, args: &[&str]) -> String {
+    let (success, stdout, stderr) = run(lake, args);
+    assert!(success, "auditq {args:?} failed:\n{stderr}");
+    stdout
+}
+
+fn csv(lake: &Path, args: &[&str]) -> String {
+    let mut all = vec!["--format", "csv"];
+    all.extend_from_slice(args);
+    ok(lake, &all)
+}
+
+/// The sample scenario ingested with the default rules into a fresh lake.
+fn sample_lake() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake");
+    let summary = ok(&lake, &["ingest", SAMPLES, "--rules", "default"]);
+    assert!(
+        summary.contains("alerts          22 read     22 added"),
+        "{summary}"
+    );
+    (dir, lake)
+}
+
+#[test]
+fn named_questions_and_filters_answer_the_scenario() {
+    let (dir, lake) = sample_lake();
+
+    // Who accessed prod-web-1: alice and carol on Monday, bob on Tuesday, from their own IPs.
+    let who = csv(&lake, &["who", "i-0a1b2c3d4e5f60711"]);
+    let rows: Vec<Vec<&str>> = who
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let people: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0], r[2], r[4])).collect();
+    assert_eq!(
+        people,
+        [
+            ("2026-10-05T09:12:03Z", "alice", "203.0.113.10"),
+            ("2026-10-05T14:05:44Z", "carol@example.com", "192.0.2.77"),
+            ("2026-10-06T09:30:00Z", "bob", "198.51.100.23"),
+        ],
+        "{who}"
+    );
+    // --show-sql prints the statement, which answers the same when run as SQL.
+    let (_, _, shown) = run(
+        &lake,
+        &[
+            "--show-sql",
+            "--format",
+            "csv",
+            "who",
+            "i-0a1b2c3d4e5f60711",
+        ],
+    );
+    let statement = shown.trim().trim_end_matches(';');
+    assert!(statement.starts_with("select started_at"), "{shown}");
+    assert_eq!(csv(&lake, &[statement]), who);
+
+    // dave's sessions: two shells on staging and the port forward, which nothing recorded.
+    let dave = csv(&lake, &["sessions", "--user", "dave"]);
+    let kinds: Vec<String> = dave
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            format!("{} {} {}", f[4], f[7], f[8])
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "i-0c3d4e5f607182933 shell stream",
+            "i-0c3d4e5f607182933 shell stream",
+            "i-0c3d4e5f607182933 port_forward none"
+        ],
+        "{dave}"
+    );
+    // --since/--until by day: alice on Tuesday is the vim session on prod-db-1 only.
+    let tuesday = csv(
+        &lake,
+        &[
+            "sessions",
+            "--user",
+            "alice",
+            "--since",
+            "2026-10-06",
+            "--until",
+            "2026-10-06",
+        ],
+    );
+    assert_eq!(tuesday.lines().count(), 2, "{tuesday}");
+    assert!(tuesday.contains("alice-0e1f2a3b4c5d6e7f8"), "{tuesday}");
+    let monday = csv(
+        &lake,
+        &["sessions", "--user", "alice", "--until", "2026-10-05"],
+    );
+    assert!(
+        monday.contains("alice-0a7f3c9e1b2d4f601") && !monday.contains("alice-0e1f"),
+        "{monday}"
+    );
+
+    // The commands of that session, as she finally ran them.
+    let commands = csv(&lake, &["commands", "alice-0e1f2a3b4c5d6e7f8"]);
+    let cmds: Vec<&str> = commands
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        cmds,
+        [
+            "systemctl status ssh",
+            "sudo vim /etc/ssh/sshd_config",
+            "sudo systemctl restart ssh",
+            "systemctl status ssh",
+            "exit"
+        ]
+    );
+
+    // Filters apply to any statement and every table in it, joins included.
+    let sudo = "select c.user, c.cmd from commands c join sessions s on c.session_id = s.session_id \
+                where c.cmd like 'sudo%' order by c.time";
+    let all = csv(&lake, &[sudo]);
+    let bob = csv(&lake, &["--user", "bob", sudo]);
+    assert_eq!(all.lines().count(), 11, "{all}");
+    assert_eq!(
+        bob,
+        "user,cmd\nbob,sudo -u postgres psql -c 'select count(*) from pg_stat_activity;'\n\
+         bob,sudo tail -n 5 /var/log/nginx/error.log\n"
+    );
+    let staging = csv(
+        &lake,
+        &[
+            "--account",
+            "444455556666",
+            "select distinct user from commands order by user",
+        ],
+    );
+    assert_eq!(staging, "user\ncarol@example.com\ndave\n");
+    let trail = csv(
+        &lake,
+        &[
+            "--target",
+            "i-0d4e5f60718293a44",
+            "select user, event_name from cloudtrail",
+        ],
+    );
+    assert_eq!(trail, "user,event_name\nbob,StartSession\n");
+    let wildcard = csv(
+        &lake,
+        &["--target", "i-0c3d%", "select count(*) n from sessions"],
+    );
+    assert_eq!(wildcard, "n\n4\n");
+    let alerts = csv(
+        &lake,
+        &[
+            "--since",
+            "2026-10-06T18:00:00Z",
+            "select rule_id, user from alerts order by time",
+        ],
+    );
+    assert!(alerts.contains("aws.cloudtrail_tampering,dave"), "{alerts}");
+    assert!(!alerts.contains("linux.sudo_root_shell"), "{alerts}");
+
+    // A filter a table cannot take is refused, not ignored.
+    let (success, _, stderr) = run(&lake, &["--user", "bob", "select count(*) from rejects"]);
+    assert!(!success);
+    assert!(
+        stderr.contains("--user does not apply to table rejects"),
+        "{stderr}"
+    );
+    let (success, _, stderr) = run(&lake, &["--since", "yesterday", "sessions"]);
+    assert!(!success);
+    assert!(stderr.contains("is not a time"), "{stderr}");
+
+    // Parquet export of an answer, read back with the parquet reader.
+    let file = dir.path().join("sudo.parquet");
+    let file_arg = file.to_string_lossy().into_owned();
+    ok(
+        &lake,
+        &[
+            "--format",
+            "parquet",
+            "-o",
+            &file_arg,
+            "--user",
+            "dave",
+            "select time, cmd where cmd like 'sudo%'",
+        ],
+    );
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .and_then(|b| b.build())
+    .unwrap_or_else(|e| panic!("{e}"));
+    let batches: Vec<_> = reader
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 2);
+    let schema = batches[0].schema();
+    assert_eq!(schema.field(0).name(), "time");
+    assert!(matches!(
+        schema.field(0).data_type(),
+        arrow::datatypes::DataType::Timestamp(_, Some(_))
+    ));
+    let (success, _, stderr) = run(&lake, &["--format", "parquet", "select 1"]);
+    assert!(!success && stderr.contains("-o FILE"), "{stderr}");
+}
+
+#[test]
+fn replay_renders_what_the_user_saw() {
+    let (_dir, lake) = sample_lake();
+    // alice's S3 transcript: a typo erased with backspaces, vim on the alternate screen, and a
+    // history recall redrawn over the line.
+    let screen = ok(&lake, &["replay", "alice-0e1f2a3b4c5d6e7f8"]);
+    let prompts: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.starts_with("ubuntu@ip-10-0-2-12:~$ "))
+        .collect();
+    assert_eq!(
+        prompts,
+        [
+            "ubuntu@ip-10-0-2-12:~$ systemctl status ssh",
+            "ubuntu@ip-10-0-2-12:~$ sudo vim /etc/ssh/sshd_config",
+            "ubuntu@ip-10-0-2-12:~$ sudo systemctl restart ssh",
+            "ubuntu@ip-10-0-2-12:~$ systemctl status ssh",
+            "ubuntu@ip-10-0-2-12:~$ exit",
+        ],
+        "{screen}"
+    );
+    assert!(screen.contains("Active: active (running)"), "{screen}");
+    assert!(
+        !screen.contains("stauts") && !screen.contains("\u{1b}["),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("-- INSERT --"),
+        "the editor's screen is gone: {screen}"
+    );
+
+    let commands = ok(&lake, &["replay", "alice-0e1f2a3b4c5d6e7f8", "--commands"]);
+    assert_eq!(
+        commands,
+        "2026-10-06T11:00:06Z  ubuntu     systemctl status ssh\n\
+         2026-10-06T11:00:06Z  ubuntu     sudo vim /etc/ssh/sshd_config\n\
+         2026-10-06T11:00:06Z  ubuntu     sudo systemctl restart ssh\n\
+         2026-10-06T11:00:06Z  ubuntu     systemctl status ssh\n\
+         2026-10-06T11:00:06Z  ubuntu     exit\n"
+    );
+
+    // A stream carries a time per chunk: commands get theirs, and it plays at (sped-up) pace.
+    let stream = ok(&lake, &["replay", "dave-0d9a5b1e3f4a6c823", "--commands"]);
+    let stored = csv(
+        &lake,
+        &[
+            "select time, cmd from commands where session_id = 'dave-0d9a5b1e3f4a6c823' order by seq",
+        ],
+    );
+    let from_lake: Vec<String> = stored
+        .lines()
+        .skip(1)
+        .map(|l| l.replacen(',', " ", 1))
+        .collect();
+    let replayed: Vec<String> = stream
+        .lines()
+        .map(|l| {
+            let (time, rest) = l.split_once("  ").unwrap_or_default();
+            format!(
+                "{time} {}",
+                rest.trim_start()
+                    .split_once(' ')
+                    .map(|(_, c)| c.trim_start())
+                    .unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(replayed, from_lake, "{stream}");
+    let started = std::time::Instant::now();
+    let played = ok(
+        &lake,
+        &[
+            "replay",
+            "dave-0d9a5b1e3f4a6c823",
+            "--real-time",
+            "--speed",
+            "1000",
+            "--max-wait",
+            "0.05",
+        ],
+    );
+    assert!(played.contains("sudo -i"), "{played}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    // SSH through Session Manager leaves nothing to replay, and auditq says why.
+    let (success, _, stderr) = run(&lake, &["replay", "bob-0f1a2b3c4d5e6f701"]);
+    assert!(!success);
+    assert!(
+        stderr.contains("no recording to replay (logged = none)"),
+        "{stderr}"
+    );
+    let (success, _, stderr) = run(&lake, &["replay", "nobody-00000000000000000"]);
+    assert!(!success && stderr.contains("no session"), "{stderr}");
+}
+
+/// Debian's Chromium, installed by ./scripts/test.sh.
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("AUDITQ_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "this test renders the report in headless Chromium, which is not at {}: run \
+         ./scripts/test.sh, which installs Debian's chromium package (or set AUDITQ_CHROMIUM)",
+        path.display()
+    );
+    path
+}
+
+fn headless(dir: &Path, args: &[&str], page: &Path) -> (String, String) {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            // Nothing may be fetched: the report must be whole by itself.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run chromium: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "chromium failed:\n{stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+#[test]
+fn the_evidence_report_renders_in_headless_chromium() {
+    let (dir, lake) = sample_lake();
+    let report = dir.path().join("report.html");
+    let report_arg = report.to_string_lossy().into_owned();
+    ok(
+        &lake,
+        &[
+            "report",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "-o",
+            &report_arg,
+        ],
+    );
+    let html = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+
+    // Self-contained: no script, nothing loaded from anywhere.
+    for external in ["<script", "src=", "<link", "@import", "url("] {
+        assert!(
+            !html.contains(external),
+            "the report loads or runs {external}"
+        );
+    }
+    // Every table's statement is in it, and each answers the same when run again.
+    let per_user = html
+        .split("<pre>")
+        .map(|p| p.split("</pre>").next().unwrap_or(""))
+        .find(|q| q.starts_with("SELECT user, count(*) AS sessions"))
+        .unwrap_or_else(|| panic!("no per-user query"))
+        .replace("&#39;", "'")
+        .replace("&gt;", ">")
+        .replace("&lt;", "<");
+    let again = csv(&lake, &[&per_user]);
+    assert!(
+        again.starts_with("user,sessions,instances,commands,unrecorded"),
+        "{again}"
+    );
+    assert!(again.contains("\nbob,3,3,7,1,"), "{again}");
+
+    let pdf = dir.path().join("report.pdf");
+    let (_, stderr) = headless(
+        dir.path(),
+        &[&format!("--print-to-pdf={}", pdf.display())],
+        &report,
+    );
+    let bytes = std::fs::read(&pdf).unwrap_or_else(|e| panic!("no PDF ({e}): {stderr}"));
+    assert!(
+        bytes.starts_with(b"%PDF-") && bytes.len() > 20_000,
+        "{} bytes",
+        bytes.len()
+    );
+    assert!(
+        !stderr.contains("Uncaught") && !stderr.contains("CONSOLE"),
+        "{stderr}"
+    );
+
+    // The DOM Chromium built from it holds the scenario's people, machines and privileged acts.
+    let (dom, _) = headless(dir.path(), &["--dump-dom"], &report);
+    assert!(
+        dom.contains("<svg") && dom.contains("<rect"),
+        "no timeline chart"
+    );
+    for user in ["alice", "bob", "carol@example.com", "dave"] {
+        assert!(dom.contains(&format!("<td>{user}</td>")), "{user} missing");
+    }
+    for instance in [
+        "i-0a1b2c3d4e5f60711",
+        "i-0b2c3d4e5f6071822",
+        "i-0c3d4e5f607182933",
+        "i-0d4e5f60718293a44",
+    ] {
+        assert!(
+            dom.contains(&format!("<td>{instance}</td>")),
+            "{instance} missing"
+        );
+    }
+    for command in [
+        "sudo su -",
+        "sudo vim /etc/ssh/sshd_config",
+        "sudo -i",
+        "cat /root/.aws/credentials",
+    ] {
+        assert!(
+            dom.contains(&format!("<td class=\"c\">{command}</td>")),
+            "{command} missing"
+        );
+    }
+    // The SSH and port-forward sessions are listed as unrecorded; bob's console login without MFA.
+    let unrecorded = section(&dom, "unrecorded");
+    assert!(
+        unrecorded.contains("bob-0f1a2b3c4d5e6f701")
+            && unrecorded.contains("dave-01b2c3d4e5f6a7b80")
+    );
+    let no_mfa = section(&dom, "console-no-mfa");
+    assert!(
+        no_mfa.contains("<td>bob</td>") && !no_mfa.contains("<td>dave</td>"),
+        "{no_mfa}"
+    );
+    let alerts = section(&dom, "alerts");
+    assert!(
+        alerts.contains("linux.sudo_root_shell") && alerts.contains("not delivered"),
+        "{alerts}"
+    );
+}
+
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<section id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no section {id}"));
+    let rest = &html[start..];
+    &rest[..rest.find("</section>").unwrap_or(rest.len())]
+}
