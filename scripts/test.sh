@@ -4,6 +4,8 @@
 # 1. Installs the AWS API emulator (moto, pinned) into ./.venv, and the template linters
 #    (cfn-lint, checkov, pinned) into ./.venv-lint, if they are not there yet, and lints deploy/
 #    (deploy/lint.sh). Two venvs: checkov pins an old boto3 that moto must not be run with.
+#    Installs Debian's chromium (the report test renders the HTML report headless) if it is
+#    not there, with apt-get (as root, or through sudo).
 # 2. Starts it on 127.0.0.1 on a free port and points the AWS SDK at it (AWS_ENDPOINT_URL and
 #    dummy credentials); it is stopped by its pid when this script exits, tests passing or not.
 # 3. Runs every test: cargo builds what it needs (debug profile, no debug info: see Cargo.toml).
@@ -28,6 +30,14 @@ if ! "$LINT_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m
     "cfn-lint==$CFN_LINT_VERSION" "checkov==$CHECKOV_VERSION"
 fi
 deploy/lint.sh "$LINT_VENV"
+
+if [ -z "${AUDITQ_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
+  echo "installing Debian's chromium (for the report test)" >&2
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$VENV/moto.log" 2>&1 &

@@ -160,6 +160,15 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Compact the lake: rewrite each day's small files into large ones clustered on user,
+    /// target and time (Delta OPTIMIZE, Z-order), then delete files no recent version reads
+    /// (VACUUM).
+    Compact {
+        /// Keep files that versions younger than this still read (time travel, running
+        /// queries).
+        #[arg(long, default_value_t = 168)]
+        retention_hours: u64,
+    },
     /// List the tables with their row counts.
     Tables,
     /// Show the columns of a table.
@@ -369,6 +378,17 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_wait: std::time::Duration::from_secs_f64(max_wait.max(0.0)),
                 };
                 auditq_query::replay::play(&replay, pace, &mut sink).await?;
+            }
+        }
+        Some(Command::Compact { retention_hours }) => {
+            let retention = std::time::Duration::from_secs(retention_hours * 3600);
+            let mut stdout = std::io::stdout().lock();
+            for done in lake.compact(retention).await? {
+                writeln!(
+                    stdout,
+                    "  {:<11} {:>5} files rewritten into {:>3}, {:>5} unread files deleted",
+                    done.table, done.files_removed, done.files_added, done.files_vacuumed
+                )?;
             }
         }
         Some(Command::Report { from, to }) => {

@@ -479,3 +479,54 @@ fn section<'a>(html: &'a str, id: &str) -> &'a str {
     let rest = &html[start..];
     &rest[..rest.find("</section>").unwrap_or(rest.len())]
 }
+
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if path.is_dir() && !path.ends_with("_delta_log") {
+            found.extend(parquet_files(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn compaction_leaves_one_clustered_file_per_day_and_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake");
+    // One commit per file: many small files per day, as a live follower leaves them.
+    ok(&lake, &["ingest", SAMPLES, "--batch-files", "1"]);
+    let question = "select c.user, c.target, count(*) n, min(c.cmd) first from commands c \
+                    join sessions s using (session_id) group by c.user, c.target order by 1, 2";
+    let before = csv(&lake, &[question]);
+    let dave_before = csv(&lake, &["--user", "dave", "--since", "2026-10-06", "select cmd from commands order by time, seq"]);
+    let days = |table: &str| {
+        let files = parquet_files(&lake.join(table));
+        let mut days: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.parent()?.file_name()?.to_str().map(str::to_string))
+            .collect();
+        let all = days.len();
+        days.sort();
+        days.dedup();
+        (all, days.len())
+    };
+    let (files, distinct) = days("commands");
+    assert!(files > distinct, "{files} files over {distinct} days: nothing to compact");
+
+    let summary = ok(&lake, &["compact", "--retention-hours", "0"]);
+    assert!(summary.contains("commands"), "{summary}");
+    for table in ["commands", "sessions", "cloudtrail"] {
+        let (files, distinct) = days(table);
+        assert_eq!(files, distinct, "{table}: one file per day after compaction");
+    }
+    assert_eq!(csv(&lake, &[question]), before);
+    assert_eq!(
+        csv(&lake, &["--user", "dave", "--since", "2026-10-06", "select cmd from commands order by time, seq"]),
+        dave_before
+    );
+    assert!(dave_before.contains("sudo -i"), "{dave_before}");
+}
