@@ -23,8 +23,8 @@ use datafusion::prelude::{SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::schema::partitions::{FilterOp, FilterValue};
-use deltalake::operations::optimize::OptimizeType;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::optimize::OptimizeType;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, ensure_table_uri};
 use object_store::ObjectStore;
@@ -456,14 +456,15 @@ fn sorted_file_properties() -> deltalake::parquet::file::properties::WriterPrope
 fn days_with_several_files(delta: &DeltaTable) -> deltalake::DeltaResult<Vec<String>> {
     let mut files: HashMap<String, usize> = HashMap::new();
     for uri in delta.get_file_uris()? {
-        if let Some(day) = uri
-            .split('/')
-            .find_map(|part| part.strip_prefix("date="))
-        {
+        if let Some(day) = uri.split('/').find_map(|part| part.strip_prefix("date=")) {
             *files.entry(day.to_string()).or_default() += 1;
         }
     }
-    let mut days: Vec<String> = files.into_iter().filter(|(_, n)| *n > 1).map(|(d, _)| d).collect();
+    let mut days: Vec<String> = files
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(d, _)| d)
+        .collect();
     days.sort();
     Ok(days)
 }
@@ -490,7 +491,8 @@ impl Lake {
             let (delta, optimized) = {
                 let _alone = self.batches.write().await;
                 let delta = self.open(table).await?;
-                let days = days_with_several_files(&delta).map_err(|e| self.lake_error(table, e))?;
+                let days =
+                    days_with_several_files(&delta).map_err(|e| self.lake_error(table, e))?;
                 let order = sort_columns(table);
                 if order.is_empty() || days.is_empty() {
                     delta.optimize().await

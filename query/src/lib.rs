@@ -17,6 +17,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use auditq_ingest::Lake;
 use auditq_model::Table;
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
@@ -80,20 +81,88 @@ pub async fn context(lake: &Lake) -> Result<SessionContext, QueryError> {
 
 /// [`context`] with every table seen through `filters` (see [`filters`]).
 pub async fn context_with(lake: &Lake, filters: &Filters) -> Result<SessionContext, QueryError> {
-    let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
-    for table in Table::ALL {
-        let provider = match lake.provider(&ctx, table).await? {
+    // Filters are evaluated inside the Parquet reader, most selective first, and the other
+    // columns are decoded only for the rows that pass (late materialisation): an audit
+    // question usually selects a few rows of many. `DATAFUSION_*` variables override.
+    let mut config = SessionConfig::from_env()
+        .map_err(QueryError::Execution)?
+        .with_information_schema(true);
+    let parquet = &mut config.options_mut().execution.parquet;
+    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS").is_none() {
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
+    }
+    let ctx = SessionContext::new_with_config(config.clone());
+    let options = config.options();
+    let catalog = ctx
+        .catalog(&options.catalog.default_catalog)
+        .ok_or_else(|| {
+            QueryError::Execution(DataFusionError::Internal("no default catalog".into()))
+        })?;
+    let schema = LakeSchema {
+        lake: lake.clone(),
+        filters: filters.clone(),
+        config: config.clone(),
+        runtime: ctx.runtime_env(),
+        opened: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+    };
+    catalog
+        .register_schema(&options.catalog.default_schema, Arc::new(schema))
+        .map_err(QueryError::Execution)?;
+    Ok(ctx)
+}
+
+/// The lake's tables as a DataFusion schema that opens a table (reads its Delta log) only
+/// when a statement names it: a question about `commands` does not pay for the other six.
+#[derive(Debug)]
+struct LakeSchema {
+    lake: Lake,
+    filters: Filters,
+    config: SessionConfig,
+    /// The query's runtime, where each table's object store is registered.
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    opened: tokio::sync::Mutex<std::collections::HashMap<Table, Arc<dyn TableProvider>>>,
+}
+
+impl LakeSchema {
+    async fn open(&self, table: Table) -> Result<Arc<dyn TableProvider>, QueryError> {
+        let ctx = SessionContext::new_with_config_rt(self.config.clone(), self.runtime.clone());
+        let provider = match self.lake.provider(&ctx, table).await? {
             Some(provider) => provider,
+            // Never written: empty, so any statement over the documented schema plans.
             None => Arc::new(
                 MemTable::try_new(table.schema(), vec![vec![]]).map_err(QueryError::Execution)?,
             ),
         };
-        let provider = filters.apply(table, provider)?;
-        ctx.register_table(table.name(), provider)
-            .map_err(QueryError::Execution)?;
+        self.filters.apply(table, provider)
     }
-    Ok(ctx)
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        Table::ALL.iter().map(|t| t.name().to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        let Some(table) = Table::from_name(name) else {
+            return Ok(None);
+        };
+        let mut opened = self.opened.lock().await;
+        if let Some(provider) = opened.get(&table) {
+            return Ok(Some(provider.clone()));
+        }
+        let provider = self
+            .open(table)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        opened.insert(table, provider.clone());
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        Table::from_name(name).is_some()
+    }
 }
 
 /// Parses one statement and gives every `FROM`-less `SELECT` in it the default relation.

@@ -71,6 +71,23 @@ struct Narrow {
 }
 
 impl Narrow {
+    /// The options as given (`--user 'alice' `), to print beside what they narrowed.
+    fn options(&self) -> String {
+        let mut text = String::new();
+        for (name, value) in [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("user", &self.user),
+            ("target", &self.target),
+            ("account", &self.account),
+        ] {
+            if let Some(value) = value {
+                text.push_str(&format!("--{name} {} ", auditq_query::sql_quote(value)));
+            }
+        }
+        text
+    }
+
     fn filters(&self) -> anyhow::Result<Filters> {
         let now = chrono::Utc::now();
         let time = |text: &Option<String>, end_of_day: bool| {
@@ -406,7 +423,14 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--to must be after --from");
             }
             let ctx = auditq_query::context_with(&lake, &filters).await?;
-            let html = auditq_query::report::build(&ctx, &period, lake.location(), now).await?;
+            let html = auditq_query::report::build(
+                &ctx,
+                &period,
+                lake.location(),
+                &cli.narrow.options(),
+                now,
+            )
+            .await?;
             out.writer()?.write_all(html.as_bytes())?;
             if let Some(path) = &out.file {
                 eprintln!("auditq: wrote {} ({} bytes)", path.display(), html.len());

@@ -152,16 +152,24 @@ pub async fn build(
     ctx: &SessionContext,
     period: &Period,
     lake: &str,
+    scope: &str,
     generated: DateTime<Utc>,
 ) -> Result<String, QueryError> {
     let mut answers = Vec::new();
     for section in sections(period) {
-        let batches = run_sql(ctx, &section.sql)
-            .await
-            .map_err(|e| QueryError::User {
-                message: format!("report section {:?}: {e}", section.title),
-            })?;
-        answers.push((section, batches));
+        let answer = match run_sql(ctx, &section.sql).await {
+            Ok(batches) => Ok(batches),
+            // A table the filters cannot narrow (`--account` on rejects): said in its place.
+            Err(QueryError::User { message }) if message.contains("does not apply to table") => {
+                Err(message)
+            }
+            Err(e) => {
+                return Err(QueryError::User {
+                    message: format!("report section {:?}: {e}", section.title),
+                });
+            }
+        };
+        answers.push((section, answer));
     }
     let count = |sql: String| async move { run_sql(ctx, &sql).await.map(|b| count_of(&b)) };
     let sessions = period.clause("started_at");
@@ -193,16 +201,16 @@ pub async fn build(
         period.from.date_naive(),
         (period.to - Duration::microseconds(1)).date_naive()
     );
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
         escape(&title)
     );
     let _ = write!(
         html,
         "<h1>{}</h1>\n<p class=\"meta\">Period: <b>{}</b> to <b>{}</b> (UTC, end exclusive). Lake: <code>{}</code>. \
          Generated {} by auditq {}. Each table below is the answer to the SQL statement printed with it; \
-         run it with <code>auditq --data {} \"STATEMENT\"</code> to reproduce it.</p>\n",
+         run it with <code>auditq --data {} {}\"STATEMENT\"</code> to reproduce it.</p>\n",
         escape(&title),
         rfc3339(period.from),
         rfc3339(period.to),
@@ -210,7 +218,15 @@ pub async fn build(
         rfc3339(generated),
         env!("CARGO_PKG_VERSION"),
         escape(lake),
+        escape(scope),
     );
+    if !scope.is_empty() {
+        let _ = writeln!(
+            html,
+            "<p class=\"meta\"><b>Narrowed to</b> <code>{}</code>: every table below is seen through these filters.</p>",
+            escape(scope.trim())
+        );
+    }
     html.push_str("<section id=\"summary\"><h2>Summary</h2><dl class=\"figures\">");
     for (name, value) in figures {
         let _ = write!(html, "<div><dt>{}</dt><dd>{value}</dd></div>", escape(name));
@@ -230,20 +246,26 @@ pub async fn build(
 
     html.push_str("<section id=\"timeline\"><h2>Session timeline</h2><p>One row per user; each bar is a session, from start to end, coloured by what recorded it.</p>\n");
     html.push_str(&timeline_svg(&timeline_rows, period));
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<details><summary>Query</summary><pre>{}</pre></details></section>\n",
+        "<details><summary>Query</summary><pre>{}</pre></details></section>",
         escape(&timeline_sql)
     );
 
-    for (section, batches) in &answers {
-        let _ = write!(
+    for (section, answer) in &answers {
+        let body = match answer {
+            Ok(batches) => html_table(batches)?,
+            Err(message) => format!(
+                "<p class=\"empty\">Not shown: {} (run without the filters for this section).</p>\n",
+                escape(message.trim_start_matches("Error during planning: "))
+            ),
+        };
+        let _ = writeln!(
             html,
-            "<section id=\"{}\"><h2>{}</h2><p>{}</p>\n{}<details><summary>Query</summary><pre>{}</pre></details></section>\n",
+            "<section id=\"{}\"><h2>{}</h2><p>{}</p>\n{body}<details><summary>Query</summary><pre>{}</pre></details></section>",
             section.id,
             escape(section.title),
             escape(section.about),
-            html_table(batches)?,
             escape(&section.sql)
         );
     }
@@ -364,9 +386,9 @@ fn timeline_svg(rows: &[serde_json::Map<String, Value>], period: &Period) -> Str
     let mut day = period.from;
     while day < period.to {
         let px = x(day);
-        let _ = write!(
+        let _ = writeln!(
             svg,
-            "<line x1=\"{px:.1}\" y1=\"{AXIS}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{px:.1}\" y=\"{:.1}\" fill=\"#555\">{}</text>\n",
+            "<line x1=\"{px:.1}\" y1=\"{AXIS}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{px:.1}\" y=\"{:.1}\" fill=\"#555\">{}</text>",
             height - 30.0,
             AXIS - 8.0,
             day.format("%m-%d")
@@ -375,9 +397,9 @@ fn timeline_svg(rows: &[serde_json::Map<String, Value>], period: &Period) -> Str
     }
     for (i, (user, sessions)) in by_user.iter().enumerate() {
         let y = AXIS + ROW * i as f64;
-        let _ = write!(
+        let _ = writeln!(
             svg,
-            "<text x=\"4\" y=\"{:.1}\">{}</text>\n",
+            "<text x=\"4\" y=\"{:.1}\">{}</text>",
             y + ROW * 0.65,
             escape(user)
         );
@@ -394,9 +416,9 @@ fn timeline_svg(rows: &[serde_json::Map<String, Value>], period: &Period) -> Str
                 _ => "#c62828",
             };
             let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or("");
-            let _ = write!(
+            let _ = writeln!(
                 svg,
-                "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{} on {} ({}, {}) {} to {}</title></rect>\n",
+                "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{} on {} ({}, {}) {} to {}</title></rect>",
                 y + 4.0,
                 (x1 - x0).max(3.0),
                 ROW - 8.0,
@@ -419,9 +441,9 @@ fn timeline_svg(rows: &[serde_json::Map<String, Value>], period: &Period) -> Str
     .enumerate()
     {
         let lx = LABEL + n as f64 * 230.0;
-        let _ = write!(
+        let _ = writeln!(
             svg,
-            "<rect x=\"{lx}\" y=\"{:.1}\" width=\"12\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{legend_y}\">{label}</text>\n",
+            "<rect x=\"{lx}\" y=\"{:.1}\" width=\"12\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{legend_y}\">{label}</text>",
             legend_y - 9.0,
             lx + 16.0
         );

@@ -465,6 +465,34 @@ fn the_evidence_report_renders_in_headless_chromium() {
         no_mfa.contains("<td>bob</td>") && !no_mfa.contains("<td>dave</td>"),
         "{no_mfa}"
     );
+    // A report narrowed by the filters says so, and holds only what they select.
+    let staging = dir.path().join("staging.html");
+    ok(
+        &lake,
+        &[
+            "--account",
+            "444455556666",
+            "report",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "-o",
+            &staging.to_string_lossy(),
+        ],
+    );
+    let staging = std::fs::read_to_string(&staging).unwrap_or_else(|e| panic!("{e}"));
+    assert!(staging.contains("<b>Narrowed to</b> <code>--account &#39;444455556666&#39;</code>"));
+    assert!(section(&staging, "sessions").contains("dave-01b2c3d4e5f6a7b80"));
+    assert!(
+        !staging.contains("i-0a1b2c3d4e5f60711"),
+        "a prod instance in the staging report"
+    );
+    assert!(
+        section(&staging, "completeness")
+            .contains("Not shown: --account does not apply to table rejects"),
+        "{staging}"
+    );
     let alerts = section(&dom, "alerts");
     assert!(
         alerts.contains("linux.sudo_root_shell") && alerts.contains("not delivered"),
@@ -502,7 +530,16 @@ fn compaction_leaves_one_clustered_file_per_day_and_the_same_answers() {
     let question = "select c.user, c.target, count(*) n, min(c.cmd) first from commands c \
                     join sessions s using (session_id) group by c.user, c.target order by 1, 2";
     let before = csv(&lake, &[question]);
-    let dave_before = csv(&lake, &["--user", "dave", "--since", "2026-10-06", "select cmd from commands order by time, seq"]);
+    let dave_before = csv(
+        &lake,
+        &[
+            "--user",
+            "dave",
+            "--since",
+            "2026-10-06",
+            "select cmd from commands order by time, seq",
+        ],
+    );
     let days = |table: &str| {
         let files = parquet_files(&lake.join(table));
         let mut days: Vec<String> = files
@@ -515,17 +552,32 @@ fn compaction_leaves_one_clustered_file_per_day_and_the_same_answers() {
         (all, days.len())
     };
     let (files, distinct) = days("commands");
-    assert!(files > distinct, "{files} files over {distinct} days: nothing to compact");
+    assert!(
+        files > distinct,
+        "{files} files over {distinct} days: nothing to compact"
+    );
 
     let summary = ok(&lake, &["compact", "--retention-hours", "0"]);
     assert!(summary.contains("commands"), "{summary}");
     for table in ["commands", "sessions", "cloudtrail"] {
         let (files, distinct) = days(table);
-        assert_eq!(files, distinct, "{table}: one file per day after compaction");
+        assert_eq!(
+            files, distinct,
+            "{table}: one file per day after compaction"
+        );
     }
     assert_eq!(csv(&lake, &[question]), before);
     assert_eq!(
-        csv(&lake, &["--user", "dave", "--since", "2026-10-06", "select cmd from commands order by time, seq"]),
+        csv(
+            &lake,
+            &[
+                "--user",
+                "dave",
+                "--since",
+                "2026-10-06",
+                "select cmd from commands order by time, seq"
+            ]
+        ),
         dave_before
     );
     assert!(dave_before.contains("sudo -i"), "{dave_before}");
