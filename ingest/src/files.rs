@@ -14,6 +14,15 @@ const LOG_SUFFIXES: &[&str] = &[
     ".json", ".json.gz", ".gz", ".log", ".ndjson", ".jsonl", ".txt",
 ];
 
+/// Host logs named as syslog and auditd write them, rotated copies included (`secure`,
+/// `secure-20261005`, `auth.log.1`, `audit.log.2`).
+fn is_host_log_name(name: &str) -> bool {
+    name == "secure"
+        || name.starts_with("secure-")
+        || name.starts_with("auth.log")
+        || name.starts_with("audit.log")
+}
+
 /// The files to read under `paths`, sorted, and how many files were skipped.
 pub fn collect(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, usize)> {
     let mut files = Vec::new();
@@ -45,7 +54,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut usize) -> Result<()>
         }
         if path.is_dir() {
             walk(&path, files, skipped)?;
-        } else if LOG_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        } else if LOG_SUFFIXES.iter().any(|s| name.ends_with(s)) || is_host_log_name(&name) {
             files.push(path);
         } else {
             *skipped += 1;

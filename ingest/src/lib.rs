@@ -20,6 +20,7 @@ pub mod cloudtrail;
 pub mod decode;
 pub mod error;
 pub mod files;
+pub mod host;
 pub mod lake;
 pub mod notify;
 pub mod parse;

@@ -11,11 +11,12 @@
 
 use std::collections::BTreeMap;
 
-use auditq_model::{Command, Reject, Timestamp, TrailEvent, day_of, event_id};
+use auditq_model::{Command, HostEvent, Reject, Timestamp, TrailEvent, day_of, event_id};
 use serde_json::Value;
 
 use crate::cloudtrail;
 use crate::decode::{DEFAULT_MAX_DECOMPRESSED, maybe_gunzip};
+use crate::host;
 use crate::session::SessionFragment;
 use crate::ssm::{self, StreamChunk};
 use crate::time::from_epoch_millis;
@@ -59,6 +60,9 @@ pub struct Parsed {
     pub chunks: Vec<StreamChunk>,
     /// Commands from transcripts.
     pub commands: Vec<Command>,
+    /// Host log lines (sshd, sudo, su, PAM, auditd, Entra ID); their commands are in
+    /// `commands`.
+    pub host: Vec<HostEvent>,
     /// Records that could not be read.
     pub rejects: Vec<Reject>,
 }
@@ -70,6 +74,7 @@ impl Parsed {
         self.fragments.extend(other.fragments);
         self.chunks.extend(other.chunks);
         self.commands.extend(other.commands);
+        self.host.extend(other.host);
         self.rejects.extend(other.rejects);
     }
 }
@@ -148,10 +153,14 @@ pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Pars
         }
         return parsed;
     }
+    if !starts_like_json(&bytes) && host_log_start(&bytes) {
+        parse_host_text(&bytes, object, None, &mut parsed);
+        return parsed;
+    }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(value) => parse_json(value, object, "", &mut parsed),
         Err(_) if !starts_like_json(&bytes) => {
-            let reason = "unrecognised format: not JSON, not a session transcript";
+            let reason = "unrecognised format: not JSON, not a session transcript, not a syslog or auditd log";
             parsed
                 .rejects
                 .push(reject(object, "object", "unknown", reason, &bytes));
@@ -165,6 +174,58 @@ pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Pars
         Err(_) => parse_ndjson(&bytes, object, limits, &mut parsed),
     }
     parsed
+}
+
+/// Whether the first line of a text object is a syslog or auditd record.
+fn host_log_start(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(64 * 1024)];
+    let first = head
+        .split(|&b| b == b'\n')
+        .find(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .unwrap_or_default();
+    std::str::from_utf8(first).is_ok_and(host::looks_like_host_log)
+}
+
+/// A host log file (`secure`, `auth.log`, `audit.log`): one record per line. Yearless syslog
+/// times are resolved against the object's modification time.
+fn parse_host_text(bytes: &[u8], object: Object<'_>, target: Option<&str>, parsed: &mut Parsed) {
+    let mut lines = Vec::new();
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        match std::str::from_utf8(line) {
+            Ok(text) => lines.push(host::HostLineIn {
+                index: n,
+                text,
+                reference: object.modified,
+            }),
+            Err(e) => parsed.rejects.push(reject(
+                object,
+                &format!("line {}", n + 1),
+                "host",
+                &format!("invalid UTF-8: {e}"),
+                line,
+            )),
+        }
+    }
+    let texts: BTreeMap<usize, &str> = lines.iter().map(|l| (l.index, l.text)).collect();
+    let found = host::parse_host_lines(
+        &lines,
+        host::HostSource {
+            origin: object.origin,
+            target,
+        },
+    );
+    parsed.host.extend(found.events);
+    parsed.commands.extend(found.commands);
+    for (index, reason) in found.rejects {
+        let text = texts.get(&index).copied().unwrap_or_default();
+        parsed.rejects.push(reject(
+            object,
+            &format!("line {}", index + 1),
+            "host",
+            &reason,
+            text.as_bytes(),
+        ));
+    }
 }
 
 /// Whether the object reads as NDJSON: its first non-blank line is a JSON value by itself
@@ -285,6 +346,16 @@ pub fn parse_log_events(
             .map(|(_, t, _)| t.as_str())
             .collect::<Vec<_>>()
             .join("\n");
+        let is_host_log = !ssm::is_session_id(&stream)
+            && parts
+                .first()
+                .is_some_and(|(_, message, _)| host::looks_like_host_log(message));
+        if is_host_log {
+            // A log group the CloudWatch agent writes: one host log line per event, the stream
+            // named after the instance.
+            parse_host_events(&stream, &parts, object, parsed);
+            continue;
+        }
         if !ssm::is_session_id(&stream) && !ssm::looks_like_transcript(text.as_bytes()) {
             // Not a session's upload (an application or host log group): kept, with why, rather
             // than read as a transcript of a session that does not exist.
@@ -313,6 +384,45 @@ pub fn parse_log_events(
             modified: fallback,
         };
         parse_transcript_object(text.as_bytes(), inner, Some(&stream), parsed);
+    }
+}
+
+/// Host log lines shipped as CloudWatch events; yearless syslog times resolve against each
+/// event's timestamp.
+fn parse_host_events(
+    stream: &str,
+    parts: &[(Option<Timestamp>, String, String)],
+    object: Object<'_>,
+    parsed: &mut Parsed,
+) {
+    let origin = format!("{}#{stream}", object.origin);
+    let lines: Vec<host::HostLineIn<'_>> = parts
+        .iter()
+        .enumerate()
+        .map(|(n, (time, message, _))| host::HostLineIn {
+            index: n,
+            text: message,
+            reference: time.unwrap_or(object.modified),
+        })
+        .collect();
+    let found = host::parse_host_lines(
+        &lines,
+        host::HostSource {
+            origin: &origin,
+            target: host::instance_of_stream(stream),
+        },
+    );
+    parsed.host.extend(found.events);
+    parsed.commands.extend(found.commands);
+    for (index, reason) in found.rejects {
+        let (_, message, position) = &parts[index];
+        parsed.rejects.push(reject(
+            object,
+            position,
+            "host",
+            &reason,
+            message.as_bytes(),
+        ));
     }
 }
 

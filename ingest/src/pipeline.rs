@@ -84,6 +84,7 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         mut fragments,
         chunks,
         mut commands,
+        host,
         rejects,
     } = parsed;
     let (stream_commands, stream_fragments) = assemble_stream(chunks);
@@ -150,8 +151,9 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         // Sessions are seen each time they change (a CloudTrail record or a transcript arrived);
         // an alert's id is its rule and the session's id, so a session raises a rule once.
         let mut events: Vec<&(dyn EventView + Sync)> =
-            Vec::with_capacity(trail.len() + commands.len() + changed.len());
+            Vec::with_capacity(trail.len() + commands.len() + changed.len() + host.len());
         events.extend(trail.iter().map(|e| e as &(dyn EventView + Sync)));
+        events.extend(host.iter().map(|e| e as &(dyn EventView + Sync)));
         events.extend(commands.iter().map(|e| e as &(dyn EventView + Sync)));
         events.extend(changed.iter().map(|e| e as &(dyn EventView + Sync)));
         let (rows, counts) = alerting
@@ -221,6 +223,11 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
             Table::Commands,
             commands.len(),
             lake.append_at(commands, txns).await?,
+        ),
+        (
+            Table::HostEvents,
+            host.len(),
+            lake.append_at(host, txns).await?,
         ),
         (
             Table::Rejects,

@@ -524,10 +524,27 @@ table_row! {
         pub outcome: Option<String>,
         /// The command, for sudo and exec.
         pub cmd: Option<String>,
-        /// The line as logged.
+        /// The line as logged (auditd: every record of the event, one per line).
         pub raw: String,
         /// Location of the line.
         pub origin: String,
+        /// Process id of the program that logged it.
+        pub pid: Option<i64>,
+        /// Terminal (`pts/0`).
+        pub tty: Option<String>,
+        /// Working directory (sudo `PWD=`, auditd `CWD`).
+        pub cwd: Option<String>,
+        /// How a login authenticated: `publickey`, `password`, `keyboard-interactive/pam`, ...
+        pub auth: Option<String>,
+        /// The key or certificate of a public-key login (`RSA SHA256:...`, `ID ... CA ...`).
+        pub key: Option<String>,
+        /// Why it failed (`user NOT in sudoers`, `invalid user`), or the files an auditd event
+        /// touched (`paths: /etc/sudoers`).
+        pub reason: Option<String>,
+        /// The auditd rule key that recorded it (`-k sudoers`).
+        pub audit_key: Option<String>,
+        /// The Session Manager session it happened in, when correlated.
+        pub session_id: Option<String>,
     }
 }
 

@@ -102,3 +102,117 @@ fn managedkube_session_manager_samples() {
     assert_eq!(errors.rejects.len(), 1);
     assert!(errors.rejects[0].reason.starts_with("unrecognised format"));
 }
+
+/// Every line of the linux-auth corpus becomes a host event or a reject with its reason;
+/// sudo commands and users are read exactly.
+#[test]
+fn linux_auth_host_logs() {
+    let Some(corpora) = corpora() else { return };
+    let dir = corpora.join("linux-auth");
+    let mut totals = (0, 0, 0);
+    for name in [
+        "test-auth.log",
+        "test-auth-ubuntu1204.log",
+        "test-sudo-no-tty.log",
+        "test-auditd-raw.log",
+    ] {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let lines = bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .count();
+        let parsed = parse_object(bytes, object(name), &Limits::default());
+        let raw_lines: usize = parsed.host.iter().map(|e| e.raw.lines().count()).sum();
+        for reject in &parsed.rejects {
+            assert!(!reject.reason.is_empty(), "{reject:?}");
+        }
+        // Each line is in exactly one host event (auditd events hold all their records), or
+        // rejected.
+        assert_eq!(
+            raw_lines + parsed.rejects.len(),
+            lines,
+            "{name}: {} lines in events, {} rejected, of {lines}: {:?}",
+            raw_lines,
+            parsed.rejects.len(),
+            parsed.rejects
+        );
+        assert!(
+            parsed.trail.is_empty() && parsed.chunks.is_empty(),
+            "{name}"
+        );
+        totals.0 += lines;
+        totals.1 += parsed.host.len();
+        totals.2 += parsed.rejects.len();
+        if name == "test-auth.log" {
+            let sudo: Vec<(Option<&str>, Option<&str>, Option<&str>, Option<&str>)> = parsed
+                .host
+                .iter()
+                .filter(|e| e.program == "sudo" && e.action == "sudo")
+                .map(|e| {
+                    (
+                        e.user.as_deref(),
+                        e.run_as.as_deref(),
+                        e.cmd.as_deref(),
+                        e.outcome.as_deref(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                sudo,
+                [
+                    (
+                        Some("vagrant"),
+                        Some("root"),
+                        Some("/bin/ls"),
+                        Some("success")
+                    ),
+                    (
+                        Some("vagrant"),
+                        Some("root"),
+                        Some("/bin/cat /var/log/secure"),
+                        Some("success")
+                    ),
+                    (Some("tsg"), Some("root"), Some("/bin/ls"), Some("failure")),
+                ]
+            );
+            let commands: Vec<&str> = parsed.commands.iter().map(|c| c.cmd.as_str()).collect();
+            assert_eq!(commands, ["/bin/ls", "/bin/cat /var/log/secure"]);
+            let logins: Vec<(&str, Option<&str>)> = parsed
+                .host
+                .iter()
+                .filter(|e| e.program == "sshd" && e.action.starts_with("login"))
+                .map(|e| (e.action.as_str(), e.user.as_deref()))
+                .collect();
+            assert_eq!(
+                logins,
+                [
+                    ("login", Some("vagrant")),
+                    ("login", Some("vagrant")),
+                    ("login_failed", Some("test")),
+                    ("login_failed", Some("root")),
+                ]
+            );
+        }
+        if name == "test-sudo-no-tty.log" {
+            assert_eq!(parsed.commands.len(), 1);
+            assert_eq!(parsed.commands[0].cmd, "/usr/bin/id");
+            assert_eq!(parsed.commands[0].user.as_deref(), Some("alice"));
+        }
+        if name == "test-auth-ubuntu1204.log" {
+            // The Ansible commands with `#012` escapes are whole, with real newlines.
+            let joined = parsed
+                .host
+                .iter()
+                .filter_map(|e| e.cmd.as_deref())
+                .find(|c| c.contains("metricbeat.yml") && c.contains("hashlib"))
+                .unwrap_or_else(|| panic!("no escaped sudo command"));
+            assert!(joined.contains("\nafile = open("), "{joined}");
+            assert!(!joined.contains("#012"), "{joined}");
+        }
+    }
+    eprintln!(
+        "linux-auth: {} lines, {} host events, {} rejected",
+        totals.0, totals.1, totals.2
+    );
+}
