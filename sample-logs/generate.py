@@ -473,15 +473,103 @@ def write_cloudtrail():
     return len(records), sum(len(b) for b in files.values())
 
 
+# ---------------------------------------------------------------------------------------------
+# Host logs: what Session Manager cannot see
+
+def syslog_time(moment):
+    # rsyslog's traditional format on Amazon Linux 2: no year, no zone, space-padded day.
+    return moment.strftime("%b ") + f"{moment.day:>2}" + moment.strftime(" %H:%M:%S")
+
+
+def cwl_export(stream, timed_lines, delay_ms=900):
+    """A `filter-log-events` export of lines the CloudWatch agent shipped (event time = when the
+    agent read the line, about a second after it was written)."""
+    events = []
+    for n, (moment, line) in enumerate(timed_lines):
+        events.append({
+            "logStreamName": stream,
+            "timestamp": millis(moment) + delay_ms,
+            "message": line,
+            "ingestionTime": millis(moment) + delay_ms + 150,
+            "eventId": cwl_event_id(stream, line, str(n)),
+        })
+    return {"events": events, "searchedLogStreams": []}
+
+
+def write_host_logs():
+    bastion, _ = INSTANCES["prod-bastion-1"]
+    host = "ip-10-0-0-44"
+    secure = []
+    # Tuesday night: someone tries common user names against the bastion's sshd.
+    for n, name in enumerate(["admin", "oracle", "test", "ubuntu", "postgres", "git"]):
+        moment = t("2026-10-06T03:20:05Z") + dt.timedelta(seconds=7 * n)
+        secure.append((moment, f"{syslog_time(moment)} {host} sshd[{1190 + n}]: Invalid user {name} "
+                               f"from 45.155.205.233 port {50122 + n}"))
+    # bob's SSH session through Session Manager (AWS-StartSSHSession): sshd sees the login from
+    # the agent, on loopback, as ec2-user with bob's key; then what he ran with sudo.
+    lines = [
+        ("2026-10-06T16:00:13Z", "sshd[2211]: Accepted publickey for ec2-user from 127.0.0.1 port 40112 "
+                                 "ssh2: ED25519 SHA256:Ym9iLWxhcHRvcC1rZXktc2FtcGxlMDAwMDAwMDA"),
+        ("2026-10-06T16:00:13Z", "sshd[2211]: pam_unix(sshd:session): session opened for user ec2-user by (uid=0)"),
+        ("2026-10-06T16:02:40Z", "sudo: ec2-user : TTY=pts/0 ; PWD=/home/ec2-user ; USER=root ; COMMAND=/usr/sbin/visudo"),
+        ("2026-10-06T16:02:40Z", "sudo: pam_unix(sudo:session): session opened for user root by ec2-user(uid=1000)"),
+        ("2026-10-06T16:03:31Z", "sudo: pam_unix(sudo:session): session closed for user root"),
+        ("2026-10-06T16:05:02Z", "sudo: ec2-user : TTY=pts/0 ; PWD=/home/ec2-user ; USER=root ; COMMAND=/bin/cat /etc/shadow"),
+        ("2026-10-06T16:44:58Z", "sshd[2211]: pam_unix(sshd:session): session closed for user ec2-user"),
+    ]
+    for when, rest in lines:
+        secure.append((t(when), f"{syslog_time(t(when))} {host} {rest}"))
+    # auditd on the bastion (log_format = ENRICHED, the Amazon Linux 2023 default: names after
+    # the 0x1d separator), with a watch on sudoers: `-w /etc/sudoers -p wa -k sudoers`.
+    moment = t("2026-10-06T16:02:41Z")
+    stamp = f"msg=audit({int(moment.timestamp())}.311:8812)"
+    audit = [
+        f"type=SYSCALL {stamp}: arch=c000003e syscall=59 success=yes exit=0 a0=55d0c1 a1=55d0c2 a2=55d0c3 "
+        f"a3=0 items=2 ppid=2290 pid=2291 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 "
+        f"fsgid=0 tty=pts0 ses=4 comm=\"visudo\" exe=\"/usr/sbin/visudo\" key=\"sudoers\""
+        f"\x1dARCH=x86_64 SYSCALL=execve AUID=\"ec2-user\" UID=\"root\" GID=\"root\"",
+        f"type=EXECVE {stamp}: argc=1 a0=\"/usr/sbin/visudo\"",
+        f"type=CWD {stamp}: cwd=\"/home/ec2-user\"",
+        f"type=PATH {stamp}: item=0 name=\"/etc/sudoers\" inode=33604 dev=ca:01 mode=0100440 ouid=0 "
+        f"ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0",
+        f"type=PROCTITLE {stamp}: proctitle=2F7573722F7362696E2F76697375646F",
+    ]
+    out_dir = os.path.join(HERE, "cloudwatch", "host-logs")
+    os.makedirs(out_dir)
+    for name, timed in (("secure", secure), ("audit", [(moment, line) for line in audit])):
+        with open(os.path.join(out_dir, f"{bastion}-{name}.json"), "w") as f:
+            json.dump(cwl_export(bastion, timed), f, indent=4)
+            f.write("\n")
+
+    # An Azure Arc machine with Microsoft Entra ID SSH login: no Session Manager at all. Ubuntu
+    # 24.04's rsyslog writes RFC 3339 times.
+    arc = [
+        ("2026-10-06T19:20:01.412877+00:00", "aad_certhandler[5120]: Version: 1.0.022600001; user: carol@example.com"),
+        ("2026-10-06T19:20:02.036114+00:00", "sshd[5118]: Accepted publickey for carol@example.com from 192.0.2.77 "
+                                             "port 51544 ssh2: RSA-CERT SHA256:Y2Fyb2wtZW50cmEtY2VydGlmaWNhdGUwMDA "
+                                             "ID carol@example.com (serial 0) CA RSA SHA256:ZW50cmEtaWQtc3NoLWNhMDAwMDA"),
+        ("2026-10-06T19:20:02.040512+00:00", "sshd[5118]: pam_unix(sshd:session): session opened for user carol@example.com by (uid=0)"),
+        ("2026-10-06T19:21:15.220931+00:00", "sudo: carol@example.com : TTY=pts/1 ; PWD=/home/carol@example.com ; "
+                                             "USER=root ; COMMAND=/usr/bin/journalctl -u nginx -n 50"),
+        ("2026-10-06T19:29:40.118305+00:00", "sshd[5118]: pam_unix(sshd:session): session closed for user carol@example.com"),
+    ]
+    out_dir = os.path.join(HERE, "hosts", "arc-web-1")
+    os.makedirs(out_dir)
+    with open(os.path.join(out_dir, "auth.log"), "w") as f:
+        for when, rest in arc:
+            f.write(f"{when} arc-web-1 {rest}\n")
+
+
 def main():
-    for sub in ("cloudwatch", "s3"):
+    for sub in ("cloudwatch", "s3", "hosts"):
         shutil.rmtree(os.path.join(HERE, sub), ignore_errors=True)
     session_by_id = {s[0]: s for s in SESSIONS}
     write_streams(session_by_id)
     write_transcripts()
     distinct, delivered = write_cloudtrail()
+    write_host_logs()
     print(f"wrote {len(STREAMS)} streams, 2 transcripts, {distinct} CloudTrail records "
-          f"({delivered} delivered)")
+          f"({delivered} delivered), host logs of 2 machines")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,8 @@ pub fn parse_host_lines(lines: &[HostLineIn<'_>], source: HostSource<'_>) -> Hos
     let mut audit: BTreeMap<(String, u64), AuditEvent> = BTreeMap::new();
     // The sudo record a `(command continued)` record continues: (host, pid, user) -> event index.
     let mut open_sudo: BTreeMap<(String, Option<i64>, String), usize> = BTreeMap::new();
+    let mut seen: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
     for line in lines {
         let text = line.text.trim_end_matches(['\r', '\n']);
         if text.trim().is_empty() {
@@ -218,8 +220,16 @@ pub fn parse_host_lines(lines: &[HostLineIn<'_>], source: HostSource<'_>) -> Hos
             ));
             continue;
         };
+        // The id is what the line says and where, not where it was read: the same line read
+        // from a file, a CloudWatch stream or a subscription batch is one row. Identical lines
+        // (same second, same text) are told apart by their order.
+        let place = source.target.unwrap_or(syslog.host);
+        let occurrence = seen
+            .entry((place.to_string(), text.to_string()))
+            .or_insert(0);
+        *occurrence += 1;
         let mut event = HostEvent {
-            event_id: event_id("host", &[source.origin, &line.index.to_string()]),
+            event_id: event_id("host", &[place, text, &occurrence.to_string()]),
             time: syslog.time,
             date: day_of(&syslog.time),
             user: None,
@@ -332,7 +342,9 @@ fn command_of(event: &HostEvent, source: &str) -> Option<Command> {
         user: event.user.clone(),
         principal_arn: None,
         run_as: event.run_as.clone(),
-        target: event.target.clone(),
+        // Where: the instance, or the host's name when the log does not say (a file from a
+        // machine outside EC2).
+        target: event.target.clone().or(event.host.clone()),
         account: None,
         region: None,
         source_ip: None,
@@ -625,8 +637,7 @@ impl AuditEvent {
             event_id: event_id(
                 "auditd",
                 &[
-                    source.origin,
-                    &self.node,
+                    source.target.unwrap_or(&self.node),
                     &serial,
                     &self.time.timestamp_millis().to_string(),
                 ],
@@ -674,9 +685,7 @@ impl AuditEvent {
                         .map(|s| if s == "yes" { "success" } else { "failure" }.to_string());
                     row.pid = get("pid").and_then(|p| p.parse().ok());
                     row.tty = get("tty").filter(|t| *t != "(none)").map(str::to_string);
-                    row.audit_key = get("key")
-                        .filter(|k| *k != "(null)")
-                        .map(|k| unquote_or_hex(k));
+                    row.audit_key = get("key").filter(|k| *k != "(null)").map(unquote_or_hex);
                     fill_ids(&mut row, &fields);
                 }
                 "EXECVE" => {
@@ -874,7 +883,10 @@ fn unquote_or_hex(value: &str) -> String {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.is_empty()
+        || !text.len().is_multiple_of(2)
+        || !text.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     (0..text.len())

@@ -51,7 +51,14 @@ pub struct Lake {
     /// Batches of this process share it; compaction takes it alone, so OPTIMIZE never removes a
     /// file a batch's `replaceWhere` is also replacing (Delta would fail one of the two commits).
     batches: Arc<tokio::sync::RwLock<()>>,
+    /// How long after a session ends a missing recording is still awaited (`pending`), before
+    /// the session reads `logged = none` (see [`crate::correlate`]).
+    unlogged_grace: chrono::Duration,
 }
+
+/// The default of [`Lake::with_unlogged_grace`]: transcripts reach S3 within minutes of a
+/// session's end.
+pub const DEFAULT_UNLOGGED_GRACE_MINUTES: i64 = 15;
 
 impl Lake {
     /// A lake at `location` (created on first write).
@@ -62,7 +69,19 @@ impl Lake {
             alerting: None,
             snapshots: Arc::default(),
             batches: Arc::default(),
+            unlogged_grace: chrono::Duration::minutes(DEFAULT_UNLOGGED_GRACE_MINUTES),
         }
+    }
+
+    /// How long after a session ends its recording may still arrive.
+    pub fn with_unlogged_grace(mut self, grace: chrono::Duration) -> Self {
+        self.unlogged_grace = grace;
+        self
+    }
+
+    /// See [`Lake::with_unlogged_grace`].
+    pub fn unlogged_grace(&self) -> chrono::Duration {
+        self.unlogged_grace
     }
 
     /// Runs every batch stored in this lake through rules first (see [`crate::alerting`]):

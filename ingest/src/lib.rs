@@ -17,6 +17,7 @@
 pub mod alerting;
 pub mod aws;
 pub mod cloudtrail;
+pub mod correlate;
 pub mod decode;
 pub mod error;
 pub mod files;

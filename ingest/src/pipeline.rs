@@ -3,12 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use auditq_model::{Command, Session, Table, Timestamp};
+use auditq_model::{Command, HostEvent, Session, Table, Timestamp, date32};
 use auditq_rules::EventView;
+use chrono::Duration;
+use datafusion::prelude::{Expr, col, lit};
+use datafusion::scalar::ScalarValue;
 
 use deltalake::kernel::Transaction;
 
 use crate::alerting::AlertCounts;
+use crate::correlate::{self, Link};
 use crate::error::Result;
 use crate::lake::Lake;
 use crate::parse::Parsed;
@@ -128,6 +132,20 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         }
         sessions.insert(id, session);
     }
+    // Host logs and the sessions Session Manager could not transcribe (see `crate::correlate`).
+    let mut host = host;
+    let attributed = correlate_hosts(
+        lake,
+        &mut sessions,
+        &mut changed,
+        &mut host,
+        &mut commands,
+        txns,
+        chrono::Utc::now(),
+    )
+    .await?;
+    count.read += attributed.host_sessions;
+    count.added += attributed.new_sessions;
     summary.tables.insert(Table::Sessions, count);
     summary.newest_event = trail
         .iter()
@@ -287,4 +305,243 @@ async fn revise_stream_commands(
     lake.replace_by_key("event_id", &ids, &changed, txns)
         .await?;
     Ok(changed.len())
+}
+
+/// What correlating host logs changed.
+#[derive(Debug, Default)]
+struct Correlated {
+    /// Sessions of SSH logins no Session Manager session carried.
+    host_sessions: usize,
+    /// Those of them new to the lake.
+    new_sessions: usize,
+}
+
+fn in_list(column: &str, values: &[String]) -> Expr {
+    col(column).in_list(values.iter().map(|v| lit(v.as_str())).collect(), false)
+}
+
+/// `date` between the days of two times (a day of slack before), for partition pruning.
+fn days_between(from: Timestamp, to: Timestamp) -> Expr {
+    let day = |t: Timestamp| lit(ScalarValue::Date32(Some(date32(&t.date_naive()))));
+    col("date")
+        .gt_eq(day(from - Duration::days(1)))
+        .and(col("date").lt_eq(day(to)))
+}
+
+fn upsert(changed: &mut Vec<Session>, session: Session) {
+    match changed
+        .iter_mut()
+        .find(|s| s.session_id == session.session_id)
+    {
+        Some(existing) => *existing = session,
+        None => changed.push(session),
+    }
+}
+
+/// Links sshd logins to the SSH and port-forwarding sessions they belong to (either may be in
+/// this batch or already stored), makes sessions of SSH logins no Session Manager session
+/// carried, attributes the host's sudo and auditd commands to them, and settles `logged` of
+/// sessions without any record (`pending`, then `none` after the grace).
+async fn correlate_hosts(
+    lake: &Lake,
+    sessions: &mut HashMap<String, Session>,
+    changed: &mut Vec<Session>,
+    host: &mut [HostEvent],
+    commands: &mut [Command],
+    txns: &[Transaction],
+    now: Timestamp,
+) -> Result<Correlated> {
+    let mut result = Correlated::default();
+    let mut linked: Vec<(Session, HostEvent)> = Vec::new();
+
+    // 1. Logins in this batch, against sessions in this batch or stored.
+    let logins: Vec<usize> = (0..host.len())
+        .filter(|&i| correlate::is_login(&host[i]))
+        .collect();
+    if !logins.is_empty() {
+        let targets: Vec<String> = logins
+            .iter()
+            .filter_map(|&i| host[i].target.clone())
+            .collect();
+        // (Logins from files with no instance id name only their host: they can only be
+        // sessions of their own, below.)
+        let first = logins.iter().map(|&i| host[i].time).min().unwrap_or(now);
+        let last = logins.iter().map(|&i| host[i].time).max().unwrap_or(now);
+        let filter = in_list("target", &targets)
+            .and(in_list(
+                "kind",
+                &["ssh".to_string(), "port_forward".to_string()],
+            ))
+            .and(days_between(
+                first - Duration::seconds(correlate::OPEN_SESSION_SPAN),
+                last,
+            ));
+        let mut candidates: HashMap<String, Session> = lake
+            .rows_matching::<Session>(Table::Sessions, filter)
+            .await?
+            .into_iter()
+            .map(|s| (s.session_id.clone(), s))
+            .collect();
+        for session in sessions.values() {
+            candidates.insert(session.session_id.clone(), session.clone());
+        }
+        let candidates: Vec<&Session> = candidates.values().collect();
+        let mut direct = Vec::new();
+        for &i in &logins {
+            let login = &host[i];
+            if correlate::is_tunnelled(login.source_ip.as_deref()) {
+                if let Some(session) = correlate::session_for_login(login, &candidates) {
+                    linked.push((session.clone(), login.clone()));
+                }
+            } else if let Some(session) = correlate::host_session(login) {
+                direct.push((session, login.clone()));
+            }
+        }
+        let ids: Vec<String> = direct.iter().map(|(s, _)| s.session_id.clone()).collect();
+        let known: HashMap<String, Session> = lake
+            .rows_by_key::<Session>("session_id", &ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.session_id.clone(), s))
+            .collect();
+        result.host_sessions = direct.len();
+        for (session, login) in direct {
+            if known.get(&session.session_id) != Some(&session) {
+                if !known.contains_key(&session.session_id) {
+                    result.new_sessions += 1;
+                }
+                upsert(changed, session.clone());
+                sessions.insert(session.session_id.clone(), session.clone());
+            }
+            linked.push((session, login));
+        }
+    }
+
+    // 2. SSH sessions of this batch against logins already stored.
+    let waiting: Vec<Session> = changed
+        .iter()
+        .filter(|s| correlate::carries_ssh(s) && s.target.is_some())
+        .filter(|s| !linked.iter().any(|(l, _)| l.session_id == s.session_id))
+        .cloned()
+        .collect();
+    if !waiting.is_empty() {
+        let targets: Vec<String> = waiting.iter().filter_map(|s| s.target.clone()).collect();
+        let windows: Vec<(Timestamp, Timestamp)> =
+            waiting.iter().filter_map(correlate::window).collect();
+        let first = windows.iter().map(|w| w.0).min().unwrap_or(now);
+        let last = windows.iter().map(|w| w.1).max().unwrap_or(now);
+        let filter = in_list("target", &targets)
+            .and(col("program").eq(lit("sshd")))
+            .and(col("action").eq(lit("login")))
+            .and(days_between(first, last));
+        let stored_logins = lake
+            .rows_matching::<HostEvent>(Table::HostEvents, filter)
+            .await?;
+        let candidates: Vec<&Session> = waiting.iter().collect();
+        for login in stored_logins
+            .iter()
+            .filter(|l| correlate::is_tunnelled(l.source_ip.as_deref()))
+        {
+            if let Some(session) = correlate::session_for_login(login, &candidates)
+                && !linked
+                    .iter()
+                    .any(|(s, _)| s.session_id == session.session_id)
+            {
+                linked.push((session.clone(), login.clone()));
+            }
+        }
+    }
+
+    // 3. Each linked session reads host_only with the OS user; the login names its session.
+    let mut links: Vec<(Link, Session)> = Vec::new();
+    for (session, login) in &linked {
+        let current = sessions
+            .get(&session.session_id)
+            .cloned()
+            .unwrap_or_else(|| session.clone());
+        let Some(updated) = correlate::with_login(&current, login) else {
+            continue;
+        };
+        if updated != current || !sessions.contains_key(&updated.session_id) {
+            upsert(changed, updated.clone());
+        }
+        sessions.insert(updated.session_id.clone(), updated.clone());
+        if let Some(event) = host.iter_mut().find(|e| e.event_id == login.event_id) {
+            event.session_id = Some(updated.session_id.clone());
+        }
+        if let (Some((from, to)), Some(target)) =
+            (correlate::window(&updated), updated.target.clone())
+        {
+            let from = from.min(login.time);
+            links.push((
+                Link {
+                    session_id: updated.session_id.clone(),
+                    target,
+                    os_user: login.user.clone(),
+                    from,
+                    to: to.max(from),
+                },
+                updated,
+            ));
+        }
+    }
+
+    // 4. The host's own events and commands in those windows, by that OS user.
+    for event in host.iter_mut().filter(|e| e.session_id.is_none()) {
+        if let Some((link, _)) = links.iter().find(|(l, _)| {
+            l.owns(
+                event.target.as_deref().or(event.host.as_deref()),
+                event.time,
+                event.user.as_deref(),
+            )
+        }) {
+            event.session_id = Some(link.session_id.clone());
+        }
+    }
+    correlate::attribute_commands(commands, &links);
+    if !links.is_empty() {
+        let targets: Vec<String> = links.iter().map(|(l, _)| l.target.clone()).collect();
+        let first = links.iter().map(|(l, _)| l.from).min().unwrap_or(now);
+        let last = links.iter().map(|(l, _)| l.to).max().unwrap_or(now);
+        let filter = in_list("target", &targets)
+            .and(in_list(
+                "source",
+                &["sudo".to_string(), "auditd".to_string()],
+            ))
+            .and(col("session_id").is_null())
+            .and(days_between(first, last));
+        let mut earlier = lake
+            .rows_matching::<Command>(Table::Commands, filter)
+            .await?;
+        let batch_ids: std::collections::HashSet<&str> =
+            commands.iter().map(|c| c.event_id.as_str()).collect();
+        earlier.retain(|c| !batch_ids.contains(c.event_id.as_str()));
+        if correlate::attribute_commands(&mut earlier, &links) > 0 {
+            earlier.retain(|c| c.session_id.is_some());
+            let ids: Vec<String> = earlier.iter().map(|c| c.event_id.clone()).collect();
+            lake.replace_by_key("event_id", &ids, &earlier, txns)
+                .await?;
+        }
+    }
+
+    // 5. Sessions with no record: pending within the grace, then none.
+    let grace = lake.unlogged_grace();
+    for session in changed.iter_mut() {
+        correlate::settle_logged(session, now, grace);
+        sessions.insert(session.session_id.clone(), session.clone());
+    }
+    let pending = lake
+        .rows_matching::<Session>(Table::Sessions, col("logged").eq(lit("pending")))
+        .await?;
+    for mut session in pending {
+        if changed.iter().any(|s| s.session_id == session.session_id) {
+            continue;
+        }
+        correlate::settle_logged(&mut session, now, grace);
+        if session.logged != "pending" {
+            sessions.insert(session.session_id.clone(), session.clone());
+            changed.push(session);
+        }
+    }
+    Ok(result)
 }

@@ -55,6 +55,8 @@ pub struct SessionFragment {
     pub reason: Option<String>,
     /// StartSession event id.
     pub start_event_id: Option<String>,
+    /// Whether the host's own logs (an sshd login) saw it.
+    pub host_seen: bool,
 }
 
 impl SessionFragment {
@@ -89,6 +91,7 @@ impl SessionFragment {
             stream_uri: row.stream_uri.clone(),
             reason: row.reason.clone(),
             start_event_id: row.start_event_id.clone(),
+            host_seen: row.logged == "host_only",
         }
     }
 }
@@ -144,6 +147,8 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
         "transcript"
     } else if acc.stream_uri.is_some() {
         "stream"
+    } else if fragments.iter().any(|f| f.host_seen) {
+        "host_only"
     } else {
         "none"
     };
@@ -175,10 +180,15 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
     })
 }
 
+/// The `document` of a session auditq knows only from an sshd login on the host.
+pub const HOST_SSH_DOCUMENT: &str = "sshd";
+
 /// The kind of session a document opens.
 pub fn session_kind(document: Option<&str>) -> &'static str {
     match document.unwrap_or(DEFAULT_SHELL_DOCUMENT) {
         "AWS-StartSSHSession" => "ssh",
+        // An SSH login no Session Manager session carried (see `crate::correlate`).
+        HOST_SSH_DOCUMENT => "host_ssh",
         d if d.starts_with("AWS-StartPortForwardingSession") => "port_forward",
         "AWS-StartInteractiveCommand" | "AWS-StartNonInteractiveCommand" => "command",
         _ => "shell",

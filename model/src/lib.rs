@@ -500,7 +500,8 @@ table_row! {
 table_row! {
     /// One line of sshd, sudo, su or auditd on a host.
     pub struct HostEvent in Table::HostEvents, id event_id {
-        /// `hash(host, stream, line offset)`.
+        /// `hash(instance or host, line, occurrence)`; auditd: `hash(instance or node, serial,
+        /// time)`. Where the line was read does not matter.
         pub event_id: String,
         /// When it happened.
         pub time: Timestamp,

@@ -139,6 +139,12 @@ pub async fn load(
         });
     }
     let logged = text("logged").unwrap_or_default();
+    if logged == "host_only" {
+        anyhow::bail!(
+            "session {session_id} has no recording to replay (logged = host_only): only the host's \
+             own logs saw it; `auditq commands {session_id}` lists what sudo and auditd recorded"
+        );
+    }
     anyhow::bail!(
         "session {session_id} has no recording to replay (logged = {logged}): Session Manager \
          transcribes shells only, so SSH and port-forwarding sessions leave none"

@@ -264,8 +264,12 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
             let sessions: Vec<Session> = source
                 .rows_matching(Table::Sessions, since_filter("started_at"))
                 .await?;
+            let host: Vec<auditq_model::HostEvent> = source
+                .rows_matching(Table::HostEvents, since_filter("time"))
+                .await?;
             let mut events: Vec<&dyn EventView> = Vec::new();
             events.extend(commands.iter().map(|e| e as &dyn EventView));
+            events.extend(host.iter().map(|e| e as &dyn EventView));
             events.extend(trail.iter().map(|e| e as &dyn EventView));
             events.extend(sessions.iter().map(|e| e as &dyn EventView));
             events.sort_by_key(|e| e.time());
@@ -284,11 +288,12 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
             }
             writeln!(
                 out,
-                "{} events scanned ({} commands, {} CloudTrail records, {} sessions): {total} alerts would be raised",
+                "{} events scanned ({} commands, {} CloudTrail records, {} sessions, {} host log events): {total} alerts would be raised",
                 events.len(),
                 commands.len(),
                 trail.len(),
-                sessions.len()
+                sessions.len(),
+                host.len()
             )?;
             for rule in engine.rules() {
                 if let Some(n) = per_rule.get(&rule.id) {

@@ -41,7 +41,7 @@ fn sample_lake() -> (tempfile::TempDir, PathBuf) {
     let lake = dir.path().join("lake");
     let summary = ok(&lake, &["ingest", SAMPLES, "--rules", "default"]);
     assert!(
-        summary.contains("alerts          22 read     22 added"),
+        summary.contains("alerts          27 read     27 added"),
         "{summary}"
     );
     (dir, lake)
@@ -319,8 +319,16 @@ fn replay_renders_what_the_user_saw() {
     assert!(played.contains("sudo -i"), "{played}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 
-    // SSH through Session Manager leaves nothing to replay, and auditq says why.
+    // A port forward leaves nothing to replay, and auditq says why; SSH through Session
+    // Manager is known from the host's logs only, and replay points there.
     let (success, _, stderr) = run(&lake, &["replay", "bob-0f1a2b3c4d5e6f701"]);
+    assert!(!success);
+    assert!(
+        stderr.contains("(logged = host_only)")
+            && stderr.contains("auditq commands bob-0f1a2b3c4d5e6f701"),
+        "{stderr}"
+    );
+    let (success, _, stderr) = run(&lake, &["replay", "dave-01b2c3d4e5f6a7b80"]);
     assert!(!success);
     assert!(
         stderr.contains("no recording to replay (logged = none)"),
@@ -404,7 +412,8 @@ fn the_evidence_report_renders_in_headless_chromium() {
         again.starts_with("user,sessions,instances,commands,unrecorded"),
         "{again}"
     );
-    assert!(again.contains("\nbob,3,3,7,1,"), "{again}");
+    assert!(again.contains("\nbob,3,3,7,0,"), "{again}");
+    assert!(again.contains("\ndave,3,1,9,1,"), "{again}");
 
     let pdf = dir.path().join("report.pdf");
     let (_, stderr) = headless(

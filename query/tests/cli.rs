@@ -57,7 +57,7 @@ fn output_formats_and_explicit_lake() {
     let lake = lake.to_string_lossy();
     let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
     assert!(ok, "{stderr}");
-    let sql = "select session_id, kind from sessions where kind <> 'shell' order by session_id";
+    let sql = "select session_id, kind from sessions where kind in ('ssh', 'port_forward') order by session_id";
     let (ok, csv, stderr) =
         output(auditq(dir.path()).args(["--data", &lake, "--format", "csv", sql]));
     assert!(ok, "{stderr}");

@@ -37,6 +37,10 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         "default/aws.yaml",
         include_str!("../packs/default/aws.yaml"),
     ),
+    (
+        "default/host.yaml",
+        include_str!("../packs/default/host.yaml"),
+    ),
 ];
 
 /// Reads rules from `default` (the built-in pack), a `.yaml`/`.yml` file, or a folder of them.

@@ -145,7 +145,13 @@ fn linux_auth_host_logs() {
         totals.1 += parsed.host.len();
         totals.2 += parsed.rejects.len();
         if name == "test-auth.log" {
-            let sudo: Vec<(Option<&str>, Option<&str>, Option<&str>, Option<&str>)> = parsed
+            type Sudo<'a> = (
+                Option<&'a str>,
+                Option<&'a str>,
+                Option<&'a str>,
+                Option<&'a str>,
+            );
+            let sudo: Vec<Sudo<'_>> = parsed
                 .host
                 .iter()
                 .filter(|e| e.program == "sudo" && e.action == "sudo")

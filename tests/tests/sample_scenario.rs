@@ -39,14 +39,15 @@ async fn sample_scenario_answers_who_when_where_what() {
     let lake = Lake::new(dir.path().join("lake").display().to_string());
 
     let first = ingest(&lake).await;
-    assert_eq!(first.objects, 32, "{first:?}");
+    assert_eq!(first.objects, 35, "{first:?}");
     assert_eq!(
         first.skipped, 2,
         "generate.py and README.md are not log files"
     );
     let added = |s: &IngestSummary, t: Table| s.tables.get(&t).map(|c| (c.read, c.added));
-    assert_eq!(added(&first, Table::Commands), Some((35, 35)));
-    assert_eq!(added(&first, Table::Sessions), Some((10, 10)));
+    assert_eq!(added(&first, Table::Commands), Some((39, 39)));
+    assert_eq!(added(&first, Table::Sessions), Some((11, 11)));
+    assert_eq!(added(&first, Table::HostEvents), Some((19, 19)));
     assert_eq!(
         added(&first, Table::Cloudtrail),
         Some((28, 27)),
@@ -55,9 +56,10 @@ async fn sample_scenario_answers_who_when_where_what() {
     assert_eq!(added(&first, Table::Rejects), Some((0, 0)));
 
     let second = ingest(&lake).await;
-    assert_eq!(added(&second, Table::Commands), Some((35, 0)));
+    assert_eq!(added(&second, Table::Commands), Some((39, 0)));
     assert_eq!(added(&second, Table::Cloudtrail), Some((28, 0)));
-    assert_eq!(added(&second, Table::Sessions), Some((10, 0)));
+    assert_eq!(added(&second, Table::Sessions), Some((11, 0)));
+    assert_eq!(added(&second, Table::HostEvents), Some((19, 0)));
     assert_eq!(second.tables[&Table::Sessions].updated, 0);
 
     let counts = csv(
@@ -68,7 +70,7 @@ async fn sample_scenario_answers_who_when_where_what() {
          (select count(*) n from rejects) r",
     )
     .await;
-    assert_eq!(counts, "c,s,t,d,r\n35,10,27,27,0\n");
+    assert_eq!(counts, "c,s,t,d,r\n39,11,27,27,0\n");
 
     // Every sudo command: who, when, where, what (the README's first question).
     let sudo = csv(&lake, auditq_tests::SUDO_COMMANDS_SQL).await;
@@ -92,8 +94,9 @@ dave-0d9a5b1e3f4a6c823,dave,198.51.100.99,i-0c3d4e5f607182933,SSM-SessionManager
 bob-02c3d4e5f6a7b8c91,bob,198.51.100.23,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,3,2026-10-06T09:30:00Z,2026-10-06T09:34:10Z\n\
 alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,SSM-SessionManagerRunShell,shell,transcript,5,2026-10-06T11:00:05Z,2026-10-06T11:07:31Z\n\
 carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla,carol@example.com,192.0.2.77,i-0c3d4e5f607182933,SSM-SessionManagerRunShell,shell,transcript,4,2026-10-06T15:20:30Z,2026-10-06T15:26:02Z\n\
-bob-0f1a2b3c4d5e6f701,bob,198.51.100.23,i-0d4e5f60718293a44,AWS-StartSSHSession,ssh,none,0,2026-10-06T16:00:12Z,2026-10-06T16:45:50Z\n\
-dave-01b2c3d4e5f6a7b80,dave,198.51.100.99,i-0c3d4e5f607182933,AWS-StartPortForwardingSession,port_forward,none,0,2026-10-06T17:10:00Z,2026-10-06T17:55:30Z\n"
+bob-0f1a2b3c4d5e6f701,bob,198.51.100.23,i-0d4e5f60718293a44,AWS-StartSSHSession,ssh,host_only,0,2026-10-06T16:00:12Z,2026-10-06T16:45:50Z\n\
+dave-01b2c3d4e5f6a7b80,dave,198.51.100.99,i-0c3d4e5f607182933,AWS-StartPortForwardingSession,port_forward,none,0,2026-10-06T17:10:00Z,2026-10-06T17:55:30Z\n\
+ssh-arc-web-1-0945a40dfd8d,carol@example.com,192.0.2.77,arc-web-1,sshd,host_ssh,host_only,0,2026-10-06T19:20:02.036114Z,\n"
     );
 
     // Transcripts resolve to what was run: the typo fixed with backspaces, history recall, nothing
@@ -129,7 +132,9 @@ dave-01b2c3d4e5f6a7b80,dave,198.51.100.99,i-0c3d4e5f607182933,AWS-StartPortForwa
     assert_eq!(
         root,
         "user,run_as,cmd\nalice,root,tail -n 20 /var/log/secure\nalice,root,exit\n\
-         dave,root,cat /root/.aws/credentials\ndave,root,history -c\ndave,root,exit\n"
+         dave,root,cat /root/.aws/credentials\ndave,root,history -c\ndave,root,exit\n\
+         bob,root,/usr/sbin/visudo\nbob,root,/usr/sbin/visudo\nbob,root,/bin/cat /etc/shadow\n\
+         carol@example.com,root,/usr/bin/journalctl -u nginx -n 50\n"
     );
 
     // CloudTrail facts: console logins and MFA, the duplicate stored once, the trail stopped.
@@ -174,7 +179,7 @@ arn:aws:sts::444455556666:assumed-role/AWSReservedSSO_ReadOnlyAccess_1f2e3d4c5b6
         "select date, count(*) n from commands group by date order by date",
     )
     .await;
-    assert_eq!(days, "date,n\n2026-10-05,17\n2026-10-06,18\n");
+    assert_eq!(days, "date,n\n2026-10-05,17\n2026-10-06,22\n");
     assert!(dir.path().join("lake/commands/date=2026-10-05").is_dir());
     assert!(dir.path().join("lake/commands/_delta_log").is_dir());
 }
@@ -203,7 +208,8 @@ alice-0a7f3c9e1b2d4f601,alice,203.0.113.10,i-0a1b2c3d4e5f60711,stream,2026-10-05
 alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,transcript,2026-10-06T11:00:05Z\n"
     );
     let counts = csv(&lake, "select s.n s, c.n c from (select count(*) n from sessions) s, (select count(*) n from commands) c").await;
-    assert_eq!(counts, "s,c\n10,35\n");
+    // Bob's three host commands (sudo and auditd on the bastion) are in cloudwatch/host-logs.
+    assert_eq!(counts, "s,c\n10,38\n");
     // Commands stored before CloudTrail arrived were given their session's who/where.
     let missing = csv(
         &lake,
@@ -217,4 +223,94 @@ alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,transcript,2026-1
         transcript,
         "user,source_ip,target\nalice,203.0.113.10,i-0b2c3d4e5f6071822\ncarol@example.com,192.0.2.77,i-0c3d4e5f607182933\n"
     );
+}
+
+/// The sessions Session Manager cannot see (`sample-logs/README.md`, "host logs"): bob's SSH
+/// session through Session Manager is known from the bastion's sshd and sudo, carol's Entra ID
+/// login on an Azure Arc machine from its auth.log alone, and dave's port forward left nothing,
+/// which the default rules alert on. The same answer whether the host logs arrive before or
+/// after CloudTrail.
+#[tokio::test]
+async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
+    let samples = repo_root().join("sample-logs");
+    let orders: [&[&str]; 2] = [
+        &["."],
+        &[
+            "cloudwatch/host-logs",
+            "hosts",
+            "s3/ssm-session-logs",
+            "cloudwatch/aws-ssm-sessions",
+            "s3/cloudtrail",
+        ],
+    ];
+    let mut answers = Vec::new();
+    for parts in orders {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let engine = std::sync::Arc::new(
+            auditq_rules::compile_source("default").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let (lake, _, _) = auditq_ingest::alerting::Alerting::attach(
+            Lake::new(dir.path().join("lake").display().to_string()),
+            engine,
+            Vec::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        for part in parts {
+            ingest_paths(&lake, &[samples.join(part)], &Limits::default(), &|_| {})
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let sessions = csv(
+            &lake,
+            "select session_id, user, kind, logged, run_as, target from sessions \
+             where kind <> 'shell' order by started_at",
+        )
+        .await;
+        let lines: Vec<&str> = sessions.lines().collect();
+        assert_eq!(lines.len(), 4, "{sessions}");
+        assert_eq!(
+            lines[1],
+            "bob-0f1a2b3c4d5e6f701,bob,ssh,host_only,ec2-user,i-0d4e5f60718293a44"
+        );
+        assert_eq!(
+            lines[2],
+            "dave-01b2c3d4e5f6a7b80,dave,port_forward,none,,i-0c3d4e5f607182933"
+        );
+        assert!(
+            lines[3].starts_with("ssh-arc-web-1-")
+                && lines[3]
+                    .ends_with(",carol@example.com,host_ssh,host_only,carol@example.com,arc-web-1"),
+            "{sessions}"
+        );
+        let bob = csv(
+            &lake,
+            "select time, user, run_as, source, cmd from commands \
+             where session_id = 'bob-0f1a2b3c4d5e6f701' order by time",
+        )
+        .await;
+        assert_eq!(
+            bob,
+            "time,user,run_as,source,cmd\n\
+             2026-10-06T16:02:40Z,bob,root,sudo,/usr/sbin/visudo\n\
+             2026-10-06T16:02:41.311Z,bob,root,auditd,/usr/sbin/visudo\n\
+             2026-10-06T16:05:02Z,bob,root,sudo,/bin/cat /etc/shadow\n"
+        );
+        let alerts = csv(
+            &lake,
+            "select rule_id, user, target from alerts \
+             where rule_id like 'host.%' or rule_id like 'ssm.%' order by rule_id",
+        )
+        .await;
+        assert_eq!(
+            alerts,
+            "rule_id,user,target\n\
+             host.ssh_failed_login_burst,postgres,i-0d4e5f60718293a44\n\
+             host.sudo_outside_allowlist,carol@example.com,\n\
+             host.sudoers_edit_auditd,ec2-user,i-0d4e5f60718293a44\n\
+             ssm.session_unlogged,dave,i-0c3d4e5f607182933\n"
+        );
+        answers.push((sessions, bob, alerts));
+    }
+    assert_eq!(answers[0], answers[1]);
 }
