@@ -2,7 +2,7 @@
 //!
 //! | event | what it does |
 //! |---|---|
-//! | CloudWatch Logs subscription (`awslogs.data`) | CloudTrail records are parsed from the batch itself; a Session Manager stream is read again from its head (its commands are numbered from the session's first chunk, and a batch holds only the newest chunks); `CONTROL_MESSAGE` is acknowledged and ignored |
+//! | CloudWatch Logs subscription (`awslogs.data`) | CloudTrail records and host log lines (sshd, sudo, su, auditd from the CloudWatch agent) are parsed from the batch itself; a Session Manager stream is read again from its head (its commands are numbered from the session's first chunk, and a batch holds only the newest chunks); `CONTROL_MESSAGE` is acknowledged and ignored |
 //! | SQS batch of S3 notifications | each message's objects are ingested; failed messages are reported in `batchItemFailures`, so only they return to the queue |
 //! | S3 notification (direct, through SNS, or EventBridge "Object Created") | the objects are ingested |
 //! | EventBridge "Scheduled Event" | the lake is compacted (OPTIMIZE, then VACUUM) |
@@ -164,20 +164,24 @@ impl Handler {
             modified: chrono::Utc::now(),
         };
         let parsed = parse_object(payload, at, &self.limits);
-        let summary =
-            if (!parsed.chunks.is_empty() || !parsed.commands.is_empty()) && !group.is_empty() {
-                // A session's commands are numbered from its first chunk: read the stream whole.
-                ingest_streams(
-                    &self.lake,
-                    &self.clients.cwl,
-                    &group,
-                    std::slice::from_ref(&stream),
-                    &|_| {},
-                )
-                .await?
-            } else {
-                store(&self.lake, parsed).await?
-            };
+        // Session recordings (stream chunks, plain-text transcript uploads) need their whole
+        // stream; CloudTrail records and host log lines stand alone and are stored from the
+        // batch.
+        let recording =
+            !parsed.chunks.is_empty() || parsed.commands.iter().any(|c| c.source == "transcript");
+        let summary = if recording && !group.is_empty() {
+            // A session's commands are numbered from its first chunk: read the stream whole.
+            ingest_streams(
+                &self.lake,
+                &self.clients.cwl,
+                &group,
+                std::slice::from_ref(&stream),
+                &|_| {},
+            )
+            .await?
+        } else {
+            store(&self.lake, parsed).await?
+        };
         Ok(summary_json(&summary))
     }
 

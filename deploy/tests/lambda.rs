@@ -339,3 +339,63 @@ async fn plain_text_log_events_are_set_aside_not_dropped() {
         "the lines themselves are kept"
     );
 }
+
+/// A subscription batch of a host log group (the CloudWatch agent's `/var/log/secure`, stream
+/// = instance id) is stored from the batch: sshd and sudo into host_events, sudo's commands into
+/// commands, and the failed-login burst alerted. Nothing is read back from CloudWatch.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscription_batch_of_host_logs_is_stored_from_the_batch() {
+    let aws = connect().await;
+    let lake_bucket = aws.bucket("auditq-lambda-host").await;
+    let handler = handler(&lake_bucket, None).await;
+    let path = repo_root().join("sample-logs/cloudwatch/host-logs/i-0d4e5f60718293a44-secure.json");
+    let export: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let events: Vec<(i64, String)> = export["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events"))
+        .iter()
+        .map(|e| {
+            (
+                e["timestamp"].as_i64().unwrap_or_default(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    // The group was never created in the emulator: a read of the stream would fail.
+    let envelope = subscription(
+        "DATA_MESSAGE",
+        "/ec2/var/log/secure",
+        "i-0d4e5f60718293a44",
+        &events,
+    );
+    let answer = handler
+        .handle(envelope)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer["tables"]["host_events"]["added"], 13, "{answer}");
+    assert_eq!(answer["rejected"], 0, "{answer}");
+    let lake = s3_lake(&lake_bucket);
+    assert_eq!(
+        strings(
+            &lake,
+            "select cmd from commands where source = 'sudo' order by time"
+        )
+        .await,
+        ["/usr/sbin/visudo", "/bin/cat /etc/shadow"]
+    );
+    assert_eq!(
+        strings(&lake, "select distinct target from host_events").await,
+        ["i-0d4e5f60718293a44"]
+    );
+    assert_eq!(
+        strings(
+            &lake,
+            "select rule_id from alerts where rule_id like 'host.%' order by rule_id"
+        )
+        .await,
+        ["host.ssh_failed_login_burst"]
+    );
+}

@@ -450,15 +450,18 @@ impl CwlSource {
     }
 }
 
-/// Whether a stream is CloudTrail delivered to CloudWatch Logs (`<account>_CloudTrail_<region>`):
-/// its records stand alone, so it is read on from where the last run stopped. Session Manager
-/// streams are read from their head, since a session's commands are numbered from its start.
-fn is_trail_stream(stream: &str) -> bool {
-    stream
+/// Whether a stream's records stand alone, so it is read on from where the last run stopped:
+/// CloudTrail delivered to CloudWatch Logs (`<account>_CloudTrail_<region>`), and host logs the
+/// CloudWatch agent ships under the instance id (`i-...`). Session Manager streams are read from
+/// their head, since a session's commands are numbered from its start (and so are host streams
+/// named otherwise, which costs time, not rows: ids are the lines').
+fn reads_on(stream: &str) -> bool {
+    let trail = stream
         .split_once("_CloudTrail_")
         .is_some_and(|(account, region)| {
             account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !region.is_empty()
-        })
+        });
+    trail || crate::host::instance_of_stream(stream).is_some()
 }
 
 /// The newest position stored for each of `sources` (all under `prefix`), by
@@ -740,9 +743,9 @@ pub async fn ingest_streams(
         });
         let key = format!("cwl://{}/{stream}@", group.trim_start_matches('/'));
         let stored = done.get(&key);
-        let trail_stream = is_trail_stream(stream);
+        let resumable = reads_on(stream);
         let resume = stored
-            .filter(|_| trail_stream)
+            .filter(|_| resumable)
             .and_then(|p| Some((p.detail.strip_prefix("token:")?, p.version)));
         let events = match resume {
             Some((token, version)) => {
@@ -764,7 +767,7 @@ pub async fn ingest_streams(
         };
         let last = events.events.last().map(|(ts, _)| *ts).unwrap_or(0);
         let version = (events.offset + events.events.len()) as i64;
-        let (changed, detail) = if trail_stream {
+        let (changed, detail) = if resumable {
             let detail = format!("token:{}", events.next_token.as_deref().unwrap_or_default());
             (stored.is_none() || !events.events.is_empty(), detail)
         } else {

@@ -486,6 +486,49 @@ async fn correlate_hosts(
         }
     }
 
+    // Host lines that arrive after their session was linked (a later read of the same
+    // stream): the sessions already known from the host on those machines.
+    let unowned: Vec<&Command> = commands
+        .iter()
+        .filter(|c| c.session_id.is_none() && matches!(c.source.as_str(), "sudo" | "auditd"))
+        .collect();
+    if !unowned.is_empty() {
+        let targets: Vec<String> = unowned.iter().filter_map(|c| c.target.clone()).collect();
+        let first = unowned.iter().map(|c| c.time).min().unwrap_or(now);
+        let last = unowned.iter().map(|c| c.time).max().unwrap_or(now);
+        let filter = in_list("target", &targets)
+            .and(col("logged").eq(lit("host_only")))
+            .and(days_between(
+                first - Duration::seconds(correlate::OPEN_SESSION_SPAN),
+                last,
+            ));
+        for session in lake
+            .rows_matching::<Session>(Table::Sessions, filter)
+            .await?
+        {
+            if links
+                .iter()
+                .any(|(l, _)| l.session_id == session.session_id)
+            {
+                continue;
+            }
+            if let (Some((from, to)), Some(target)) =
+                (correlate::window(&session), session.target.clone())
+            {
+                links.push((
+                    Link {
+                        session_id: session.session_id.clone(),
+                        target,
+                        os_user: session.run_as.clone(),
+                        from,
+                        to,
+                    },
+                    session,
+                ));
+            }
+        }
+    }
+
     // 4. The host's own events and commands in those windows, by that OS user.
     for event in host.iter_mut().filter(|e| e.session_id.is_none()) {
         if let Some((link, _)) = links.iter().find(|(l, _)| {

@@ -408,3 +408,129 @@ async fn s3_notifications_from_an_sqs_queue() {
         "0"
     );
 }
+
+/// Host logs the CloudWatch agent ships (stream = instance id) are read from their log groups,
+/// joined to the SSH session CloudTrail saw, and read on from the stored token next time.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_log_groups_complete_the_ssh_session() {
+    let _ = emulator();
+    let run = run_id("h");
+    let (bucket, group) = load_samples_into_aws(&run).await;
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let host_group = format!("/ec2/var/log/secure-{run}");
+    let stream = "i-0d4e5f60718293a44";
+    logs.create_log_group()
+        .log_group_name(&host_group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    logs.create_log_stream()
+        .log_group_name(&host_group)
+        .log_stream_name(stream)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // The agent's events as exported, with their timestamps: the syslog lines carry no year,
+    // which comes from them. CloudWatch Logs refuses events older than 14 days, so they are
+    // moved to now, keeping their order; the lines keep their own (2026-10-06) times.
+    let export: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            PathBuf::from(SAMPLES).join(format!("cloudwatch/host-logs/{stream}-secure.json")),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let events = export["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events"));
+    let now = chrono::Utc::now().timestamp_millis();
+    let put = |messages: Vec<String>, first: i64| {
+        let logs = logs.clone();
+        let host_group = host_group.clone();
+        async move {
+            let batch: Vec<InputLogEvent> = messages
+                .into_iter()
+                .enumerate()
+                .map(|(n, m)| {
+                    InputLogEvent::builder()
+                        .timestamp(first + n as i64)
+                        .message(m)
+                        .build()
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect();
+            logs.put_log_events()
+                .log_group_name(&host_group)
+                .log_stream_name(stream)
+                .set_log_events(Some(batch))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        }
+    };
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    put(lines, now - 60_000).await;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake").display().to_string();
+    let summary = auditq(
+        dir.path(),
+        &[
+            "--data",
+            &lake,
+            "ingest",
+            &format!("s3://{bucket}/"),
+            &format!("cwl://{group}"),
+            &format!("cwl://{host_group}"),
+        ],
+    );
+    assert!(
+        summary.contains("host_events     13 read     13 added"),
+        "{summary}"
+    );
+    let csv = |sql: &str| auditq(dir.path(), &["--data", &lake, "--format", "csv", sql]);
+    assert_eq!(
+        csv("select kind, logged, run_as from sessions where session_id = 'bob-0f1a2b3c4d5e6f701'"),
+        "kind,logged,run_as\nssh,host_only,ec2-user\n"
+    );
+    assert_eq!(
+        csv(
+            "select user, cmd, target from commands where session_id = 'bob-0f1a2b3c4d5e6f701' order by time"
+        ),
+        "user,cmd,target\nbob,/usr/sbin/visudo,i-0d4e5f60718293a44\nbob,/bin/cat /etc/shadow,i-0d4e5f60718293a44\n"
+    );
+    assert_eq!(
+        csv("select distinct origin from host_events"),
+        format!(
+            "origin\ncwl://{}#{stream}\n",
+            host_group.trim_start_matches('/')
+        )
+    );
+
+    // A new line later: the stream is read on from its stored token, the line is the only new
+    // row, and it is bob's too (still inside his session).
+    put(
+        vec!["Oct  6 16:30:00 ip-10-0-0-44 sudo: ec2-user : TTY=pts/0 ; PWD=/home/ec2-user ; USER=root ; COMMAND=/usr/bin/systemctl restart sshd".to_string()],
+        now,
+    )
+    .await;
+    let again = auditq(
+        dir.path(),
+        &["--data", &lake, "ingest", &format!("cwl://{host_group}")],
+    );
+    assert!(
+        again.contains("host_events      1 read      1 added"),
+        "{again}"
+    );
+    assert_eq!(
+        csv("select cmd from commands where session_id = 'bob-0f1a2b3c4d5e6f701' order by time"),
+        "cmd\n/usr/sbin/visudo\n/usr/bin/systemctl restart sshd\n/bin/cat /etc/shadow\n".replace(
+            "/usr/bin/systemctl restart sshd\n/bin/cat /etc/shadow",
+            "/bin/cat /etc/shadow\n/usr/bin/systemctl restart sshd"
+        )
+    );
+}
