@@ -39,6 +39,26 @@ pub struct Config {
     pub service: Service,
     /// Lake compaction, run by the Lambda's schedule.
     pub compaction: Compaction,
+    /// How sessions without a recording are judged.
+    pub sessions: Sessions,
+}
+
+/// Sessions that left no transcript, stream or host login.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    /// Minutes after a session ended that its recording may still arrive (S3 transcripts come
+    /// at the end); after that it reads `logged = none` and `ssm.session_unlogged` alerts.
+    /// Environment: `AUDITQ_UNLOGGED_AFTER_MINUTES`.
+    pub unlogged_after_minutes: u64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            unlogged_after_minutes: auditq_ingest::lake::DEFAULT_UNLOGGED_GRACE_MINUTES as u64,
+        }
+    }
 }
 
 /// What the ECS service follows.
@@ -243,6 +263,10 @@ impl Config {
         }
         if let Some(listen) = var("AUDITQ_LISTEN") {
             self.service.listen = listen;
+        }
+        if let Some(minutes) = var("AUDITQ_UNLOGGED_AFTER_MINUTES") {
+            self.sessions.unlogged_after_minutes =
+                number("AUDITQ_UNLOGGED_AFTER_MINUTES", minutes)?;
         }
         if let Some(hours) = var("AUDITQ_VACUUM_RETENTION_HOURS") {
             self.compaction.vacuum_retention_hours =

@@ -42,7 +42,11 @@ pub async fn open_lake(
     aws: &AwsSettings,
     clients: &AwsClients,
 ) -> Result<Lake, DeployError> {
-    let lake = Lake::new(config.data.clone()).with_storage_options(aws.storage_options());
+    let lake = Lake::new(config.data.clone())
+        .with_storage_options(aws.storage_options())
+        .with_unlogged_grace(chrono::Duration::minutes(
+            i64::try_from(config.sessions.unlogged_after_minutes).unwrap_or(i64::MAX / 60_000),
+        ));
     let Some(rules) = &config.rules else {
         return Ok(lake);
     };

@@ -35,6 +35,11 @@ struct Cli {
     #[arg(short = 'o', long = "output", global = true, value_name = "FILE")]
     output: Option<PathBuf>,
 
+    /// Minutes after a session ended that its transcript, stream or host login may still
+    /// arrive; then it reads `logged = none` (and `ssm.session_unlogged` alerts).
+    #[arg(long, global = true, value_name = "MINUTES", default_value_t = auditq_ingest::lake::DEFAULT_UNLOGGED_GRACE_MINUTES as u64)]
+    unlogged_after: u64,
+
     /// Print the SQL of a named question (who, sessions, commands) on stderr before its answer.
     #[arg(long, global = true)]
     show_sql: bool,
@@ -298,7 +303,10 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let aws = AwsSettings::from_env();
     let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()))
-        .with_storage_options(aws.storage_options());
+        .with_storage_options(aws.storage_options())
+        .with_unlogged_grace(chrono::Duration::minutes(
+            i64::try_from(cli.unlogged_after).unwrap_or(i64::MAX / 60_000),
+        ));
     match cli.command {
         Some(Command::Ingest {
             sources,

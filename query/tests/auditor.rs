@@ -591,3 +591,75 @@ fn compaction_leaves_one_clustered_file_per_day_and_the_same_answers() {
     );
     assert!(dave_before.contains("sudo -i"), "{dave_before}");
 }
+
+/// A session with no record yet is `pending` while its recording may still come, and becomes
+/// `none` (alerted as ssm.session_unlogged) once `--unlogged-after` minutes have passed since
+/// it ended; a later batch settles it without the session's own records being read again.
+#[test]
+fn an_unrecorded_session_waits_out_the_grace_then_alerts() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake");
+    let now = chrono::Utc::now();
+    let at = |minutes_ago: i64| {
+        (now - chrono::Duration::minutes(minutes_ago))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let record = |name: &str, when: String, id: &str, request: serde_json::Value| {
+        serde_json::json!({
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/erin", "accountId": "111122223333", "userName": "erin"},
+            "eventTime": when, "eventSource": "ssm.amazonaws.com", "eventName": name,
+            "awsRegion": "eu-west-1", "sourceIPAddress": "198.51.100.50",
+            "requestParameters": request, "responseElements": {"sessionId": "erin-0123456789abcdef0"},
+            "eventID": id, "recipientAccountId": "111122223333"
+        })
+    };
+    let trail = serde_json::json!({"Records": [
+        record("StartSession", at(10), "00000000-0000-4000-a000-000000000001",
+               serde_json::json!({"target": "i-0feedfacecafe0001", "documentName": "AWS-StartPortForwardingSession"})),
+        record("TerminateSession", at(5), "00000000-0000-4000-a000-000000000002",
+               serde_json::json!({"sessionId": "erin-0123456789abcdef0"})),
+    ]});
+    let file = dir.path().join("trail.json");
+    std::fs::write(&file, trail.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let file = file.to_string_lossy().into_owned();
+    let state = "select logged, (select count(*) from alerts where rule_id = 'ssm.session_unlogged') alerts \
+                 from sessions where session_id = 'erin-0123456789abcdef0'";
+
+    // Ended 5 minutes ago: within the default 15, pending, no alert.
+    ok(&lake, &["ingest", &file, "--rules", "default"]);
+    assert_eq!(csv(&lake, &[state]), "logged,alerts\npending,0\n");
+    // Another batch (anything) after the grace: settled to none, alerted once.
+    let other = dir.path().join("other.log");
+    std::fs::write(
+        &other,
+        "Oct  6 16:30:00 host sshd[1]: Connection closed by 10.0.0.9 port 22\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let other = other.to_string_lossy().into_owned();
+    ok(
+        &lake,
+        &[
+            "--unlogged-after",
+            "2",
+            "ingest",
+            &other,
+            "--rules",
+            "default",
+        ],
+    );
+    assert_eq!(csv(&lake, &[state]), "logged,alerts\nnone,1\n");
+    ok(
+        &lake,
+        &[
+            "--unlogged-after",
+            "2",
+            "ingest",
+            &other,
+            &file,
+            "--rules",
+            "default",
+        ],
+    );
+    assert_eq!(csv(&lake, &[state]), "logged,alerts\nnone,1\n");
+}
