@@ -121,7 +121,7 @@ fn sections(period: &Period) -> Vec<Section> {
         Section {
             id: "unrecorded",
             title: "Sessions without a transcript",
-            about: "Sessions whose commands no transcript or stream recorded: SSH and port forwarding through Session Manager, or sessions whose log delivery failed. What was done in them is not in this report.",
+            about: "Sessions whose commands no transcript or stream recorded. host_only: SSH through Session Manager or straight to a host, known from the host's own logs (its sudo and auditd commands are among the privileged commands above); pending: a recording may still arrive; none: no record at all (port forwarding, a host whose logs are not shipped, or logging that failed), so what was done in them is unknown.",
             sql: format!(
                 "SELECT started_at, user, source_ip, target, kind, document, logged, session_id \
                  FROM sessions WHERE {sessions} AND logged NOT IN ('transcript', 'stream') ORDER BY started_at"
