@@ -573,8 +573,16 @@ async fn correlate_hosts(
         correlate::settle_logged(session, now, grace);
         sessions.insert(session.session_id.clone(), session.clone());
     }
+    // Only recent days are looked at (a session stays pending for minutes, and any batch
+    // settles it), so this costs a few days' files, not the table.
     let pending = lake
-        .rows_matching::<Session>(Table::Sessions, col("logged").eq(lit("pending")))
+        .rows_matching::<Session>(
+            Table::Sessions,
+            col("logged").eq(lit("pending")).and(days_between(
+                now - Duration::days(30),
+                now + Duration::days(1),
+            )),
+        )
         .await?;
     for mut session in pending {
         if changed.iter().any(|s| s.session_id == session.session_id) {

@@ -19,10 +19,11 @@ pub fn sessions() -> String {
         .to_string()
 }
 
-/// The commands of one session, in the order they were run.
+/// The commands of one session, in the order they were run (host commands, which have no
+/// position in a recording, by time).
 pub fn commands(session_id: &str) -> String {
     format!(
-        "select seq, time, run_as, cwd, cmd, source from commands where session_id = {} order by seq",
+        "select seq, time, run_as, cwd, cmd, source from commands where session_id = {} order by time, seq",
         sql_quote(session_id)
     )
 }
