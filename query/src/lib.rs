@@ -44,6 +44,12 @@ pub enum QueryError {
         /// What is wrong.
         message: String,
     },
+    /// The statement exceeded a limit (rows, memory, time).
+    #[error("{message}")]
+    Limit {
+        /// Which limit, and what to do.
+        message: String,
+    },
     /// The lake could not be read.
     #[error(transparent)]
     Lake(#[from] auditq_ingest::IngestError),
@@ -79,8 +85,38 @@ pub async fn context(lake: &Lake) -> Result<SessionContext, QueryError> {
     context_with(lake, &Filters::default()).await
 }
 
+/// Bounds on what one statement may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Rows an answer may have (a larger one is refused, not cut short silently).
+    pub max_rows: usize,
+    /// Memory the statement's operators may hold, in bytes (sorts and joins fail beyond it).
+    pub max_memory: usize,
+    /// How long it may run.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_rows: 1_000_000,
+            max_memory: 4 << 30,
+            timeout: std::time::Duration::from_secs(600),
+        }
+    }
+}
+
 /// [`context`] with every table seen through `filters` (see [`filters`]).
 pub async fn context_with(lake: &Lake, filters: &Filters) -> Result<SessionContext, QueryError> {
+    context_limited(lake, filters, &QueryLimits::default()).await
+}
+
+/// [`context_with`] whose statements may hold at most `limits.max_memory`.
+pub async fn context_limited(
+    lake: &Lake,
+    filters: &Filters,
+    limits: &QueryLimits,
+) -> Result<SessionContext, QueryError> {
     // Filters are evaluated inside the Parquet reader, most selective first, and the other
     // columns are decoded only for the rows that pass (late materialisation): an audit
     // question usually selects a few rows of many. `DATAFUSION_*` variables override.
@@ -92,7 +128,11 @@ pub async fn context_with(lake: &Lake, filters: &Filters) -> Result<SessionConte
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
     }
-    let ctx = SessionContext::new_with_config(config.clone());
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.max_memory, 1.0)
+        .build_arc()
+        .map_err(QueryError::Execution)?;
+    let ctx = SessionContext::new_with_config_rt(config.clone(), runtime);
     let options = config.options();
     let catalog = ctx
         .catalog(&options.catalog.default_catalog)
@@ -272,6 +312,58 @@ pub async fn plan_sql(
             message: format!("the lake is read-only here: {e}"),
         })?;
     Ok(plan)
+}
+
+/// Runs a planned statement within `limits`: more rows than `max_rows`, more memory than
+/// `max_memory`, or more time than `timeout` is refused with a message saying which.
+pub async fn collect_limited(
+    ctx: &SessionContext,
+    plan: datafusion::logical_expr::LogicalPlan,
+    limits: &QueryLimits,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    use futures::StreamExt;
+    let run = async {
+        let df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
+        let mut stream = df.execute_stream().await.map_err(classify)?;
+        let mut batches = Vec::new();
+        let mut rows = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(limit_error)?;
+            rows += batch.num_rows();
+            if rows > limits.max_rows {
+                return Err(QueryError::Limit {
+                    message: format!(
+                        "the answer has more than {} rows: add LIMIT, narrow it (--since, --user, ...), or raise --max-rows",
+                        limits.max_rows
+                    ),
+                });
+            }
+            batches.push(batch);
+        }
+        Ok(batches)
+    };
+    match tokio::time::timeout(limits.timeout, run).await {
+        Ok(answer) => answer,
+        Err(_) => Err(QueryError::Limit {
+            message: format!(
+                "the statement ran longer than {} s and was stopped (--timeout)",
+                limits.timeout.as_secs()
+            ),
+        }),
+    }
+}
+
+fn limit_error(error: DataFusionError) -> QueryError {
+    if matches!(error.find_root(), DataFusionError::ResourcesExhausted(_)) {
+        QueryError::Limit {
+            message: format!(
+                "the statement needs more memory than --max-memory allows: {}",
+                error.find_root()
+            ),
+        }
+    } else {
+        classify(error)
+    }
 }
 
 /// Runs a statement and collects the result.

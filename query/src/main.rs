@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use auditq_ingest::aws::{AwsClients, AwsSettings, FollowMode, S3Location};
 use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
-use auditq_query::{Filters, OutputFormat, QueryError, questions};
+use auditq_query::{Filters, OutputFormat, QueryError, QueryLimits, questions};
 use clap::{Parser, Subcommand};
 
 mod rules_cli;
@@ -39,6 +39,18 @@ struct Cli {
     /// arrive; then it reads `logged = none` (and `ssm.session_unlogged` alerts).
     #[arg(long, global = true, value_name = "MINUTES", default_value_t = auditq_ingest::lake::DEFAULT_UNLOGGED_GRACE_MINUTES as u64)]
     unlogged_after: u64,
+
+    /// The most rows an answer may have; a larger answer is refused (add LIMIT or narrow it).
+    #[arg(long, global = true, default_value_t = QueryLimits::default().max_rows)]
+    max_rows: usize,
+
+    /// The most memory a statement's sorts, joins and aggregates may hold, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = QueryLimits::default().max_memory >> 20)]
+    max_memory: usize,
+
+    /// The longest a statement may run, in seconds.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = QueryLimits::default().timeout.as_secs())]
+    timeout: u64,
 
     /// Print the SQL of a named question (who, sessions, commands) on stderr before its answer.
     #[arg(long, global = true)]
@@ -244,6 +256,7 @@ struct Output {
     format: OutputFormat,
     file: Option<PathBuf>,
     show_sql: bool,
+    limits: QueryLimits,
 }
 
 impl Output {
@@ -271,14 +284,10 @@ async fn answer(
         eprintln!("{sql};");
     }
     load_samples_if_first_run(lake, explicit).await?;
-    let ctx = auditq_query::context_with(lake, filters).await?;
+    let ctx = auditq_query::context_limited(lake, filters, &out.limits).await?;
     let plan = auditq_query::plan_sql(&ctx, sql).await?;
     let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
-    let df = ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(auditq_query::classify)?;
-    let batches = df.collect().await.map_err(auditq_query::classify)?;
+    let batches = auditq_query::collect_limited(&ctx, plan, &out.limits).await?;
     match (out.format, &out.file) {
         (OutputFormat::Parquet, Some(path)) => {
             let file = std::fs::File::create(path)
@@ -300,6 +309,11 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         format: cli.format,
         file: cli.output.clone(),
         show_sql: cli.show_sql,
+        limits: QueryLimits {
+            max_rows: cli.max_rows,
+            max_memory: cli.max_memory.saturating_mul(1 << 20),
+            timeout: std::time::Duration::from_secs(cli.timeout.max(1)),
+        },
     };
     let aws = AwsSettings::from_env();
     let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()))
