@@ -41,6 +41,10 @@ pub struct Config {
     pub compaction: Compaction,
     /// How sessions without a recording are judged.
     pub sessions: Sessions,
+    /// Secret patterns redacted besides the built-in ones, `NAME=REGEX` (the first capture
+    /// group is the secret). The key of the tokens is `AUDITQ_REDACTION_KEY`, else
+    /// `_auditq/redaction.key` beside the lake.
+    pub redact: Vec<String>,
 }
 
 /// Sessions that left no transcript, stream or host login.

@@ -302,6 +302,7 @@ pub fn summary_json(summary: &IngestSummary) -> Value {
         "objects": summary.objects,
         "tables": tables,
         "rejected": summary.rejected(),
+        "redacted": summary.redactions,
         "reject_reasons": summary.reject_reasons,
         "alerts": {
             "raised": summary.alerts.raised,

@@ -46,7 +46,8 @@ pub async fn open_lake(
         .with_storage_options(aws.storage_options())
         .with_unlogged_grace(chrono::Duration::minutes(
             i64::try_from(config.sessions.unlogged_after_minutes).unwrap_or(i64::MAX / 60_000),
-        ));
+        ))
+        .with_redaction_patterns(config.redact.clone());
     let Some(rules) = &config.rules else {
         return Ok(lake);
     };

@@ -32,6 +32,8 @@ fn the_committed_example_parses_and_validates() {
     defaults.alerts.clear();
     defaults.sources.log_groups.clear();
     defaults.sources.sqs_queue = None;
+    assert_eq!(defaults.redact, ["vault-token=vault login (\\S+)"]);
+    defaults.redact.clear();
     assert_eq!(
         defaults,
         Config::default(),

@@ -27,10 +27,10 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, ensure_table_uri};
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::alerting::Alerting;
 use crate::error::{IngestError, Result};
@@ -54,6 +54,10 @@ pub struct Lake {
     /// How long after a session ends a missing recording is still awaited (`pending`), before
     /// the session reads `logged = none` (see [`crate::correlate`]).
     unlogged_grace: chrono::Duration,
+    /// Patterns added to the built-in secret patterns (`NAME=REGEX`).
+    redaction_patterns: Vec<String>,
+    /// The redactor, made on first use (its key may have to be read or created).
+    redactor: Arc<tokio::sync::OnceCell<Arc<crate::redact::Redactor>>>,
 }
 
 /// The default of [`Lake::with_unlogged_grace`]: transcripts reach S3 within minutes of a
@@ -70,6 +74,87 @@ impl Lake {
             snapshots: Arc::default(),
             batches: Arc::default(),
             unlogged_grace: chrono::Duration::minutes(DEFAULT_UNLOGGED_GRACE_MINUTES),
+            redaction_patterns: Vec::new(),
+            redactor: Arc::default(),
+        }
+    }
+
+    /// Adds secret patterns (`NAME=REGEX`) to the built-in ones (see [`crate::redact`]).
+    pub fn with_redaction_patterns(mut self, patterns: Vec<String>) -> Self {
+        self.redaction_patterns = patterns;
+        self.redactor = Arc::default();
+        self
+    }
+
+    /// The redactor of this lake. Its key is `AUDITQ_REDACTION_KEY`, else
+    /// `_auditq/redaction.key` beside the lake, created (32 random bytes, written only if absent)
+    /// on first use so that every writer of the lake makes the same tokens.
+    pub async fn redactor(&self) -> Result<Arc<crate::redact::Redactor>> {
+        self.redactor
+            .get_or_try_init(|| async {
+                let key = match std::env::var("AUDITQ_REDACTION_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                {
+                    Some(key) => key.into_bytes(),
+                    None => self.redaction_key().await?,
+                };
+                let mut redactor = crate::redact::Redactor::new(key);
+                for spec in &self.redaction_patterns {
+                    redactor =
+                        redactor
+                            .with_pattern(spec)
+                            .map_err(|message| IngestError::Alerting {
+                                location: self.location.clone(),
+                                source: message.into(),
+                            })?;
+                }
+                Ok(Arc::new(redactor))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn redaction_key(&self) -> Result<Vec<u8>> {
+        let (store, root) = self.object_store()?;
+        let path = root.clone().join("_auditq").join("redaction.key");
+        let error = |e: object_store::Error| IngestError::Alerting {
+            location: format!("{}/_auditq/redaction.key", self.location),
+            source: Box::new(e),
+        };
+        match store.get(&path).await {
+            Ok(found) => return Ok(found.bytes().await.map_err(error)?.to_vec()),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(error(e)),
+        }
+        let mut key = vec![0u8; 32];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").map_err(|source| IngestError::Io {
+                path: "/dev/urandom".into(),
+                source,
+            })?,
+            &mut key,
+        )
+        .map_err(|source| IngestError::Io {
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+        let create = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match store.put_opts(&path, key.clone().into(), create).await {
+            Ok(_) => Ok(key),
+            // Another writer made it first: theirs is the key.
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(store
+                .get(&path)
+                .await
+                .map_err(error)?
+                .bytes()
+                .await
+                .map_err(error)?
+                .to_vec()),
+            Err(e) => Err(error(e)),
         }
     }
 

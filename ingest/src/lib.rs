@@ -27,6 +27,7 @@ pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod prompt;
+pub mod redact;
 pub mod session;
 pub mod ssm;
 pub mod terminal;

@@ -45,6 +45,8 @@ pub struct IngestSummary {
     pub alerts: AlertCounts,
     /// The time of the newest command or CloudTrail record read (how far behind an ingest is).
     pub newest_event: Option<Timestamp>,
+    /// Secrets replaced by tokens before storing (see [`crate::redact`]).
+    pub redactions: usize,
 }
 
 impl IngestSummary {
@@ -70,6 +72,7 @@ impl IngestSummary {
         self.alerts.delivered += other.alerts.delivered;
         self.alerts.kept += other.alerts.kept;
         self.newest_event = self.newest_event.max(other.newest_event);
+        self.redactions += other.redactions;
     }
 }
 
@@ -84,16 +87,38 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
     let _batch = lake.batch_guard().await;
     let mut summary = IngestSummary::default();
     let Parsed {
-        trail,
+        mut trail,
         mut fragments,
         chunks,
         mut commands,
-        host,
-        rejects,
+        mut host,
+        mut rejects,
     } = parsed;
     let (stream_commands, stream_fragments) = assemble_stream(chunks);
     commands.extend(stream_commands);
     fragments.extend(stream_fragments);
+
+    // Secrets out of every free-text field before rules, alerts or the lake see them.
+    let redactor = lake.redactor().await?;
+    let mut redactions = 0;
+    for command in &mut commands {
+        redactions += redactor.field(&mut command.cmd);
+    }
+    for event in &mut host {
+        redactions += redactor.optional(&mut event.cmd) + redactor.field(&mut event.raw);
+    }
+    for event in &mut trail {
+        redactions += redactor.optional(&mut event.request)
+            + redactor.optional(&mut event.response)
+            + redactor.optional(&mut event.additional);
+    }
+    for reject in &mut rejects {
+        redactions += redactor.field(&mut reject.excerpt);
+    }
+    for fragment in &mut fragments {
+        redactions += redactor.optional(&mut fragment.reason);
+    }
+    summary.redactions = redactions;
 
     // Sessions: fold new fragments with what the lake already holds.
     let mut by_session: BTreeMap<String, Vec<SessionFragment>> = BTreeMap::new();
@@ -133,7 +158,6 @@ pub async fn store_at(lake: &Lake, parsed: Parsed, txns: &[Transaction]) -> Resu
         sessions.insert(id, session);
     }
     // Host logs and the sessions Session Manager could not transcribe (see `crate::correlate`).
-    let mut host = host;
     let attributed = correlate_hosts(
         lake,
         &mut sessions,

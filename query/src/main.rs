@@ -52,6 +52,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = QueryLimits::default().timeout.as_secs())]
     timeout: u64,
 
+    /// A secret pattern to redact besides the built-in ones, `NAME=REGEX` (the first capture
+    /// group is the secret, else the whole match); repeatable.
+    #[arg(long = "redact", global = true, value_name = "NAME=REGEX")]
+    redact: Vec<String>,
+
     /// Print the SQL of a named question (who, sessions, commands) on stderr before its answer.
     #[arg(long, global = true)]
     show_sql: bool,
@@ -320,7 +325,8 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         .with_storage_options(aws.storage_options())
         .with_unlogged_grace(chrono::Duration::minutes(
             i64::try_from(cli.unlogged_after).unwrap_or(i64::MAX / 60_000),
-        ));
+        ))
+        .with_redaction_patterns(cli.redact.clone());
     match cli.command {
         Some(Command::Ingest {
             sources,
@@ -631,6 +637,13 @@ fn print_summary(summary: &IngestSummary, out: &mut dyn Write) -> std::io::Resul
             write!(out, " {:>6} updated", count.updated)?;
         }
         writeln!(out)?;
+    }
+    if summary.redactions > 0 {
+        writeln!(
+            out,
+            "  redacted {} secrets (passwords, keys, tokens) before storing",
+            summary.redactions
+        )?;
     }
     let alerts = &summary.alerts;
     if alerts.raised > 0 {
