@@ -23,6 +23,21 @@ pub enum IngestError {
         /// The cause.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A commit of a table's Delta log cannot be read: nothing is read from or written to the
+    /// table until it is repaired (no answer leaves its rows out silently).
+    #[error(
+        "lake table {table} at {location}: the Delta log is damaged: {file}: {reason}. Nothing was read or written; restore that file (from a versioned bucket or a backup)"
+    )]
+    DamagedLog {
+        /// The table.
+        table: Table,
+        /// The lake location.
+        location: String,
+        /// The commit file.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An AWS API call failed.
     #[error("{operation} on {resource}: {message}")]
     Aws {

@@ -261,22 +261,72 @@ impl Lake {
             .and_then(|snapshots| snapshots.get(&table).cloned());
         let delta = match cached {
             Some(mut delta) => {
-                delta
-                    .update_incremental(None)
-                    .await
-                    .map_err(|e| self.lake_error(table, e))?;
+                if let Err(e) = delta.update_incremental(None).await {
+                    return Err(self
+                        .damaged_log(table)
+                        .await
+                        .unwrap_or_else(|| self.lake_error(table, e)));
+                }
                 delta
             }
             None => {
                 let url = ensure_table_uri(self.table_location(table))
                     .map_err(|e| self.lake_error(table, e))?;
-                DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone())
-                    .await
-                    .map_err(|e| self.lake_error(table, e))?
+                match DeltaTable::try_from_url_with_storage_options(
+                    url,
+                    self.storage_options.clone(),
+                )
+                .await
+                {
+                    Ok(delta) => delta,
+                    Err(e) => {
+                        return Err(self
+                            .damaged_log(table)
+                            .await
+                            .unwrap_or_else(|| self.lake_error(table, e)));
+                    }
+                }
             }
         };
         self.remember(table, &delta);
         Ok(delta)
+    }
+
+    /// The first commit of a table's log that is not valid JSON, as an error naming it.
+    async fn damaged_log(&self, table: Table) -> Option<IngestError> {
+        let (store, root) = self.object_store().ok()?;
+        let log = root.clone().join(table.name()).join("_delta_log");
+        let mut files: Vec<_> = futures::StreamExt::collect::<Vec<_>>(store.list(Some(&log)))
+            .await
+            .into_iter()
+            .filter_map(|meta| meta.ok())
+            .filter(|meta| meta.location.as_ref().ends_with(".json"))
+            .collect();
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        for meta in files {
+            let bytes = store.get(&meta.location).await.ok()?.bytes().await.ok()?;
+            for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if let Err(e) = serde_json::from_slice::<serde_json::Value>(line) {
+                    return Some(IngestError::DamagedLog {
+                        table,
+                        location: self.location.clone(),
+                        file: format!(
+                            "{}/{}",
+                            self.location.trim_end_matches('/'),
+                            meta.location
+                                .as_ref()
+                                .trim_start_matches(root.as_ref())
+                                .trim_start_matches('/')
+                        ),
+                        reason: format!("line {}: {e}", n + 1),
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// Keeps a table's snapshot for the next [`Lake::open`] (tables not created yet are not

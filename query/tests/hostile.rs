@@ -148,3 +148,39 @@ fn hostile_statements_are_refused_and_change_nothing() {
     assert_eq!(stdout, "n\n39\n");
     assert_eq!(listing(&lake), before);
 }
+
+/// A damaged commit in a table's Delta log stops queries and ingests with an error naming the
+/// file; nothing is answered from the rest, and nothing is written.
+#[test]
+fn a_damaged_delta_log_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake");
+    let (ok, _, stderr) = run(&lake, &["ingest", SAMPLES, "--batch-files", "5"]);
+    assert!(ok, "{stderr}");
+    let commit = lake.join("commands/_delta_log/00000000000000000002.json");
+    assert!(commit.is_file());
+    std::fs::write(&commit, "{\"add\": {\"path\": truncated").unwrap_or_else(|e| panic!("{e}"));
+    let before = listing(&lake);
+    let (ok, stdout, stderr) = run(&lake, &["select count(*) from commands"]);
+    assert!(!ok, "answered from a damaged log: {stdout}");
+    assert!(
+        stderr.contains("the Delta log is damaged")
+            && stderr.contains("commands/_delta_log/00000000000000000002.json"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&lake, &["ingest", SAMPLES]);
+    assert!(!ok);
+    assert!(stderr.contains("00000000000000000002.json"), "{stderr}");
+    assert_eq!(
+        listing(&lake),
+        before,
+        "something was written to a damaged lake"
+    );
+    // The other tables still answer.
+    let (ok, stdout, stderr) = run(
+        &lake,
+        &["--format", "csv", "select count(*) n from sessions"],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "n\n11\n");
+}
