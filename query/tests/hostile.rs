@@ -3,23 +3,11 @@
 //! why, and the lake is unchanged afterwards.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
 
 fn run(lake: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditq"))
-        .env_remove("AUDITQ_DATA")
-        .arg("--data")
-        .arg(lake)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    auditq_tests::run_auditq(env!("CARGO_BIN_EXE_auditq"), lake, args)
 }
 
 /// Every file under the lake with its size, to show nothing was written.

@@ -3,7 +3,6 @@
 //! and the same secret gives the same token wherever it appears.
 
 use std::path::Path;
-use std::process::Command;
 
 const SECRETS: &[&str] = &[
     "S3cretPass",
@@ -18,19 +17,7 @@ const SECRETS: &[&str] = &[
 ];
 
 fn run(lake: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditq"))
-        .env_remove("AUDITQ_DATA")
-        .env_remove("AUDITQ_REDACTION_KEY")
-        .arg("--data")
-        .arg(lake)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    auditq_tests::run_auditq(env!("CARGO_BIN_EXE_auditq"), lake, args)
 }
 
 fn all_bytes(dir: &Path, into: &mut Vec<u8>) {

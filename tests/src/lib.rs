@@ -56,3 +56,22 @@ pub fn run_id(name: &str) -> String {
         .unwrap_or(0);
     format!("{name}-{}-{nanos}", std::process::id())
 }
+
+/// Runs the `auditq` binary (`binary`: the caller's `env!("CARGO_BIN_EXE_auditq")`) on the lake
+/// `lake`, with no `AUDITQ_DATA` or `AUDITQ_REDACTION_KEY` from the environment; returns
+/// (success, stdout, stderr).
+pub fn run_auditq(binary: &str, lake: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(binary)
+        .env_remove("AUDITQ_DATA")
+        .env_remove("AUDITQ_REDACTION_KEY")
+        .arg("--data")
+        .arg(lake)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
