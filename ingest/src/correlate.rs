@@ -188,12 +188,9 @@ pub fn attribute_commands(commands: &mut [Command], links: &[(Link, Session)]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, Utc};
 
     fn at(text: &str) -> Timestamp {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|e| panic!("{e}"))
+        crate::time::parse_rfc3339(text).unwrap_or_else(|| panic!("{text}"))
     }
 
     fn session(id: &str, kind_document: &str, start: &str, end: Option<&str>) -> Session {

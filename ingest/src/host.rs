@@ -913,9 +913,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> Timestamp {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|e| panic!("{e}"))
+        crate::time::parse_rfc3339(text).unwrap_or_else(|| panic!("{text}"))
     }
 
     fn parse(text: &str) -> HostParsed {

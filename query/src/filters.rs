@@ -194,8 +194,8 @@ pub fn parse_time(text: &str, now: DateTime<Utc>, end_of_day: bool) -> Result<Ti
         };
         return Ok(day.and_time(NaiveTime::MIN).and_utc());
     }
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
+    if let Some(time) = auditq_ingest::time::parse_rfc3339(text) {
+        return Ok(time);
     }
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -222,9 +222,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> Timestamp {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|e| panic!("{e}"))
+        auditq_ingest::time::parse_rfc3339(text).unwrap_or_else(|| panic!("{text}"))
     }
 
     #[test]

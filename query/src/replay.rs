@@ -14,6 +14,7 @@ use auditq_ingest::aws::{AwsSettings, S3Location};
 use auditq_ingest::prompt::extract_commands;
 use auditq_ingest::ssm::{self, StreamChunk};
 use auditq_ingest::terminal::render;
+use auditq_ingest::time::parse_rfc3339;
 use auditq_ingest::{Lake, Limits};
 use auditq_model::Timestamp;
 use datafusion::prelude::SessionContext;
@@ -63,9 +64,7 @@ pub async fn load(
         );
     };
     let text = |name: &str| row.get(name).and_then(Value::as_str).map(str::to_string);
-    let started = text("started_at")
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| t.with_timezone(&chrono::Utc));
+    let started = text("started_at").and_then(|t| parse_rfc3339(&t));
     let run_as = text("run_as");
     if let Some(uri) = text("stream_uri") {
         let (place, stream) = split_stream(&uri);

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use auditq_ingest::time::parse_rfc3339;
 use auditq_model::Timestamp;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use datafusion::prelude::SessionContext;
@@ -354,10 +355,7 @@ fn timeline_svg(rows: &[serde_json::Map<String, Value>], period: &Period) -> Str
     const ROW: f64 = 22.0;
     const AXIS: f64 = 28.0;
     let time = |row: &serde_json::Map<String, Value>, key: &str| {
-        row.get(key)
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
+        row.get(key).and_then(Value::as_str).and_then(parse_rfc3339)
     };
     let mut by_user: BTreeMap<String, Vec<&serde_json::Map<String, Value>>> = BTreeMap::new();
     for row in rows {
@@ -467,11 +465,7 @@ mod tests {
 
     #[test]
     fn period_clause_bounds_time_and_partitions() {
-        let at = |t: &str| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or_else(|e| panic!("{e}"))
-        };
+        let at = |t: &str| parse_rfc3339(t).unwrap_or_else(|| panic!("{t}"));
         let period = Period {
             from: at("2026-10-01T00:00:00Z"),
             to: at("2026-11-01T00:00:00Z"),

@@ -91,7 +91,7 @@ pub enum RulesCommand {
         /// Log files or folders to read (into a temporary lake) instead of the lake.
         #[arg(long, value_name = "PATH")]
         over: Vec<PathBuf>,
-        /// Only events at or after this time (RFC 3339 or YYYY-MM-DD).
+        /// Only events at or after this time: 30m, 12h, 7d, 2w (back from now), a date or RFC 3339.
         #[arg(long)]
         since: Option<String>,
         /// Print every alert, not just the counts.
@@ -245,7 +245,11 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
                 .await?;
                 temporary
             };
-            let since = since.as_deref().map(parse_since).transpose()?;
+            let since = since
+                .as_deref()
+                .map(|t| auditq_query::filters::parse_time(t, chrono::Utc::now(), false))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--since {e}"))?;
             let since_filter = |column: &str| match since {
                 Some(t) => {
                     col(column).gt_eq(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
@@ -303,15 +307,6 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
-}
-
-fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.to_utc());
-    }
-    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .with_context(|| format!("--since {text:?}: use YYYY-MM-DD or RFC 3339"))?;
-    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
 fn json_event(json: &str, table: Option<&str>) -> anyhow::Result<FieldsEvent> {
