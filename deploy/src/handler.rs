@@ -15,10 +15,9 @@
 use std::time::Duration;
 
 use auditq_ingest::aws::{AwsClients, AwsSettings, ingest_s3_notification, ingest_streams};
-use auditq_ingest::decode::gunzip_capped;
+use auditq_ingest::decode::decode_subscription;
 use auditq_ingest::parse::{Object, parse_object, reject};
 use auditq_ingest::{IngestSummary, Lake, Limits, Parsed, store};
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -277,15 +276,6 @@ impl Handler {
     }
 }
 
-/// `awslogs.data`: base64 of gzip of the subscription's JSON, decompressed under a cap.
-pub fn decode_subscription(data: &str, max_decompressed: u64) -> Result<Vec<u8>, String> {
-    let compressed = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|e| format!("awslogs.data is not base64: {e}"))?;
-    gunzip_capped(&compressed, max_decompressed)
-        .map_err(|e| format!("awslogs.data does not decompress: {e}"))
-}
-
 /// The summary of an invocation, as its answer and in its log line.
 pub fn summary_json(summary: &IngestSummary) -> Value {
     let tables: serde_json::Map<String, Value> = summary
@@ -353,24 +343,5 @@ mod tests {
         for (event, expected) in cases {
             assert_eq!(kind_of(&event), expected, "{event}");
         }
-    }
-
-    #[test]
-    fn subscription_data_that_is_not_base64_or_gzip_says_so() {
-        let not_base64 = decode_subscription("***", 1024);
-        assert!(
-            not_base64.as_ref().is_err_and(|e| e.contains("not base64")),
-            "{not_base64:?}"
-        );
-        let not_gzip = decode_subscription(
-            &base64::engine::general_purpose::STANDARD.encode("{}"),
-            1024,
-        );
-        assert!(
-            not_gzip
-                .as_ref()
-                .is_err_and(|e| e.contains("does not decompress")),
-            "{not_gzip:?}"
-        );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! The crate is layered so that the part most exposed to hostile input is the easiest to test:
 //!
-//! - [`decode`], [`terminal`], [`prompt`], [`cloudtrail`], [`ssm`] and [`parse`] are pure: bytes
-//!   in, typed rows and [`auditq_model::Reject`]s out, no I/O and no async. A malformed record
+//! - [`decode`], [`terminal`], [`prompt`], [`cloudtrail`], [`ssm`], [`host`] and [`parse`] are pure:
+//!   bytes in, typed rows and [`auditq_model::Reject`]s out, no I/O and no async. They live in
+//!   `auditq-parse` (re-exported here) so they can be fuzzed without the rest. A malformed record
 //!   becomes a reject with its position and reason; it never stops the rest of its object.
 //! - [`session`] folds what every source knows about a session into one row, independent of the
 //!   order sources arrive in.
@@ -14,24 +15,18 @@
 //! than stripped with regexes, so backspaces, history recall and full-screen editors resolve to
 //! the command the user actually ran.
 
+pub use auditq_parse::{
+    cloudtrail, decode, host, parse, prompt, redact, session, ssm, terminal, time,
+};
+
 pub mod alerting;
 pub mod aws;
-pub mod cloudtrail;
 pub mod correlate;
-pub mod decode;
 pub mod error;
 pub mod files;
-pub mod host;
 pub mod lake;
 pub mod notify;
-pub mod parse;
 pub mod pipeline;
-pub mod prompt;
-pub mod redact;
-pub mod session;
-pub mod ssm;
-pub mod terminal;
-pub mod time;
 
 pub use error::{IngestError, Result};
 pub use lake::Lake;

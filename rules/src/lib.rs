@@ -19,8 +19,10 @@
 
 pub mod detect;
 pub mod engine;
+pub mod fuzzing;
 pub mod notice;
 pub mod pack;
+#[cfg(feature = "publish")]
 pub mod publish;
 pub mod spec;
 
@@ -28,6 +30,7 @@ pub use detect::{Detector, RuleState, alert_id};
 pub use engine::{Engine, EventView, FieldsEvent, Limits, Rule, Scratch};
 pub use notice::AlertNotice;
 pub use pack::{RuleErrors, compile_source};
+#[cfg(feature = "publish")]
 pub use publish::{AlertOutbox, PublishError, PublishReport, Publisher, Retry, Sink};
 pub use spec::{RuleError, Severity};
 

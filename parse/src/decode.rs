@@ -7,6 +7,8 @@
 
 use std::io::Read;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use flate2::read::MultiGzDecoder;
 
 /// Default cap on the decompressed size of one object (CloudTrail files are far smaller).
@@ -60,6 +62,16 @@ pub fn maybe_gunzip(bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, DecodeError> 
     }
 }
 
+/// `awslogs.data`: base64 of gzip of the subscription's JSON, decompressed under a cap.
+pub fn decode_subscription(data: &str, max_decompressed: u64) -> Result<Vec<u8>, String> {
+    let compressed = STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("awslogs.data is not base64: {e}"))?;
+    gunzip_capped(&compressed, max_decompressed)
+        .map_err(|e| format!("awslogs.data does not decompress: {e}"))
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +114,24 @@ mod tests {
     fn garbage_after_magic_is_corrupt() {
         let result = gunzip_capped(&[0x1f, 0x8b, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff], 100);
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn subscription_data_that_is_not_base64_or_gzip_says_so() {
+        let not_base64 = decode_subscription("***", 1024);
+        assert!(
+            not_base64.as_ref().is_err_and(|e| e.contains("not base64")),
+            "{not_base64:?}"
+        );
+        let not_gzip = decode_subscription(
+            &STANDARD.encode("{}"),
+            1024,
+        );
+        assert!(
+            not_gzip
+                .as_ref()
+                .is_err_and(|e| e.contains("does not decompress")),
+            "{not_gzip:?}"
+        );
     }
 }
