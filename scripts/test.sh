@@ -58,4 +58,7 @@ PY
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
+# Signing keys the tests make (digests, README "Security") go here, not into ~/.config.
+export AUDITQ_CONFIG_DIR="$PWD/target/test-config"
+unset AUDITQ_SIGNING_KEY AUDITQ_SIGNING_KEY_FILE AUDITQ_PUBLIC_KEY
 cargo test --workspace --locked

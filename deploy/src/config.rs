@@ -7,7 +7,7 @@
 //! standard chain, as every AWS tool reads them.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use auditq_ingest::Limits;
@@ -45,6 +45,12 @@ pub struct Config {
     /// group is the secret). The key of the tokens is `AUDITQ_REDACTION_KEY`, else
     /// `_auditq/redaction.key` beside the lake.
     pub redact: Vec<String>,
+    /// A file holding the Ed25519 key (base64 of a 32-byte seed) that signs every commit's
+    /// digest (tamper evidence: README, "Security"). Else `AUDITQ_SIGNING_KEY` (the key itself,
+    /// from Secrets Manager under a KMS key), else the default key file outside the lake
+    /// (`~/.config/auditq/signing.key`, made on first use); with none, digests are unsigned and
+    /// `auditq verify` says so. Environment: `AUDITQ_SIGNING_KEY_FILE`.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// Sessions that left no transcript, stream or host login.
@@ -267,6 +273,9 @@ impl Config {
         }
         if let Some(listen) = var("AUDITQ_LISTEN") {
             self.service.listen = listen;
+        }
+        if let Some(path) = var("AUDITQ_SIGNING_KEY_FILE") {
+            self.signing_key_file = Some(PathBuf::from(path));
         }
         if let Some(minutes) = var("AUDITQ_UNLOGGED_AFTER_MINUTES") {
             self.sessions.unlogged_after_minutes =

@@ -33,7 +33,20 @@ use std::sync::Arc;
 use auditq_ingest::Lake;
 use auditq_ingest::alerting::Alerting;
 use auditq_ingest::aws::{AwsClients, AwsSettings};
+use auditq_ingest::digest::{SigningKey, load_signing_key};
 use auditq_rules::Sink;
+
+/// The key that signs the lake's digests, as configured (see [`Config::signing_key_file`]).
+pub fn signing_key(config: &Config) -> Result<Option<Arc<SigningKey>>, DeployError> {
+    let key = load_signing_key(config.signing_key_file.as_deref(), true)?;
+    match &key {
+        Some((key, source)) => {
+            tracing::info!(key_id = %key.key_id(), from = %source, "digests are signed")
+        }
+        None => tracing::warn!("no signing key: commit digests are written unsigned"),
+    }
+    Ok(key.map(|(key, _)| Arc::new(key)))
+}
 
 /// The lake of a configuration, with its alerting stage when rules are configured; what the
 /// outbox kept from earlier runs is delivered first.
@@ -47,7 +60,8 @@ pub async fn open_lake(
         .with_unlogged_grace(chrono::Duration::minutes(
             i64::try_from(config.sessions.unlogged_after_minutes).unwrap_or(i64::MAX / 60_000),
         ))
-        .with_redaction_patterns(config.redact.clone());
+        .with_redaction_patterns(config.redact.clone())
+        .with_signing_key(signing_key(config)?);
     let Some(rules) = &config.rules else {
         return Ok(lake);
     };

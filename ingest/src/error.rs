@@ -69,6 +69,15 @@ pub enum IngestError {
         /// The cause.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A commit's digest could not be made, signed or stored, or the signing key could not be
+    /// read.
+    #[error("digest at {location}: {message}")]
+    Digest {
+        /// The digest, key or file concerned.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Rows could not be converted to or from Arrow.
     #[error("table {table}: {source}")]
     Arrow {

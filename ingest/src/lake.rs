@@ -58,6 +58,8 @@ pub struct Lake {
     redaction_patterns: Vec<String>,
     /// The redactor, made on first use (its key may have to be read or created).
     redactor: Arc<tokio::sync::OnceCell<Arc<crate::redact::Redactor>>>,
+    /// The key every commit's digest is signed with ([`crate::digest`]); unsigned without.
+    signing_key: Option<Arc<crate::digest::SigningKey>>,
 }
 
 /// The default of [`Lake::with_unlogged_grace`]: transcripts reach S3 within minutes of a
@@ -76,6 +78,7 @@ impl Lake {
             unlogged_grace: chrono::Duration::minutes(DEFAULT_UNLOGGED_GRACE_MINUTES),
             redaction_patterns: Vec::new(),
             redactor: Arc::default(),
+            signing_key: None,
         }
     }
 
@@ -223,6 +226,38 @@ impl Lake {
     pub fn with_storage_options(mut self, options: HashMap<String, String>) -> Self {
         self.storage_options = options;
         self
+    }
+
+    /// Signs the digest of every commit with `key` ([`crate::digest`]).
+    pub fn with_signing_key(mut self, key: Option<Arc<crate::digest::SigningKey>>) -> Self {
+        self.signing_key = key;
+        self
+    }
+
+    /// The digests of this lake's commits.
+    pub fn digests(&self) -> Result<crate::digest::Digests> {
+        let (store, root) = self.object_store()?;
+        Ok(crate::digest::Digests::new(
+            store,
+            root,
+            &self.location,
+            self.signing_key.clone(),
+        ))
+    }
+
+    /// Records the digests of the table's commits after `before` up to `after` (the versions
+    /// an operation of ours made).
+    async fn record_digests(
+        &self,
+        table: Table,
+        before: Option<u64>,
+        after: Option<u64>,
+    ) -> Result<()> {
+        let Some(after) = after else {
+            return Ok(());
+        };
+        let from = before.map_or(0, |v| v + 1);
+        self.digests()?.record(table, from, after).await
     }
 
     /// Where the lake is.
@@ -458,6 +493,7 @@ impl Lake {
     ) -> Result<()> {
         let batch = R::to_batch(rows).map_err(|source| IngestError::Arrow { table, source })?;
         let delta = self.open(table).await?;
+        let before = delta.version();
         let mut builder = delta
             .write(vec![batch])
             .with_save_mode(mode)
@@ -478,7 +514,7 @@ impl Lake {
         }
         let written = builder.await.map_err(|e| self.lake_error(table, e))?;
         self.remember(table, &written);
-        Ok(())
+        self.record_digests(table, before, written.version()).await
     }
 
     /// The stored rows matching a filter.
@@ -642,9 +678,10 @@ impl Lake {
             // One table at a time holds batches back, so a follower waits for one table's
             // OPTIMIZE at most, not the whole lake's. VACUUM only deletes files no version
             // within the retention reads, so it needs no lock.
-            let (delta, optimized) = {
+            let (delta, optimized, before) = {
                 let _alone = self.batches.write().await;
                 let delta = self.open(table).await?;
+                let before = delta.version();
                 let days =
                     days_with_several_files(&delta).map_err(|e| self.lake_error(table, e))?;
                 let order = sort_columns(table);
@@ -663,15 +700,18 @@ impl Lake {
                         .with_writer_properties(sorted_file_properties())
                         .await
                 }
-                .map_err(|e| self.lake_error(table, e))?
+                .map_err(|e| self.lake_error(table, e))
+                .map(|(delta, optimized)| (delta, optimized, before))?
             };
             self.remember(table, &delta);
-            let (_, vacuumed) = delta
+            let (delta, vacuumed) = delta
                 .vacuum()
                 .with_retention_period(retention)
                 .with_enforce_retention_duration(false)
                 .await
                 .map_err(|e| self.lake_error(table, e))?;
+            self.remember(table, &delta);
+            self.record_digests(table, before, delta.version()).await?;
             done.push(Compaction {
                 table: table.name(),
                 files_removed: optimized.num_files_removed,

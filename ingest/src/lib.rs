@@ -22,6 +22,7 @@ pub use auditq_parse::{
 pub mod alerting;
 pub mod aws;
 pub mod correlate;
+pub mod digest;
 pub mod error;
 pub mod files;
 pub mod lake;

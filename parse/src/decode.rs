@@ -71,7 +71,6 @@ pub fn decode_subscription(data: &str, max_decompressed: u64) -> Result<Vec<u8>,
         .map_err(|e| format!("awslogs.data does not decompress: {e}"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,10 +122,7 @@ mod tests {
             not_base64.as_ref().is_err_and(|e| e.contains("not base64")),
             "{not_base64:?}"
         );
-        let not_gzip = decode_subscription(
-            &STANDARD.encode("{}"),
-            1024,
-        );
+        let not_gzip = decode_subscription(&STANDARD.encode("{}"), 1024);
         assert!(
             not_gzip
                 .as_ref()

@@ -16,9 +16,12 @@ use crate::{cloudtrail, host, redact, ssm, terminal};
 /// Decompression cap for fuzzing: small, so a gzip bomb is caught quickly.
 const CAP: u64 = 1024 * 1024;
 
+/// A fuzz target: any bytes in; panics only when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (the file names under `fuzz/fuzz_targets/` and the folders under
 /// `fuzz/regressions/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("cloudwatch_envelope", cloudwatch_envelope),
     ("gzip", gzip),
     ("ssm_stream", ssm_stream),
@@ -49,7 +52,10 @@ fn check_parsed(parsed: &Parsed) {
     for reject in &parsed.rejects {
         assert!(!reject.position.is_empty(), "a reject without a position");
         assert!(!reject.reason.is_empty(), "a reject without a reason");
-        assert!(reject.excerpt.len() <= 200 * 4, "an excerpt over 200 characters");
+        assert!(
+            reject.excerpt.len() <= 200 * 4,
+            "an excerpt over 200 characters"
+        );
     }
     for command in &parsed.commands {
         assert!(!command.event_id.is_empty(), "a command without an id");
@@ -111,7 +117,10 @@ pub fn ssm_stream(data: &[u8]) {
     }
     let mut rendered = chunks.clone();
     let lines = ssm::render_chunks(&mut rendered);
-    assert!(lines.iter().all(|l| !l.text.contains('\n')), "a rendered line holds a newline");
+    assert!(
+        lines.iter().all(|l| !l.text.contains('\n')),
+        "a rendered line holds a newline"
+    );
     let (commands, _) = ssm::assemble_stream(chunks);
     for command in &commands {
         assert!(
@@ -124,11 +133,17 @@ pub fn ssm_stream(data: &[u8]) {
 /// A `script` transcript as Session Manager uploads it.
 pub fn ssm_transcript(data: &[u8]) {
     let lines = terminal::render(data);
-    assert!(lines.iter().all(|l| !l.text.contains('\n')), "a rendered line holds a newline");
+    assert!(
+        lines.iter().all(|l| !l.text.contains('\n')),
+        "a rendered line holds a newline"
+    );
     match ssm::parse_transcript(data, "alice-0123456789abcdef0", "fuzz/transcript", None) {
         Ok(transcript) => {
             for command in &transcript.commands {
-                assert_eq!(command.session_id.as_deref(), Some("alice-0123456789abcdef0"));
+                assert_eq!(
+                    command.session_id.as_deref(),
+                    Some("alice-0123456789abcdef0")
+                );
             }
         }
         Err(reason) => assert!(!reason.is_empty()),
@@ -137,11 +152,11 @@ pub fn ssm_transcript(data: &[u8]) {
 
 /// CloudTrail: one record as text, then the input as a whole delivery.
 pub fn cloudtrail_records(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(event) = cloudtrail::parse_record(text, "fuzz/trail") {
-            assert!(!event.event_id.is_empty());
-            let _ = cloudtrail::session_fragment(&event);
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(event) = cloudtrail::parse_record(text, "fuzz/trail")
+    {
+        assert!(!event.event_id.is_empty());
+        let _ = cloudtrail::session_fragment(&event);
     }
     object(data);
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use auditq_ingest::aws::{AwsClients, AwsSettings, FollowMode, S3Location};
+use auditq_ingest::digest::{self, load_signing_key};
 use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
 use auditq_query::{Filters, OutputFormat, QueryError, QueryLimits, questions};
 use clap::{Parser, Subcommand};
@@ -56,6 +57,17 @@ struct Cli {
     /// group is the secret, else the whole match); repeatable.
     #[arg(long = "redact", global = true, value_name = "NAME=REGEX")]
     redact: Vec<String>,
+
+    /// The file holding the Ed25519 key that signs every commit's digest (base64 of a 32-byte
+    /// seed) [default: $AUDITQ_SIGNING_KEY, else ~/.config/auditq/signing.key, made on first
+    /// use].
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITQ_SIGNING_KEY_FILE",
+        value_name = "FILE"
+    )]
+    signing_key: Option<PathBuf>,
 
     /// Print the SQL of a named question (who, sessions, commands) on stderr before its answer.
     #[arg(long, global = true)]
@@ -208,6 +220,21 @@ enum Command {
         #[arg(long, default_value_t = 168)]
         retention_hours: u64,
     },
+    /// Check the lake against its signed digests: every commit, the chain of digests, and
+    /// every data file's SHA-256. Says what was changed, removed, added or reordered; exits 1
+    /// when anything was.
+    Verify {
+        /// The public key the digests must be signed with (base64) [default: the configured
+        /// signing key's; else the key in the first digest, which is then said].
+        #[arg(long, env = "AUDITQ_PUBLIC_KEY")]
+        public_key: Option<String>,
+        /// Check file sizes only, not their SHA-256 (reads no data files).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Print the public key that signs this machine's digests (to give to `verify
+    /// --public-key` elsewhere, or to publish).
+    Key,
     /// List the tables with their row counts.
     Tables,
     /// Show the columns of a table.
@@ -307,6 +334,38 @@ async fn answer(
     Ok(())
 }
 
+/// `auditq verify`'s report: per table what was checked, then every problem, one per line.
+fn print_verification(
+    verification: &digest::Verification,
+    location: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(out, "lake: {location}")?;
+    match &verification.public_key {
+        Some(key) => writeln!(out, "key:  {key} (from {})", verification.key_from)?,
+        None => writeln!(out, "key:  none (the digests are unsigned)")?,
+    }
+    for table in &verification.tables {
+        writeln!(
+            out,
+            "  {:<11} {:>5} digests ({} signed), {:>5} commits, {:>5} files ({} hashed)",
+            table.table, table.digests, table.signed, table.commits, table.files, table.hashed
+        )?;
+    }
+    if verification.problems.is_empty() {
+        writeln!(
+            out,
+            "OK: every commit has a signed digest, each chain is whole, and every file is as signed."
+        )?;
+    } else {
+        writeln!(out, "{} problems:", verification.problems.len())?;
+        for problem in &verification.problems {
+            writeln!(out, "  {problem}")?;
+        }
+    }
+    Ok(())
+}
+
 async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
     let explicit = cli.data.is_some();
     let filters = cli.narrow.filters()?;
@@ -327,7 +386,53 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             i64::try_from(cli.unlogged_after).unwrap_or(i64::MAX / 60_000),
         ))
         .with_redaction_patterns(cli.redact.clone());
+    // Verifying reads the key if there is one; it never makes one.
+    let verifying = matches!(cli.command, Some(Command::Verify { .. }));
+    let signing = load_signing_key(cli.signing_key.as_deref(), !verifying)?;
+    let public_key = signing
+        .as_ref()
+        .map(|(key, source)| (key.public_key(), format!("the signing key, {source}")));
+    let key_line = signing.as_ref().map(|(key, source)| {
+        format!(
+            "public key: {}\nkey id:     {}\nfrom:       {source}\n",
+            key.public_key(),
+            key.key_id()
+        )
+    });
+    let lake = lake.with_signing_key(signing.map(|(key, _)| std::sync::Arc::new(key)));
     match cli.command {
+        Some(Command::Verify {
+            public_key: given,
+            quick,
+        }) => {
+            let trusted = given
+                .map(|key| (key, "--public-key".to_string()))
+                .or(public_key);
+            let trusted = trusted
+                .as_ref()
+                .map(|(key, from)| (key.as_str(), from.as_str()));
+            let verification = digest::verify(&lake, trusted, !quick).await?;
+            let mut stdout = std::io::stdout().lock();
+            match cli.format {
+                OutputFormat::Json | OutputFormat::Ndjson => {
+                    serde_json::to_writer_pretty(&mut stdout, &verification)?;
+                    writeln!(stdout)?;
+                }
+                _ => print_verification(&verification, lake.location(), &mut stdout)?,
+            }
+            if !verification.problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Some(Command::Key) => {
+            let Some(line) = key_line else {
+                anyhow::bail!(
+                    "no signing key: set --signing-key, ${}, or HOME (for ~/.config/auditq/signing.key)",
+                    digest::KEY_VARIABLE
+                );
+            };
+            std::io::stdout().lock().write_all(line.as_bytes())?;
+        }
         Some(Command::Ingest {
             sources,
             batch_files,

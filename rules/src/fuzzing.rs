@@ -31,10 +31,20 @@ pub fn rule_compile(data: &[u8]) {
     };
     let mut scratch = engine.scratch();
     let mut lines = text.lines();
-    for table in [Table::Commands, Table::HostEvents, Table::Cloudtrail, Table::Sessions] {
+    for table in [
+        Table::Commands,
+        Table::HostEvents,
+        Table::Cloudtrail,
+        Table::Sessions,
+    ] {
         let fields: BTreeMap<String, String> = ["cmd", "user", "target", "event_name", "kind"]
             .iter()
-            .map(|f| (f.to_string(), lines.next().unwrap_or("sudo su -").to_string()))
+            .map(|f| {
+                (
+                    f.to_string(),
+                    lines.next().unwrap_or("sudo su -").to_string(),
+                )
+            })
             .collect();
         let event = FieldsEvent { table, fields };
         let any = engine.any_match(&event, &mut scratch);

@@ -64,6 +64,8 @@ pub fn run_auditq(binary: &str, lake: &std::path::Path, args: &[&str]) -> (bool,
     let out = std::process::Command::new(binary)
         .env_remove("AUDITQ_DATA")
         .env_remove("AUDITQ_REDACTION_KEY")
+        .env_remove("AUDITQ_SIGNING_KEY")
+        .env_remove("AUDITQ_SIGNING_KEY_FILE")
         .arg("--data")
         .arg(lake)
         .args(args)

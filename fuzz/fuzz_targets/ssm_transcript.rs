@@ -1,0 +1,5 @@
+#![no_main]
+//! `auditq_parse::fuzzing::ssm_transcript`; crashes go to `fuzz/regressions/ssm_transcript/` (a unit test).
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| auditq_parse::fuzzing::ssm_transcript(data));

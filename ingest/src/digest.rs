@@ -1,0 +1,1001 @@
+//! Tamper evidence for the lake, in the spirit of CloudTrail's log file validation.
+//!
+//! Every commit auditq makes to a table gets a digest: the commit's Delta log file and every data
+//! file it added, each with its size and SHA-256, the files it removed, and the SHA-256 of the
+//! table's previous digest. The digest is signed with Ed25519 and stored beside the lake, at
+//! `_auditq/digests/TABLE/VERSION.json`, with a conditional write (never overwritten). The chain
+//! makes a deleted, replaced or reordered digest visible; the signature makes a re-written chain
+//! visible to anyone holding the public key. [`verify`] checks all of it.
+//!
+//! A digest file is two lines: the digest as JSON (the signed bytes, exactly), then
+//! `{"signature":"BASE64","key_id":"HEX"}`. The next digest chains to the SHA-256 of the whole
+//! file.
+//!
+//! What this does not prove: that a commit made by someone holding the signing key, or a commit
+//! made while the lake was writable by an attacker *and* then signed by auditq, was honest; nor
+//! that events which never reached auditq happened. A commit whose digest could not be written
+//! (the process stopped in between) is reported by [`verify`] as a commit without a digest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use auditq_model::Table;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{IngestError, Result};
+
+/// The `format` of the digests this version writes.
+pub const FORMAT: &str = "auditq-digest/1";
+
+/// The environment variable holding the signing key (base64 of a 32-byte Ed25519 seed).
+pub const KEY_VARIABLE: &str = "AUDITQ_SIGNING_KEY";
+
+/// An Ed25519 signing key.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("key_id", &self.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A key from its text: base64 of the 32-byte seed.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let seed = STANDARD
+            .decode(text.trim())
+            .map_err(|e| format!("a signing key is base64 of 32 bytes: {e}"))?;
+        if seed.len() != 32 {
+            return Err(format!(
+                "a signing key is base64 of 32 bytes, this is {} bytes",
+                seed.len()
+            ));
+        }
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|e| format!("not an Ed25519 seed: {e}"))?;
+        Ok(Self { pair })
+    }
+
+    /// A new random key, and its text (to store).
+    pub fn generate() -> std::result::Result<(Self, String), String> {
+        let mut seed = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+            .map_err(|_| "the system's random source failed".to_string())?;
+        let text = STANDARD.encode(seed);
+        Ok((Self::parse(&text)?, text))
+    }
+
+    /// The public key, base64 (what [`verify`] is given to trust).
+    pub fn public_key(&self) -> String {
+        STANDARD.encode(self.pair.public_key().as_ref())
+    }
+
+    /// A short name of the key: the first 8 bytes of the public key's SHA-256, in hex.
+    pub fn key_id(&self) -> String {
+        key_id(self.pair.public_key().as_ref())
+    }
+
+    fn sign(&self, message: &[u8]) -> String {
+        STANDARD.encode(self.pair.sign(message).as_ref())
+    }
+}
+
+fn key_id(public: &[u8]) -> String {
+    hex(&Sha256::digest(public)[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key file used when none is configured: `$AUDITQ_CONFIG_DIR/signing.key`, else
+/// `$XDG_CONFIG_HOME/auditq/signing.key`, else `$HOME/.config/auditq/signing.key`. It is kept
+/// away from the lake on purpose: whoever can rewrite the lake must not also hold its key.
+pub fn default_key_file() -> Option<PathBuf> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("AUDITQ_CONFIG_DIR")
+        .map(PathBuf::from)
+        .or_else(|| var("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("auditq")))
+        .or_else(|| var("HOME").map(|d| PathBuf::from(d).join(".config/auditq")))
+        .map(|dir| dir.join("signing.key"))
+}
+
+/// Where a signing key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A file holding it (configured: `--signing-key`, `signing_key_file`).
+    File(PathBuf),
+    /// [`KEY_VARIABLE`].
+    Environment,
+    /// [`default_key_file`], made on first use.
+    Default(PathBuf),
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(path) => write!(f, "{}", path.display()),
+            KeySource::Environment => write!(f, "${KEY_VARIABLE}"),
+            KeySource::Default(path) => write!(f, "{} (default)", path.display()),
+        }
+    }
+}
+
+/// Reads the signing key: the configured file, else [`KEY_VARIABLE`], else the default key
+/// file, made (readable by its owner only) when `create` and it does not exist yet. `None` when
+/// there is no key and none could be made (digests are then written unsigned, and
+/// [`verify`] reports them).
+pub fn load_signing_key(
+    configured: Option<&Path>,
+    create: bool,
+) -> Result<Option<(SigningKey, KeySource)>> {
+    let bad = |location: String, message: String| IngestError::Digest { location, message };
+    if let Some(path) = configured {
+        let text = std::fs::read_to_string(path).map_err(|source| IngestError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let key = SigningKey::parse(&text).map_err(|m| bad(path.display().to_string(), m))?;
+        return Ok(Some((key, KeySource::File(path.to_path_buf()))));
+    }
+    if let Some(text) = std::env::var(KEY_VARIABLE).ok().filter(|t| !t.is_empty()) {
+        let key = SigningKey::parse(&text).map_err(|m| bad(format!("${KEY_VARIABLE}"), m))?;
+        return Ok(Some((key, KeySource::Environment)));
+    }
+    let Some(path) = default_key_file() else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let key = SigningKey::parse(&text).map_err(|m| bad(path.display().to_string(), m))?;
+            return Ok(Some((key, KeySource::Default(path))));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(IngestError::Io {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    }
+    let (key, text) = SigningKey::generate().map_err(|m| bad(path.display().to_string(), m))?;
+    let made = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| write_private(&path, &text));
+    match made {
+        Ok(()) => Ok(Some((key, KeySource::Default(path)))),
+        // Another process made it first: theirs is the key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_signing_key(None, false),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no signing key: digests are written unsigned");
+            Ok(None)
+        }
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// A file a digest lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// Its path from the lake's root (`commands/date=2026-10-05/part-....parquet`).
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
+/// The digest a commit's digest chains to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    /// Its table version.
+    pub version: u64,
+    /// The SHA-256 of its whole file (digest and signature line), hex.
+    pub sha256: String,
+}
+
+/// One commit's digest (the first line of its file; the signed bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The table.
+    pub table: String,
+    /// The table version the commit made.
+    pub version: u64,
+    /// When the digest was made (RFC 3339).
+    pub time: String,
+    /// The commit's operation (`WRITE`, `OPTIMIZE`, `VACUUM START`, ...).
+    pub operation: Option<String>,
+    /// The commit's Delta log file.
+    pub commit: FileDigest,
+    /// The data files it added.
+    pub added: Vec<FileDigest>,
+    /// The data files it removed (they may then be deleted by VACUUM).
+    pub removed: Vec<String>,
+    /// The table's previous digest; `None` for its first.
+    pub previous: Option<Previous>,
+    /// The public key that signed it (base64); `None` when unsigned.
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SignatureLine {
+    signature: Option<String>,
+    key_id: Option<String>,
+}
+
+/// Where the digests live and how they are signed: one per lake.
+#[derive(Debug, Clone)]
+pub struct Digests {
+    store: std::sync::Arc<dyn ObjectStore>,
+    root: StorePath,
+    location: String,
+    key: Option<std::sync::Arc<SigningKey>>,
+}
+
+fn join(root: &StorePath, rest: &str) -> StorePath {
+    let root = root.as_ref();
+    if root.is_empty() {
+        StorePath::from_iter(rest.split('/').filter(|p| !p.is_empty()))
+    } else {
+        StorePath::from_iter(
+            root.split('/')
+                .chain(rest.split('/'))
+                .filter(|p| !p.is_empty()),
+        )
+    }
+}
+
+fn relative(root: &StorePath, path: &StorePath) -> String {
+    let root = root.as_ref();
+    let full = path.as_ref();
+    if root.is_empty() {
+        full.to_string()
+    } else {
+        full.strip_prefix(root)
+            .map(|r| r.trim_start_matches('/'))
+            .unwrap_or(full)
+            .to_string()
+    }
+}
+
+fn log_name(version: u64) -> String {
+    format!("{version:020}.json")
+}
+
+/// A file's size and SHA-256, read as a stream.
+async fn hash_object(
+    store: &dyn ObjectStore,
+    path: &StorePath,
+) -> object_store::Result<(u64, String)> {
+    let mut stream = store.get(path).await?.into_stream();
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.try_next().await? {
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((size, hex(&hasher.finalize())))
+}
+
+impl Digests {
+    /// The digests of the lake whose object store and root are given; signed with `key`.
+    pub fn new(
+        store: std::sync::Arc<dyn ObjectStore>,
+        root: StorePath,
+        location: &str,
+        key: Option<std::sync::Arc<SigningKey>>,
+    ) -> Self {
+        Self {
+            store,
+            root,
+            location: location.trim_end_matches('/').to_string(),
+            key,
+        }
+    }
+
+    fn digest_path(&self, table: Table, version: u64) -> StorePath {
+        join(
+            &self.root,
+            &format!("_auditq/digests/{}/{}", table.name(), log_name(version)),
+        )
+    }
+
+    fn error(&self, what: &str, message: impl std::fmt::Display) -> IngestError {
+        IngestError::Digest {
+            location: format!("{}/{what}", self.location),
+            message: message.to_string(),
+        }
+    }
+
+    /// Writes the digest of each of the table's commits `from..=to` that has none yet.
+    pub async fn record(&self, table: Table, from: u64, to: u64) -> Result<()> {
+        for version in from..=to {
+            self.record_one(table, version).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_one(&self, table: Table, version: u64) -> Result<()> {
+        let target = self.digest_path(table, version);
+        match self.store.head(&target).await {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.error(target.as_ref(), e)),
+        }
+        let commit_rel = format!("{}/_delta_log/{}", table.name(), log_name(version));
+        let commit_path = join(&self.root, &commit_rel);
+        let commit_bytes = self
+            .store
+            .get(&commit_path)
+            .await
+            .map_err(|e| self.error(&commit_rel, e))?
+            .bytes()
+            .await
+            .map_err(|e| self.error(&commit_rel, e))?;
+        let mut operation = None;
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        for line in commit_bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let action: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|e| self.error(&commit_rel, format!("unreadable action: {e}")))?;
+            if let Some(op) = action
+                .pointer("/commitInfo/operation")
+                .and_then(|v| v.as_str())
+            {
+                operation = Some(op.to_string());
+            }
+            for (kind, list) in [("add", &mut added), ("remove", &mut removed)] {
+                if let Some(path) = action
+                    .pointer(&format!("/{kind}/path"))
+                    .and_then(|v| v.as_str())
+                {
+                    let decoded =
+                        StorePath::from_url_path(path).map_err(|e| self.error(&commit_rel, e))?;
+                    list.push(format!("{}/{}", table.name(), decoded.as_ref()));
+                }
+            }
+        }
+        let mut files = Vec::with_capacity(added.len());
+        for rel in added {
+            let (size, sha256) = hash_object(self.store.as_ref(), &join(&self.root, &rel))
+                .await
+                .map_err(|e| self.error(&rel, e))?;
+            files.push(FileDigest {
+                path: rel,
+                size,
+                sha256,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        removed.sort();
+        let previous = self.previous(table, version).await?;
+        let digest = Digest {
+            format: FORMAT.to_string(),
+            table: table.name().to_string(),
+            version,
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            operation,
+            commit: FileDigest {
+                path: commit_rel,
+                size: commit_bytes.len() as u64,
+                sha256: hex(&Sha256::digest(&commit_bytes)),
+            },
+            added: files,
+            removed,
+            previous,
+            public_key: self.key.as_ref().map(|k| k.public_key()),
+        };
+        let body = serde_json::to_vec(&digest).map_err(|e| self.error(target.as_ref(), e))?;
+        let line = SignatureLine {
+            signature: self.key.as_ref().map(|k| k.sign(&body)),
+            key_id: self.key.as_ref().map(|k| k.key_id()),
+        };
+        let mut file = body;
+        file.push(b'\n');
+        file.extend(serde_json::to_vec(&line).map_err(|e| self.error(target.as_ref(), e))?);
+        file.push(b'\n');
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self.store.put_opts(&target, file.into(), create).await {
+            // Another writer recorded this commit first.
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(self.error(target.as_ref(), e)),
+        }
+    }
+
+    /// The newest digest of `table` before `version`: its version and the SHA-256 of its file.
+    async fn previous(&self, table: Table, version: u64) -> Result<Option<Previous>> {
+        if version == 0 {
+            return Ok(None);
+        }
+        let hash_of = |bytes: &[u8]| hex(&Sha256::digest(bytes));
+        match self.store.get(&self.digest_path(table, version - 1)).await {
+            Ok(found) => {
+                let bytes = found
+                    .bytes()
+                    .await
+                    .map_err(|e| self.error("_auditq/digests", e))?;
+                return Ok(Some(Previous {
+                    version: version - 1,
+                    sha256: hash_of(&bytes),
+                }));
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.error("_auditq/digests", e)),
+        }
+        // A gap (a commit without a digest): chain to the newest digest there is.
+        let listed = self.list_digests(table).await?;
+        let Some((&newest, path)) = listed.range(..version).next_back() else {
+            return Ok(None);
+        };
+        let bytes = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| self.error(path.as_ref(), e))?
+            .bytes()
+            .await
+            .map_err(|e| self.error(path.as_ref(), e))?;
+        Ok(Some(Previous {
+            version: newest,
+            sha256: hash_of(&bytes),
+        }))
+    }
+
+    async fn list_digests(&self, table: Table) -> Result<BTreeMap<u64, StorePath>> {
+        let prefix = join(&self.root, &format!("_auditq/digests/{}", table.name()));
+        let mut found = BTreeMap::new();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(|e| self.error(prefix.as_ref(), e))?
+        {
+            if let Some(version) = meta
+                .location
+                .filename()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                found.insert(version, meta.location);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// What [`verify`] found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// A file's content differs from its digest.
+    Changed,
+    /// A file a digest lists (and no later digest removed) is gone.
+    Removed,
+    /// A file or commit no digest lists.
+    Added,
+    /// Digests out of their order: a digest under another version's name, or a chain link that
+    /// points at the wrong digest.
+    Reordered,
+    /// A digest whose signature does not verify, is missing, or is by another key.
+    Signature,
+}
+
+/// One thing [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// What kind of thing.
+    pub finding: Finding,
+    /// The file concerned, from the lake's root.
+    pub path: String,
+    /// What exactly, in words.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.finding {
+            Finding::Changed => "CHANGED",
+            Finding::Removed => "REMOVED",
+            Finding::Added => "ADDED",
+            Finding::Reordered => "REORDERED",
+            Finding::Signature => "SIGNATURE",
+        };
+        write!(f, "{kind:<9} {}: {}", self.path, self.detail)
+    }
+}
+
+/// What [`verify`] checked, per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableCheck {
+    /// The table.
+    pub table: String,
+    /// Digests read.
+    pub digests: usize,
+    /// Signatures that verified.
+    pub signed: usize,
+    /// Data files that should be there (listed, not removed since).
+    pub files: usize,
+    /// Of those, files whose SHA-256 was computed (with `--data`; otherwise sizes only).
+    pub hashed: usize,
+    /// Commits in the Delta log.
+    pub commits: usize,
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// The public key the signatures were checked against (base64).
+    pub public_key: Option<String>,
+    /// Where that key came from.
+    pub key_from: String,
+    /// Per table.
+    pub tables: Vec<TableCheck>,
+    /// Everything found wrong; empty when the lake is as its digests say.
+    pub problems: Vec<Problem>,
+}
+
+struct ReadDigest {
+    /// Its file, from the lake's root.
+    file: String,
+    digest: Digest,
+    body: Vec<u8>,
+    signature: Option<String>,
+    sha256: String,
+}
+
+fn read_digest(bytes: &[u8], file: String) -> std::result::Result<ReadDigest, String> {
+    let mut lines = bytes.splitn(2, |b| *b == b'\n');
+    let body = lines.next().unwrap_or_default().to_vec();
+    let digest: Digest = serde_json::from_slice(&body).map_err(|e| format!("not a digest: {e}"))?;
+    if digest.format != FORMAT {
+        return Err(format!("format {:?}, not {FORMAT:?}", digest.format));
+    }
+    let signature = match lines.next().map(|l| l.trim_ascii()) {
+        Some(line) if !line.is_empty() => {
+            let line: SignatureLine = serde_json::from_slice(line)
+                .map_err(|e| format!("unreadable signature line: {e}"))?;
+            line.signature
+        }
+        _ => None,
+    };
+    Ok(ReadDigest {
+        file,
+        digest,
+        body,
+        signature,
+        sha256: hex(&Sha256::digest(bytes)),
+    })
+}
+
+/// Checks the lake against its digests: every table's chain, every signature (against
+/// `trusted_key`, base64, with where it came from; else the key in the table's first digest, which the result says),
+/// every commit file, and that every data file a digest lists is there with its size (and, with
+/// `hash_data`, its SHA-256), that no data file or commit is there that no digest lists, and
+/// that the Delta log's live files are the ones the digests add up to.
+pub async fn verify(
+    lake: &crate::Lake,
+    trusted_key: Option<(&str, &str)>,
+    hash_data: bool,
+) -> Result<Verification> {
+    let (store, root) = lake.object_store()?;
+    let mut result = Verification {
+        public_key: trusted_key.map(|(key, _)| key.to_string()),
+        key_from: trusted_key
+            .map(|(_, from)| from.to_string())
+            .unwrap_or_default(),
+        ..Verification::default()
+    };
+    let digests = Digests::new(store.clone(), root.clone(), lake.location(), None);
+    for table in Table::ALL {
+        let check = verify_table(lake, &digests, table, hash_data, &mut result).await?;
+        if let Some(check) = check {
+            result.tables.push(check);
+        }
+    }
+    Ok(result)
+}
+
+async fn verify_table(
+    lake: &crate::Lake,
+    digests: &Digests,
+    table: Table,
+    hash_data: bool,
+    result: &mut Verification,
+) -> Result<Option<TableCheck>> {
+    let store = digests.store.as_ref();
+    let root = &digests.root;
+    let mut out: Vec<Problem> = Vec::new();
+    // Everything stored under the table: commits, checkpoints and data files.
+    let mut commits: BTreeMap<u64, StorePath> = BTreeMap::new();
+    let mut newest_checkpoint: Option<u64> = None;
+    let mut data: BTreeMap<String, u64> = BTreeMap::new();
+    let prefix = join(root, table.name());
+    let mut listing = store.list(Some(&prefix));
+    while let Some(meta) = listing
+        .try_next()
+        .await
+        .map_err(|e| digests.error(table.name(), e))?
+    {
+        let rel = relative(root, &meta.location);
+        let name = meta.location.filename().unwrap_or_default();
+        if rel.contains("/_delta_log/") {
+            if let Some(v) = name
+                .strip_suffix(".json")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                commits.insert(v, meta.location.clone());
+            } else if let Some(v) = name
+                .split('.')
+                .next()
+                .filter(|_| name.contains(".checkpoint"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                newest_checkpoint = newest_checkpoint.max(Some(v));
+            }
+        } else {
+            data.insert(rel, meta.size);
+        }
+    }
+    let listed = digests.list_digests(table).await?;
+    if commits.is_empty() && listed.is_empty() && data.is_empty() {
+        return Ok(None);
+    }
+    let mut check = TableCheck {
+        table: table.name().to_string(),
+        digests: listed.len(),
+        commits: commits.len(),
+        ..TableCheck::default()
+    };
+
+    // The chain: names, signatures, links. Digests are taken by the version they say they are
+    // of, so two swapped files are reported as swapped, and the rest checks as it should.
+    let mut read: BTreeMap<u64, ReadDigest> = BTreeMap::new();
+    for (&version, path) in &listed {
+        let rel = relative(root, path);
+        let bytes = store
+            .get(path)
+            .await
+            .map_err(|e| digests.error(&rel, e))?
+            .bytes()
+            .await
+            .map_err(|e| digests.error(&rel, e))?;
+        match read_digest(&bytes, rel.clone()) {
+            Ok(found) => {
+                if found.digest.version != version || found.digest.table != table.name() {
+                    note(
+                        &mut out,
+                        Finding::Reordered,
+                        &rel,
+                        format!(
+                            "this file holds the digest of {} version {}, not {} version {version}",
+                            found.digest.table,
+                            found.digest.version,
+                            table.name()
+                        ),
+                    );
+                }
+                if found.digest.table != table.name() {
+                    continue;
+                }
+                if let Some(other) = read.get(&found.digest.version) {
+                    note(
+                        &mut out,
+                        Finding::Reordered,
+                        &rel,
+                        format!(
+                            "holds a second digest of version {} (the first is {})",
+                            found.digest.version, other.file
+                        ),
+                    );
+                    continue;
+                }
+                read.insert(found.digest.version, found);
+            }
+            Err(reason) => note(
+                &mut out,
+                Finding::Changed,
+                &rel,
+                format!("digest unreadable: {reason}"),
+            ),
+        }
+    }
+    if result.public_key.is_none()
+        && let Some(key) = read.values().find_map(|d| d.digest.public_key.clone())
+    {
+        result.key_from = format!(
+            "the first signed digest of {} (pass --public-key to pin it)",
+            table.name()
+        );
+        result.public_key = Some(key);
+    }
+    let trusted = result
+        .public_key
+        .as_deref()
+        .and_then(|k| STANDARD.decode(k).ok());
+    let mut problems = Vec::new();
+    let mut before: Option<u64> = None;
+    for (&version, found) in &read {
+        let rel = found.file.clone();
+        match (&found.signature, &trusted) {
+            (None, _) => problems.push((Finding::Signature, rel.clone(), "not signed".to_string())),
+            (Some(_), None) => problems.push((
+                Finding::Signature,
+                rel.clone(),
+                "signed, but no public key to check it with".to_string(),
+            )),
+            (Some(signature), Some(key)) => {
+                let ok = STANDARD.decode(signature).is_ok_and(|signature| {
+                    UnparsedPublicKey::new(&ED25519, key)
+                        .verify(&found.body, &signature)
+                        .is_ok()
+                });
+                if ok {
+                    check.signed += 1;
+                } else if found.digest.public_key.as_deref() != result.public_key.as_deref() {
+                    problems.push((
+                        Finding::Signature,
+                        rel.clone(),
+                        format!(
+                            "signed by another key (key id {})",
+                            found
+                                .digest
+                                .public_key
+                                .as_deref()
+                                .and_then(|k| STANDARD.decode(k).ok())
+                                .map_or("unknown".to_string(), |k| key_id(&k))
+                        ),
+                    ));
+                } else {
+                    problems.push((
+                        Finding::Signature,
+                        rel.clone(),
+                        "the signature does not match the digest: it was edited after signing"
+                            .to_string(),
+                    ));
+                }
+            }
+        }
+        match (&found.digest.previous, before) {
+            (None, None) => {}
+            (None, Some(b)) => problems.push((
+                Finding::Reordered,
+                rel.clone(),
+                format!("the chain starts again here, after version {b}"),
+            )),
+            (Some(link), _) => match read.get(&link.version) {
+                None => problems.push((
+                    Finding::Removed,
+                    relative(root, &digests.digest_path(table, link.version)),
+                    format!("the digest version {version} chains to is gone"),
+                )),
+                Some(prior) if prior.sha256 != link.sha256 => problems.push((
+                    Finding::Reordered,
+                    rel.clone(),
+                    format!(
+                        "chains to version {} with SHA-256 {}, but that digest now hashes to {}: \
+                         it was replaced, edited or swapped",
+                        link.version,
+                        &link.sha256[..16],
+                        &prior.sha256[..16]
+                    ),
+                )),
+                Some(_) => {
+                    if let Some(b) = before.filter(|b| *b != link.version) {
+                        problems.push((
+                            Finding::Reordered,
+                            rel.clone(),
+                            format!(
+                                "chains to version {}, but the digest before it is version {b}",
+                                link.version
+                            ),
+                        ));
+                    }
+                }
+            },
+        }
+        before = Some(version);
+    }
+    for (finding, path, detail) in problems {
+        note(&mut out, finding, &path, detail);
+    }
+
+    // Commits: each has a digest, and is as its digest says.
+    for (&version, path) in &commits {
+        let rel = relative(root, path);
+        let Some(found) = read.get(&version) else {
+            note(
+                &mut out,
+                Finding::Added,
+                &rel,
+                format!(
+                    "commit version {version} has no digest (not written by auditq, or the writer stopped before its digest)"
+                ),
+            );
+            continue;
+        };
+        let (size, sha256) = hash_object(store, path)
+            .await
+            .map_err(|e| digests.error(&rel, e))?;
+        if sha256 != found.digest.commit.sha256 {
+            note(
+                &mut out,
+                Finding::Changed,
+                &rel,
+                format!(
+                    "SHA-256 {} ({size} bytes), digest says {} ({} bytes)",
+                    &sha256[..16],
+                    &found.digest.commit.sha256[..16],
+                    found.digest.commit.size
+                ),
+            );
+        }
+    }
+    for (&version, found) in &read {
+        if !commits.contains_key(&version) && newest_checkpoint.is_none_or(|c| version > c) {
+            note(
+                &mut out,
+                Finding::Removed,
+                &found.digest.commit.path,
+                format!("commit version {version} is gone from the Delta log"),
+            );
+        }
+    }
+
+    // Data files: the digests add up to the live set; what is stored must match it.
+    let mut live: BTreeMap<String, (FileDigest, u64)> = BTreeMap::new();
+    let mut ever: BTreeSet<String> = BTreeSet::new();
+    for (&version, found) in &read {
+        for file in &found.digest.added {
+            ever.insert(file.path.clone());
+            live.insert(file.path.clone(), (file.clone(), version));
+        }
+        for path in &found.digest.removed {
+            live.remove(path);
+        }
+    }
+    check.files = live.len();
+    for (path, (file, version)) in &live {
+        match data.get(path) {
+            None => note(
+                &mut out,
+                Finding::Removed,
+                path,
+                format!("listed by the digest of version {version}, and never removed by a commit"),
+            ),
+            Some(&size) if size != file.size => note(
+                &mut out,
+                Finding::Changed,
+                path,
+                format!(
+                    "{size} bytes, the digest of version {version} says {}",
+                    file.size
+                ),
+            ),
+            Some(_) if hash_data => {
+                let (_, sha256) = hash_object(store, &join(root, path))
+                    .await
+                    .map_err(|e| digests.error(path, e))?;
+                check.hashed += 1;
+                if sha256 != file.sha256 {
+                    note(
+                        &mut out,
+                        Finding::Changed,
+                        path,
+                        format!(
+                            "SHA-256 {}, the digest of version {version} says {}",
+                            &sha256[..16],
+                            &file.sha256[..16]
+                        ),
+                    );
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for path in data.keys() {
+        if !ever.contains(path) {
+            note(
+                &mut out,
+                Finding::Added,
+                path,
+                "a data file no digest lists".to_string(),
+            );
+        }
+    }
+
+    // The Delta log's own view (checkpoints included) must be the digests' live set.
+    if let Ok(delta) = lake.open(table).await
+        && delta.version().is_some()
+    {
+        let url = delta.table_url().clone();
+        let forms = [
+            url.to_string().trim_end_matches('/').to_string(),
+            url.path().trim_end_matches('/').to_string(),
+        ];
+        let uris = delta
+            .get_file_uris()
+            .map_err(|e| digests.error(table.name(), e))?;
+        let mut active = BTreeSet::new();
+        for uri in uris {
+            let tail = forms
+                .iter()
+                .find_map(|form| uri.strip_prefix(form.as_str()))
+                .unwrap_or(&uri)
+                .trim_start_matches('/');
+            let decoded =
+                StorePath::from_url_path(tail).map_or(tail.to_string(), |p| p.to_string());
+            active.insert(format!("{}/{decoded}", table.name()));
+        }
+        for path in active.difference(&live.keys().cloned().collect()) {
+            if ever.contains(path) {
+                note(
+                    &mut out,
+                    Finding::Added,
+                    path,
+                    "the Delta log reads this file again after a digest removed it".to_string(),
+                );
+            } else if data.contains_key(path) {
+                // Already reported as a data file no digest lists.
+            } else {
+                note(
+                    &mut out,
+                    Finding::Added,
+                    path,
+                    "the Delta log reads a file no digest lists".to_string(),
+                );
+            }
+        }
+        for path in live.keys() {
+            if !active.contains(path) && data.contains_key(path) {
+                note(
+                    &mut out,
+                    Finding::Removed,
+                    path,
+                    "no longer read by the Delta log, though no digest removed it".to_string(),
+                );
+            }
+        }
+    }
+    result.problems.extend(out);
+    Ok(Some(check))
+}
+
+fn note(out: &mut Vec<Problem>, finding: Finding, path: &str, detail: String) {
+    out.push(Problem {
+        finding,
+        path: path.to_string(),
+        detail,
+    });
+}
