@@ -169,7 +169,8 @@ impl ColumnValue for Option<Timestamp> {
         let micros = array
             .as_primitive_opt::<TimestampMicrosecondType>()?
             .value(row);
-        Some(timestamp_from_micros(micros))
+        // A time chrono cannot hold is an error (None), not a null: it must not vanish.
+        timestamp_from_micros(micros).map(Some)
     }
     fn text(&self) -> Option<Cow<'_, str>> {
         self.as_ref()
