@@ -77,3 +77,175 @@ pub fn run_auditq(binary: &str, lake: &std::path::Path, args: &[&str]) -> (bool,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// What [`FaultProxy`] does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Passes it to the emulator and its answer back.
+    Pass,
+    /// Answers `500 InternalError` itself, as a failing AWS endpoint does.
+    ServerError,
+    /// Closes the connection without answering, as an endpoint that went away.
+    Drop,
+}
+
+/// An HTTP proxy in front of the AWS API emulator that passes the first requests and then
+/// fails the rest, to test retries and clean failure mid-run against the real emulator. Point
+/// `AWS_ENDPOINT_URL` at [`FaultProxy::url`]. One request per upstream connection; requests are
+/// counted as they arrive.
+#[derive(Debug)]
+pub struct FaultProxy {
+    url: String,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Debug)]
+struct ProxyState {
+    upstream: String,
+    pass_first: std::sync::atomic::AtomicUsize,
+    then: std::sync::Mutex<Fault>,
+    seen: std::sync::atomic::AtomicUsize,
+    failed: std::sync::Mutex<Vec<String>>,
+}
+
+impl FaultProxy {
+    /// Passes the first `pass_first` requests to `upstream` (`http://HOST:PORT`), then does
+    /// `then` to every request.
+    pub fn start(upstream: &str, pass_first: usize, then: Fault) -> FaultProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("cannot listen for the fault proxy: {e}"));
+        let url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("fault proxy address: {e}"))
+        );
+        let state = std::sync::Arc::new(ProxyState {
+            upstream: upstream
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string(),
+            pass_first: std::sync::atomic::AtomicUsize::new(pass_first),
+            then: std::sync::Mutex::new(then),
+            seen: std::sync::atomic::AtomicUsize::new(0),
+            failed: std::sync::Mutex::new(Vec::new()),
+        });
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || serve(client, &state));
+            }
+        });
+        FaultProxy { url, state }
+    }
+
+    /// The proxy's endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.state.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The request lines (`GET /bucket/key HTTP/1.1`) answered with a fault, in order.
+    pub fn failed(&self) -> Vec<String> {
+        self.state
+            .failed
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+
+    /// From now on, passes every request (the endpoint recovered).
+    pub fn heal(&self) {
+        self.state
+            .pass_first
+            .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn serve(mut client: std::net::TcpStream, state: &ProxyState) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    loop {
+        // The request head, then its body by Content-Length (the SDK sends no chunked bodies
+        // on the calls auditq makes while reading).
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match client.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let length = text
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())
+                    .flatten()
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if client.read_exact(&mut body).is_err() {
+            return;
+        }
+        let n = state.seen.fetch_add(1, Ordering::SeqCst);
+        let request_line = text.lines().next().unwrap_or_default().to_string();
+        let fault = if n < state.pass_first.load(Ordering::SeqCst) {
+            Fault::Pass
+        } else {
+            state.then.lock().map(|f| *f).unwrap_or(Fault::Drop)
+        };
+        match fault {
+            Fault::Pass => {
+                let Ok(mut upstream) = std::net::TcpStream::connect(&state.upstream) else {
+                    return;
+                };
+                // One request per upstream connection: its answer ends when moto closes.
+                let head = text
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                let head = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
+                if upstream.write_all(head.as_bytes()).is_err()
+                    || upstream.write_all(&body).is_err()
+                {
+                    return;
+                }
+                let mut answer = Vec::new();
+                if upstream.read_to_end(&mut answer).is_err() || client.write_all(&answer).is_err()
+                {
+                    return;
+                }
+                // The client may send its next request on this connection.
+            }
+            Fault::ServerError => {
+                if let Ok(mut failed) = state.failed.lock() {
+                    failed.push(request_line);
+                }
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>injected by the test's fault proxy</Message></Error>";
+                let answer = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = client.write_all(answer.as_bytes());
+                return;
+            }
+            Fault::Drop => {
+                if let Ok(mut failed) = state.failed.lock() {
+                    failed.push(request_line);
+                }
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Failure behaviour, against the real emulator and a real full file system:
+//!
+//! - the AWS endpoint unreachable, or answering errors part way through a run: the SDK retries
+//!   with backoff, then auditq stops with an error naming the call and the object, having
+//!   committed only whole batches (rows and their positions together); a rerun once the
+//!   endpoint is back reads only what is missing, and ends with the same lake as a clean run;
+//! - a full disk under a local lake: the same, with the file system's own error.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use auditq_tests::{Fault, FaultProxy, emulator, repo_root, run_id};
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::primitives::ByteStream;
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn auditq(endpoint: &str, lake: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditq"))
+        .env_remove("AUDITQ_DATA")
+        .env_remove("AUDITQ_SIGNING_KEY")
+        .env_remove("AUDITQ_SIGNING_KEY_FILE")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        // One redaction key for every lake here, so their tokens compare equal.
+        .env("AUDITQ_REDACTION_KEY", "failure-tests")
+        .arg("--data")
+        .arg(lake)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The bundled S3 sample objects (CloudTrail deliveries and transcripts), uploaded to a new
+/// bucket under `logs/`; returns the bucket and how many objects.
+async fn sample_bucket(name: &str) -> (String, usize) {
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let s3 = aws_sdk_s3::Client::new(&config);
+    let bucket = run_id(name);
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let root = repo_root().join("sample-logs/s3");
+    let files = files_under(&root);
+    for file in &files {
+        let key = format!(
+            "logs/{}",
+            file.strip_prefix(&root)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .display()
+        );
+        let body = std::fs::read(file).unwrap_or_else(|e| panic!("{e}"));
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+    }
+    (bucket, files.len())
+}
+
+/// Every table's rows, as CSV, ordered: two lakes with the same answer hold the same rows.
+fn contents(endpoint: &str, lake: &Path) -> String {
+    let mut all = String::new();
+    for (table, key) in [
+        ("cloudtrail", "event_id"),
+        ("commands", "event_id"),
+        ("sessions", "session_id"),
+        ("host_events", "event_id"),
+        ("rejects", "event_id"),
+    ] {
+        let sql = format!("select * from {table} order by {key}");
+        let run = auditq(endpoint, lake, &["--format", "csv", &sql]);
+        assert!(run.ok, "{sql}: {}", run.stderr);
+        all.push_str(&format!("== {table}\n{}", run.stdout));
+    }
+    all
+}
+
+fn skipped(summary: &str) -> usize {
+    summary
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("read ")?;
+            let (_, skipped) = rest.split_once('(')?;
+            skipped.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no summary line in {summary}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_endpoint_is_retried_then_fails_cleanly_writing_nothing() {
+    let upstream = emulator();
+    let (bucket, _) = sample_bucket("unreachable").await;
+    let proxy = FaultProxy::start(&upstream, 0, Fault::Drop);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake");
+    let source = format!("s3://{bucket}/logs/");
+    let run = auditq(proxy.url(), &lake, &["ingest", &source]);
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("ListObjectsV2") && run.stderr.contains(&bucket),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    // The SDK's standard retry: three attempts, with backoff between them.
+    assert!(proxy.requests() >= 3, "{} attempts", proxy.requests());
+    let logs: Vec<PathBuf> = if lake.exists() {
+        files_under(&lake)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("_delta_log"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    assert!(logs.is_empty(), "nothing may be committed: {logs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_mid_run_are_retried_then_stop_cleanly_and_a_rerun_completes() {
+    let upstream = emulator();
+    let (bucket, objects) = sample_bucket("midrun").await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let source = format!("s3://{bucket}/logs/");
+
+    // A clean run, for comparison.
+    let clean_lake = dir.path().join("clean");
+    let clean = auditq(
+        &upstream,
+        &clean_lake,
+        &["ingest", "--batch-files", "4", &source],
+    );
+    assert!(clean.ok, "{}", clean.stderr);
+
+    // The listing and six objects pass, then every request fails with a 500: the first batch
+    // of four is committed, the second is not.
+    let proxy = FaultProxy::start(&upstream, 7, Fault::ServerError);
+    let lake = dir.path().join("lake");
+    let failed = auditq(
+        proxy.url(),
+        &lake,
+        &["ingest", "--batch-files", "4", &source],
+    );
+    assert!(!failed.ok, "{}", failed.stdout);
+    assert!(
+        failed.stderr.contains("GetObject")
+            && failed.stderr.contains(&format!("s3://{bucket}/logs/")),
+        "{}",
+        failed.stderr
+    );
+    assert!(!failed.stderr.contains("panicked"), "{}", failed.stderr);
+    let faults = proxy.failed();
+    assert!(faults.len() >= 3, "retried: {faults:?}");
+    assert!(
+        faults.iter().all(|f| f == &faults[0]),
+        "the same object was retried, nothing after it was read: {faults:?}"
+    );
+
+    // What is there is whole: every commit has its digest, and the objects read so far are
+    // complete (each object's rows equal the clean run's rows of that object).
+    let verify = auditq(&upstream, &lake, &["verify"]);
+    assert!(verify.ok, "{}\n{}", verify.stdout, verify.stderr);
+    let per_object = "select origin, count(*) as n from cloudtrail group by origin order by origin";
+    let partial = auditq(&upstream, &lake, &["--format", "csv", per_object]);
+    let whole = auditq(&upstream, &clean_lake, &["--format", "csv", per_object]);
+    assert!(partial.ok && whole.ok, "{}{}", partial.stderr, whole.stderr);
+    let partial_rows: Vec<&str> = partial.stdout.lines().skip(1).collect();
+    assert!(!partial_rows.is_empty(), "the first batch was committed");
+    for row in &partial_rows {
+        assert!(
+            whole.stdout.lines().any(|l| l == *row),
+            "{row} is not whole"
+        );
+    }
+    assert!(partial_rows.len() < whole.stdout.lines().count() - 1);
+
+    // The endpoint is back: the rerun reads only what is missing and the lakes agree.
+    proxy.heal();
+    let rerun = auditq(
+        proxy.url(),
+        &lake,
+        &["ingest", "--batch-files", "4", &source],
+    );
+    assert!(rerun.ok, "{}", rerun.stderr);
+    assert_eq!(skipped(&rerun.stdout), 4, "{}", rerun.stdout);
+    assert_eq!(contents(&upstream, &lake), contents(&upstream, &clean_lake));
+    let verify = auditq(&upstream, &lake, &["verify"]);
+    assert!(verify.ok, "{}\n{}", verify.stdout, verify.stderr);
+    assert!(objects > 8);
+}
+
+#[test]
+fn a_full_disk_stops_the_ingest_cleanly_and_a_rerun_with_space_completes() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let samples = repo_root().join("sample-logs");
+    let clean_lake = dir.path().join("clean");
+    let clean = auditq(
+        &endpoint,
+        &clean_lake,
+        &["ingest", "--batch-files", "3", &samples.to_string_lossy()],
+    );
+    assert!(clean.ok, "{}", clean.stderr);
+
+    // A 160 KiB tmpfs holds the first commits and not the rest. It is mounted in a mount
+    // namespace of its own (unshare, as root or through a user namespace), so the test needs
+    // no privileges and leaves no mount behind; the lake is copied out before it goes.
+    let lake = dir.path().join("lake");
+    let kept = dir.path().join("kept");
+    std::fs::create_dir_all(&lake).unwrap_or_else(|e| panic!("{e}"));
+    let script = r#"mount -t tmpfs -o size=160k tmpfs "$1" || exit 97
+"$2" --data "$1" ingest --batch-files 3 "$3"
+echo "auditq exit: $?" >&2
+cp -a "$1" "$4""#;
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script, "sh"])
+        .arg(&lake)
+        .arg(env!("CARGO_BIN_EXE_auditq"))
+        .arg(&samples)
+        .arg(&kept)
+        .env_remove("AUDITQ_DATA")
+        .env_remove("AUDITQ_SIGNING_KEY")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run unshare (util-linux) for a small file system: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(97),
+        "cannot mount a tmpfs in a new mount namespace (unshare -rm): {stderr}"
+    );
+    assert!(
+        stderr.contains("No space left on device"),
+        "the file system's error is reported: {stderr}"
+    );
+    assert!(stderr.contains("auditq exit: 1"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // What was committed is whole and readable; a rerun with space completes.
+    let committed = files_under(&kept)
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains("_delta_log") && p.extension().is_some_and(|e| e == "json")
+        })
+        .count();
+    assert!(
+        committed > 0,
+        "some batches were committed before the disk filled"
+    );
+    // A commit whose digest did not fit is reported as such (with the files it added), and
+    // nothing else is wrong: no commit or file is damaged.
+    let verify = auditq(&endpoint, &kept, &["verify"]);
+    for line in verify
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+    {
+        let line = line.trim();
+        if line.starts_with("ADDED") {
+            assert!(
+                line.contains(
+                    "has no digest (not written by auditq, or the writer stopped before its digest)"
+                ) || line.contains("a data file no digest lists"),
+                "{}",
+                verify.stdout
+            );
+        } else {
+            assert!(
+                !line.starts_with("CHANGED")
+                    && !line.starts_with("REMOVED")
+                    && !line.starts_with("REORDERED")
+                    && !line.starts_with("SIGNATURE"),
+                "{}",
+                verify.stdout
+            );
+        }
+    }
+    let queried = auditq(&endpoint, &kept, &["select count(*) from commands"]);
+    assert!(queried.ok, "the committed part reads: {}", queried.stderr);
+    let rerun = auditq(
+        &endpoint,
+        &kept,
+        &["ingest", "--batch-files", "3", &samples.to_string_lossy()],
+    );
+    assert!(rerun.ok, "{}", rerun.stderr);
+    assert_eq!(contents(&endpoint, &kept), contents(&endpoint, &clean_lake));
+}
