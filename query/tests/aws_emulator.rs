@@ -260,6 +260,47 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
         &["--data", &lake, "--format", "csv", COUNTS_SQL],
     );
     assert_eq!(counts_again, counts);
+
+    // The S3 lake's digests (written with conditional puts) check out, and a data object
+    // deleted behind auditq's back is named.
+    let verified = auditq(dir.path(), &["--data", &lake, "verify"]);
+    assert!(verified.contains("OK: every commit has a signed digest"), "{verified}");
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::new(&config);
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&lake_bucket)
+        .prefix("audit/commands/date=")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let victim = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .find(|k| k.ends_with(".parquet"))
+        .unwrap_or_else(|| panic!("no commands data object"))
+        .to_string();
+    s3.delete_object()
+        .bucket(&lake_bucket)
+        .key(&victim)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_auditq"))
+        .env_remove("AUDITQ_DATA")
+        .args(["--data", &lake, "verify"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    let rel = victim.trim_start_matches("audit/");
+    assert!(
+        report.contains(&format!("REMOVED   {rel}: listed by the digest")),
+        "{report}"
+    );
 }
 
 /// `auditq ingest sqs://QUEUE` drains a queue of S3 event notifications in every envelope: the
