@@ -3,7 +3,8 @@
 //! queue subscribed to the topic within 2 s; SIGTERM ends it with exit 0 and everything
 //! committed; a restart picks up what arrived while it was down (a stream, and a transcript
 //! announced in the queue of S3 notifications), with no row lost or doubled, while the lake is
-//! compacted under it.
+//! compacted under it; secrets typed in a followed session reach the alerts, the lake and the
+//! service's log only as redaction tokens.
 
 mod common;
 
@@ -11,6 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Emulator, connect, s3_lake, scalar};
+
+/// Secrets typed in a session the service follows.
+const PLANTED: [&str; 2] = ["PlantedHunter2xyz", "ghp_PlantedToken0123456789abcdefABCD"];
 
 struct Service {
     child: Child,
@@ -236,8 +240,63 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
         "no compaction ran:\n{}",
         service.log()
     );
+    // Secrets typed in a session: stored and alerted on as tokens only.
+    let planted_id = "erin-0123456789abcdef0";
+    let planted: Vec<(i64, String)> = common::sample_stream("alice-0a7f3c9e1b2d4f601", 5_000)
+        .into_iter()
+        .map(|(ts, message)| {
+            let message = message
+                .replace("alice-0a7f3c9e1b2d4f601", planted_id)
+                .replace("user/alice", "user/erin")
+                .replace(
+                    "sudo systemctl restart nginx",
+                    &format!("sudo mysql -uroot -p{} -e 'select 1'", PLANTED[0]),
+                )
+                .replace(
+                    "\"whoami\"",
+                    &format!("\"export GITHUB_TOKEN={}\"", PLANTED[1]),
+                );
+            (ts, message)
+        })
+        .collect();
+    aws.put_events(&group, planted_id, &planted).await;
+    let planted_rows = format!("select count(*) from commands where session_id = '{planted_id}'");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scalar(&lake, &planted_rows).await < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(scalar(&lake, &planted_rows).await >= 2, "{}", service.log());
+
     let status = service.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit {status} after SIGTERM");
+
+    let planted_alerts = aws.alerts(&queue, 10, Duration::from_secs(2)).await;
+    let planted_alert = planted_alerts
+        .iter()
+        .find(|a| a["session_id"] == planted_id)
+        .unwrap_or_else(|| panic!("no alert for the planted session: {planted_alerts:?}"));
+    assert!(
+        planted_alert["cmd"]
+            .as_str()
+            .is_some_and(|c| c.contains("[REDACTED:password-flag:")),
+        "{planted_alert}"
+    );
+    let mut seen = serde_json::to_string(&planted_alerts).unwrap_or_default();
+    seen.push_str(&std::fs::read_to_string(&log).unwrap_or_default());
+    seen.push_str(&aws.all_objects(&lake_bucket).await);
+    for sql in [
+        "select cmd from commands",
+        "select coalesce(cmd, '') from alerts",
+        "select excerpt from rejects",
+    ] {
+        seen.push_str(&common::strings(&lake, sql).await.join("\n"));
+    }
+    for secret in PLANTED {
+        assert!(
+            !seen.contains(secret),
+            "{secret} reached an alert, the log or the lake"
+        );
+    }
 
     assert_eq!(
         scalar(&lake, alice).await,
@@ -246,7 +305,8 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     );
     distinct_ids_hold(&lake, "commands", "event_id").await;
     distinct_ids_hold(&lake, "alerts", "alert_id").await;
-    let again = aws.alerts(&queue, 10, Duration::from_secs(1)).await;
+    let mut again = aws.alerts(&queue, 10, Duration::from_secs(1)).await;
+    again.extend(planted_alerts);
     assert!(
         !again
             .iter()

@@ -264,7 +264,10 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
     // The S3 lake's digests (written with conditional puts) check out, and a data object
     // deleted behind auditq's back is named.
     let verified = auditq(dir.path(), &["--data", &lake, "verify"]);
-    assert!(verified.contains("OK: every commit has a signed digest"), "{verified}");
+    assert!(
+        verified.contains("OK: every commit has a signed digest"),
+        "{verified}"
+    );
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;

@@ -163,10 +163,52 @@ impl Emulator {
     /// Puts a sample session's stream into a group, its events shifted to `ago_ms` ago.
     pub async fn put_session(&self, group: &str, session: &str, ago_ms: i64) -> Vec<(i64, String)> {
         let events = sample_stream(session, ago_ms);
+        self.put_events(group, session, &events).await;
+        events
+    }
+
+    /// Every object in a bucket, as text (lossy), one after another.
+    pub async fn all_objects(&self, bucket: &str) -> String {
+        let mut text = String::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                let body = self
+                    .s3
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{key}: {e:?}"))
+                    .body
+                    .collect()
+                    .await
+                    .unwrap_or_else(|e| panic!("{key}: {e:?}"))
+                    .into_bytes();
+                text.push_str(&String::from_utf8_lossy(&body));
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return text;
+            }
+        }
+    }
+
+    /// Writes events (timestamp, message) to a new stream of `group`.
+    pub async fn put_events(&self, group: &str, stream: &str, events: &[(i64, String)]) {
         self.logs
             .create_log_stream()
             .log_group_name(group)
-            .log_stream_name(session)
+            .log_stream_name(stream)
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
@@ -183,12 +225,11 @@ impl Emulator {
         self.logs
             .put_log_events()
             .log_group_name(group)
-            .log_stream_name(session)
+            .log_stream_name(stream)
             .set_log_events(Some(batch))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        events
     }
 }
 
