@@ -47,9 +47,9 @@ pub struct Config {
     pub redact: Vec<String>,
     /// A file holding the Ed25519 key (base64 of a 32-byte seed) that signs every commit's
     /// digest (tamper evidence: README, "Security"). Else `AUDITQ_SIGNING_KEY` (the key itself,
-    /// from Secrets Manager under a KMS key), else the default key file outside the lake
-    /// (`~/.config/auditq/signing.key`, made on first use); with none, digests are unsigned and
-    /// `auditq verify` says so. Environment: `AUDITQ_SIGNING_KEY_FILE`.
+    /// from Secrets Manager under a KMS key: the templates' `SigningKeySecret*` parameters),
+    /// else `~/.config/auditq/signing.key` if it exists (none is made in AWS); with none,
+    /// digests are unsigned and `auditq verify` says so. Environment: `AUDITQ_SIGNING_KEY_FILE`.
     pub signing_key_file: Option<PathBuf>,
 }
 

@@ -36,9 +36,11 @@ use auditq_ingest::aws::{AwsClients, AwsSettings};
 use auditq_ingest::digest::{SigningKey, load_signing_key};
 use auditq_rules::Sink;
 
-/// The key that signs the lake's digests, as configured (see [`Config::signing_key_file`]).
+/// The key that signs the lake's digests, as configured (see [`Config::signing_key_file`]). In
+/// AWS none is made: a key made inside a task or function would be lost with it, and every
+/// restart would sign with another.
 pub fn signing_key(config: &Config) -> Result<Option<Arc<SigningKey>>, DeployError> {
-    let key = load_signing_key(config.signing_key_file.as_deref(), true)?;
+    let key = load_signing_key(config.signing_key_file.as_deref(), false)?;
     match &key {
         Some((key, source)) => {
             tracing::info!(key_id = %key.key_id(), from = %source, "digests are signed")

@@ -92,3 +92,38 @@ fn environment_overrides_the_file_and_is_validated() {
         "{error:?}"
     );
 }
+
+#[test]
+fn the_signing_key_file_signs_digests_and_a_bad_one_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let good = dir.path().join("signing.key");
+    // RFC 8032's first test key: its public key is known.
+    std::fs::write(&good, "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let var = |name: &str| {
+        (name == "AUDITQ_SIGNING_KEY_FILE").then(|| good.to_string_lossy().into_owned())
+    };
+    let config = Config::load(Some(&example()), &var).unwrap_or_else(|e| panic!("{e}"));
+    let key = auditq_deploy::signing_key(&config)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no key"));
+    assert_eq!(
+        key.public_key(),
+        "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+    );
+
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, "c2hvcnQ=").unwrap_or_else(|e| panic!("{e}"));
+    let config = Config {
+        signing_key_file: Some(bad.clone()),
+        ..config
+    };
+    let error = auditq_deploy::signing_key(&config).map(|_| ());
+    assert!(
+        error
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains(&bad.display().to_string())
+                && e.to_string().contains("32 bytes")),
+        "{error:?}"
+    );
+}

@@ -999,3 +999,69 @@ fn note(out: &mut Vec<Problem>, finding: Finding, path: &str, detail: String) {
         detail,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_ed25519_as_rfc_8032_gives_them() {
+        // RFC 8032, section 7.1, test 1: the empty message.
+        let key = SigningKey::parse("nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let expected = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+        let signature = STANDARD
+            .decode(key.sign(b""))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hex(&signature), expected);
+        assert!(SigningKey::parse("c2hvcnQ=").is_err_and(|e| e.contains("32 bytes")));
+    }
+
+    #[test]
+    fn a_digest_file_reads_back_and_its_body_is_what_was_signed() {
+        let key = SigningKey::parse("nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let digest = Digest {
+            format: FORMAT.to_string(),
+            table: "commands".to_string(),
+            version: 3,
+            time: "2026-11-24T00:00:00.000Z".to_string(),
+            operation: Some("WRITE".to_string()),
+            commit: FileDigest {
+                path: "commands/_delta_log/00000000000000000003.json".to_string(),
+                size: 10,
+                sha256: "00".repeat(32),
+            },
+            added: Vec::new(),
+            removed: vec!["commands/date=2026-10-05/a.parquet".to_string()],
+            previous: Some(Previous {
+                version: 2,
+                sha256: "11".repeat(32),
+            }),
+            public_key: Some(key.public_key()),
+        };
+        let body = serde_json::to_vec(&digest).unwrap_or_else(|e| panic!("{e}"));
+        let line = SignatureLine {
+            signature: Some(key.sign(&body)),
+            key_id: Some(key.key_id()),
+        };
+        let mut file = body.clone();
+        file.push(b'\n');
+        file.extend(serde_json::to_vec(&line).unwrap_or_else(|e| panic!("{e}")));
+        let read = read_digest(&file, "x".to_string()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.digest, digest);
+        assert_eq!(read.body, body);
+        let signature = STANDARD
+            .decode(read.signature.unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let public = STANDARD
+            .decode(key.public_key())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            UnparsedPublicKey::new(&ED25519, public)
+                .verify(&read.body, &signature)
+                .is_ok()
+        );
+        assert!(read_digest(b"{\"format\":\"other\"}", "x".to_string()).is_err());
+    }
+}
