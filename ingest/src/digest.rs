@@ -556,9 +556,10 @@ pub struct TableCheck {
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Verification {
-    /// The public key the signatures were checked against (base64).
-    pub public_key: Option<String>,
-    /// Where that key came from.
+    /// The public keys the signatures were checked against (base64): a digest signed by any of
+    /// them is good (several, while a key is rotated).
+    pub public_keys: Vec<String>,
+    /// Where they came from.
     pub key_from: String,
     /// Per table.
     pub tables: Vec<TableCheck>,
@@ -599,22 +600,22 @@ fn read_digest(bytes: &[u8], file: String) -> std::result::Result<ReadDigest, St
     })
 }
 
-/// Checks the lake against its digests: every table's chain, every signature (against
-/// `trusted_key`, base64, with where it came from; else the key in the table's first digest, which the result says),
+/// Checks the lake against its digests: every table's chain, every signature (against the
+/// `trusted` public keys, base64, and where they came from; else the key in the first signed
+/// digest, which the result says),
 /// every commit file, and that every data file a digest lists is there with its size (and, with
 /// `hash_data`, its SHA-256), that no data file or commit is there that no digest lists, and
 /// that the Delta log's live files are the ones the digests add up to.
 pub async fn verify(
     lake: &crate::Lake,
-    trusted_key: Option<(&str, &str)>,
+    trusted: &[String],
+    key_from: &str,
     hash_data: bool,
 ) -> Result<Verification> {
     let (store, root) = lake.object_store()?;
     let mut result = Verification {
-        public_key: trusted_key.map(|(key, _)| key.to_string()),
-        key_from: trusted_key
-            .map(|(_, from)| from.to_string())
-            .unwrap_or_default(),
+        public_keys: trusted.to_vec(),
+        key_from: key_from.to_string(),
         ..Verification::default()
     };
     let digests = Digests::new(store.clone(), root.clone(), lake.location(), None);
@@ -731,39 +732,47 @@ async fn verify_table(
             ),
         }
     }
-    if result.public_key.is_none()
+    if result.public_keys.is_empty()
         && let Some(key) = read.values().find_map(|d| d.digest.public_key.clone())
     {
         result.key_from = format!(
             "the first signed digest of {} (pass --public-key to pin it)",
             table.name()
         );
-        result.public_key = Some(key);
+        result.public_keys.push(key);
     }
-    let trusted = result
-        .public_key
-        .as_deref()
-        .and_then(|k| STANDARD.decode(k).ok());
+    let trusted: Vec<Vec<u8>> = result
+        .public_keys
+        .iter()
+        .filter_map(|k| STANDARD.decode(k).ok())
+        .collect();
     let mut problems = Vec::new();
     let mut before: Option<u64> = None;
     for (&version, found) in &read {
         let rel = found.file.clone();
-        match (&found.signature, &trusted) {
+        match (&found.signature, trusted.is_empty()) {
             (None, _) => problems.push((Finding::Signature, rel.clone(), "not signed".to_string())),
-            (Some(_), None) => problems.push((
+            (Some(_), true) => problems.push((
                 Finding::Signature,
                 rel.clone(),
                 "signed, but no public key to check it with".to_string(),
             )),
-            (Some(signature), Some(key)) => {
+            (Some(signature), false) => {
                 let ok = STANDARD.decode(signature).is_ok_and(|signature| {
-                    UnparsedPublicKey::new(&ED25519, key)
-                        .verify(&found.body, &signature)
-                        .is_ok()
+                    trusted.iter().any(|key| {
+                        UnparsedPublicKey::new(&ED25519, key)
+                            .verify(&found.body, &signature)
+                            .is_ok()
+                    })
                 });
+                let by_trusted_key = found
+                    .digest
+                    .public_key
+                    .as_ref()
+                    .is_some_and(|k| result.public_keys.contains(k));
                 if ok {
                     check.signed += 1;
-                } else if found.digest.public_key.as_deref() != result.public_key.as_deref() {
+                } else if !by_trusted_key {
                     problems.push((
                         Finding::Signature,
                         rel.clone(),

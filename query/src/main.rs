@@ -224,10 +224,11 @@ enum Command {
     /// every data file's SHA-256. Says what was changed, removed, added or reordered; exits 1
     /// when anything was.
     Verify {
-        /// The public key the digests must be signed with (base64) [default: the configured
-        /// signing key's; else the key in the first digest, which is then said].
-        #[arg(long, env = "AUDITQ_PUBLIC_KEY")]
-        public_key: Option<String>,
+        /// A public key the digests may be signed with (base64); repeat it while a key is
+        /// rotated [default: the configured signing key's; else the key in the first signed
+        /// digest, which is then said].
+        #[arg(long, env = "AUDITQ_PUBLIC_KEY", value_delimiter = ',')]
+        public_key: Vec<String>,
         /// Check file sizes only, not their SHA-256 (reads no data files).
         #[arg(long)]
         quick: bool,
@@ -341,9 +342,14 @@ fn print_verification(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     writeln!(out, "lake: {location}")?;
-    match &verification.public_key {
-        Some(key) => writeln!(out, "key:  {key} (from {})", verification.key_from)?,
-        None => writeln!(out, "key:  none (the digests are unsigned)")?,
+    match verification.public_keys.as_slice() {
+        [] => writeln!(out, "key:  none (the digests are unsigned)")?,
+        keys => writeln!(
+            out,
+            "key:  {} (from {})",
+            keys.join(", "),
+            verification.key_from
+        )?,
     }
     for table in &verification.tables {
         writeln!(
@@ -405,13 +411,12 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             public_key: given,
             quick,
         }) => {
-            let trusted = given
-                .map(|key| (key, "--public-key".to_string()))
-                .or(public_key);
-            let trusted = trusted
-                .as_ref()
-                .map(|(key, from)| (key.as_str(), from.as_str()));
-            let verification = digest::verify(&lake, trusted, !quick).await?;
+            let (trusted, from) = match (given.is_empty(), public_key) {
+                (false, _) => (given, "--public-key".to_string()),
+                (true, Some((key, from))) => (vec![key], from),
+                (true, None) => (Vec::new(), String::new()),
+            };
+            let verification = digest::verify(&lake, &trusted, &from, !quick).await?;
             let mut stdout = std::io::stdout().lock();
             match cli.format {
                 OutputFormat::Json | OutputFormat::Ndjson => {

@@ -336,6 +336,22 @@ fn every_kind_of_tampering_is_found_and_named() {
         found.stdout
     );
 
+    // While a key is rotated, both are given and both are good.
+    let theirs_key = auditq(&other, &resigned, &["key"]);
+    let theirs_public = theirs_key
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap_or_else(|| panic!("{}", theirs_key.stdout))
+        .trim()
+        .to_string();
+    let both = fixture.verify(
+        &resigned,
+        &["--public-key", &public_key, "--public-key", &theirs_public],
+    );
+    assert!(both.ok, "{}", both.stdout);
+    assert!(both.stdout.contains("from --public-key"), "{}", both.stdout);
+
     // JSON for machines: the same findings, with their kind.
     let json = fixture.verify(&flipped, &["--format", "json"]);
     assert!(!json.ok);
