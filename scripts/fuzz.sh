@@ -42,7 +42,6 @@ seed cloudtrail $shared/cloudtrail-stratus/*.json
 seed ssm_transcript sample-logs/s3/ssm-session-logs/session-logs/*.log $shared/ssm/*.log
 seed host_logs sample-logs/hosts/*/auth.log $shared/linux-auth/*
 seed rule_compile rules/packs/default/*.yaml
-seed redact $shared/shell-commands/all.cm
 # Stream chunks, one per line, and subscription payloads: taken out of their JSON wrappers.
 python3 - "$shared" <<'PY'
 import base64, gzip, json, pathlib, sys
@@ -61,6 +60,18 @@ for f in shared.glob("lambda-envelopes/*cloudwatch*.json"):
         (out / "cloudwatch_envelope" / f.name).write_text(data)
         (out / "cloudwatch_envelope" / (f.name + ".decoded")).write_bytes(
             gzip.decompress(base64.b64decode(data)))
+# One command line per seed: small inputs run thousands of times faster than the whole file.
+lines = (shared / "shell-commands/all.cm").read_text(errors="replace").splitlines()
+(out / "redact").mkdir(parents=True, exist_ok=True)
+for i, line in enumerate(lines[:3000]):
+    (out / "redact" / f"line-{i}").write_text(line)
+for i, line in enumerate([
+    "mysql -uroot -pS3cret -e 'select 1'", "curl -H 'Authorization: Bearer abc.def' https://x",
+    "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "sshpass -p hunter2 ssh host", "git clone https://user:pw@example.com/r.git",
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH PRIVATE KEY-----",
+]):
+    (out / "redact" / f"planted-{i}").write_text(line)
 PY
 
 status=0
