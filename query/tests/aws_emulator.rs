@@ -12,28 +12,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use auditq_tests::{emulator, run_id};
 
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
+use auditq_tests::files_under;
+
 const SUDO_SQL: &str = include_str!("../../tests/fixtures/sample_sudo_commands.sql");
 const COUNTS_SQL: &str = "select s.n sessions, c.n commands, t.n trail \
     from (select count(*) n from sessions) s, (select count(*) n from commands) c, \
     (select count(*) n from cloudtrail) t";
 const SUDO_CSV: &str = include_str!("../../tests/fixtures/sample_sudo_commands.csv");
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-            if path.is_dir() {
-                stack.push(path)
-            } else {
-                out.push(path)
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 fn auditq(cwd: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_auditq"))

@@ -9,48 +9,23 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use auditq_tests::{Fault, FaultProxy, emulator, repo_root, run_id};
+use auditq_tests::{
+    Fault, FaultProxy, Run, emulator, files_under, repo_root, run_auditq_with, run_id,
+};
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::primitives::ByteStream;
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 fn auditq(endpoint: &str, lake: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditq"))
-        .env_remove("AUDITQ_DATA")
-        .env_remove("AUDITQ_SIGNING_KEY")
-        .env_remove("AUDITQ_SIGNING_KEY_FILE")
-        .env("AWS_ENDPOINT_URL", endpoint)
-        // One redaction key for every lake here, so their tokens compare equal.
-        .env("AUDITQ_REDACTION_KEY", "failure-tests")
-        .arg("--data")
-        .arg(lake)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
+    run_auditq_with(
+        env!("CARGO_BIN_EXE_auditq"),
+        lake,
+        args,
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_ref()),
+            // One redaction key for every lake here, so their tokens compare equal.
+            ("AUDITQ_REDACTION_KEY", "failure-tests".as_ref()),
+        ],
+    )
 }
 
 /// The bundled S3 sample objects (CloudTrail deliveries and transcripts), uploaded to a new

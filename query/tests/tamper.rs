@@ -3,34 +3,19 @@
 //! forged file or commit, an edited digest, another key) on its own.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
+use auditq_tests::{Run, run_auditq_with};
 
 /// Runs auditq on `lake` with the signing key kept in `config` (not the user's).
 fn auditq(config: &Path, lake: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditq"))
-        .env_remove("AUDITQ_DATA")
-        .env_remove("AUDITQ_SIGNING_KEY")
-        .env_remove("AUDITQ_SIGNING_KEY_FILE")
-        .env_remove("AUDITQ_PUBLIC_KEY")
-        .env("AUDITQ_CONFIG_DIR", config)
-        .arg("--data")
-        .arg(lake)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run auditq: {e}"));
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_auditq_with(
+        env!("CARGO_BIN_EXE_auditq"),
+        lake,
+        args,
+        &[("AUDITQ_CONFIG_DIR", config.as_os_str())],
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) {

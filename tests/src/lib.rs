@@ -61,21 +61,64 @@ pub fn run_id(name: &str) -> String {
 /// `lake`, with no `AUDITQ_DATA` or `AUDITQ_REDACTION_KEY` from the environment; returns
 /// (success, stdout, stderr).
 pub fn run_auditq(binary: &str, lake: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let run = run_auditq_with(binary, lake, args, &[]);
+    (run.ok, run.stdout, run.stderr)
+}
+
+/// What a run of `auditq` did.
+#[derive(Debug)]
+pub struct Run {
+    /// Whether it exited 0.
+    pub ok: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Like [`run_auditq`], with no signing or public key from the environment either, and `env`
+/// set (`AUDITQ_CONFIG_DIR`, `AWS_ENDPOINT_URL`, ...).
+pub fn run_auditq_with(
+    binary: &str,
+    lake: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Run {
     let out = std::process::Command::new(binary)
         .env_remove("AUDITQ_DATA")
         .env_remove("AUDITQ_REDACTION_KEY")
         .env_remove("AUDITQ_SIGNING_KEY")
         .env_remove("AUDITQ_SIGNING_KEY_FILE")
+        .env_remove("AUDITQ_PUBLIC_KEY")
+        .envs(env.iter().copied())
         .arg("--data")
         .arg(lake)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every file under `dir`, sorted.
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// What [`FaultProxy`] does with a request.
