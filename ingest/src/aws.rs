@@ -1030,6 +1030,12 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
+    /// `AUDITQ_LAKE_MAX_RETRIES`: retries of a failed request to an S3 lake (object_store's
+    /// default, 10, when unset), with exponential backoff.
+    pub lake_max_retries: Option<usize>,
+    /// `AUDITQ_LAKE_RETRY_TIMEOUT_SECONDS`: how long a request to an S3 lake is retried at most
+    /// (object_store's default, 180, when unset).
+    pub lake_retry_timeout_seconds: Option<u64>,
 }
 
 /// The AWS clients auditq uses, built once from one SDK configuration.
@@ -1052,6 +1058,9 @@ impl AwsSettings {
         Self {
             endpoint_url: var("AWS_ENDPOINT_URL"),
             region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            lake_max_retries: var("AUDITQ_LAKE_MAX_RETRIES").and_then(|v| v.parse().ok()),
+            lake_retry_timeout_seconds: var("AUDITQ_LAKE_RETRY_TIMEOUT_SECONDS")
+                .and_then(|v| v.parse().ok()),
         }
     }
 
@@ -1066,6 +1075,13 @@ impl AwsSettings {
         }
         if let Some(region) = &self.region {
             options.insert("AWS_REGION".to_string(), region.clone());
+        }
+        // Read by deltalake for its own requests, and by `Lake::object_store` for ours.
+        if let Some(retries) = self.lake_max_retries {
+            options.insert("max_retries".to_string(), retries.to_string());
+        }
+        if let Some(seconds) = self.lake_retry_timeout_seconds {
+            options.insert("retry_timeout".to_string(), format!("{seconds}s"));
         }
         options
     }

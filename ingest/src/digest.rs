@@ -565,6 +565,9 @@ pub struct Verification {
     pub tables: Vec<TableCheck>,
     /// Everything found wrong; empty when the lake is as its digests say.
     pub problems: Vec<Problem>,
+    /// Data files that neither a digest nor the Delta log knows (a write that failed before
+    /// its commit leaves them; no reader sees them; VACUUM deletes them). Not a problem.
+    pub unreferenced: Vec<String>,
 }
 
 struct ReadDigest {
@@ -933,40 +936,54 @@ async fn verify_table(
             Some(_) => {}
         }
     }
-    for path in data.keys() {
-        if !ever.contains(path) {
-            note(
+    // The Delta log's own view (checkpoints included) must be the digests' live set.
+    let active = match lake.open(table).await {
+        Ok(delta) if delta.version().is_some() => {
+            let url = delta.table_url().clone();
+            let forms = [
+                url.to_string().trim_end_matches('/').to_string(),
+                url.path().trim_end_matches('/').to_string(),
+            ];
+            let uris = delta
+                .get_file_uris()
+                .map_err(|e| digests.error(table.name(), e))?;
+            let mut active = BTreeSet::new();
+            for uri in uris {
+                let tail = forms
+                    .iter()
+                    .find_map(|form| uri.strip_prefix(form.as_str()))
+                    .unwrap_or(&uri)
+                    .trim_start_matches('/');
+                let decoded =
+                    StorePath::from_url_path(tail).map_or(tail.to_string(), |p| p.to_string());
+                active.insert(format!("{}/{decoded}", table.name()));
+            }
+            Some(active)
+        }
+        Ok(_) => Some(BTreeSet::new()),
+        Err(_) => None,
+    };
+    for path in data.keys().filter(|p| !ever.contains(*p)) {
+        match &active {
+            // Left by a write that failed before its commit, or put there by hand: no reader
+            // of the table sees it. Named, not a problem (VACUUM deletes such files).
+            Some(active) if !active.contains(path) => result.unreferenced.push(path.clone()),
+            Some(_) => note(
                 &mut out,
                 Finding::Added,
                 path,
-                "a data file no digest lists".to_string(),
-            );
+                "the Delta log reads a data file no digest lists".to_string(),
+            ),
+            None => note(
+                &mut out,
+                Finding::Added,
+                path,
+                "a data file no digest lists (the Delta log cannot be read to tell whether it is read)"
+                    .to_string(),
+            ),
         }
     }
-
-    // The Delta log's own view (checkpoints included) must be the digests' live set.
-    if let Ok(delta) = lake.open(table).await
-        && delta.version().is_some()
-    {
-        let url = delta.table_url().clone();
-        let forms = [
-            url.to_string().trim_end_matches('/').to_string(),
-            url.path().trim_end_matches('/').to_string(),
-        ];
-        let uris = delta
-            .get_file_uris()
-            .map_err(|e| digests.error(table.name(), e))?;
-        let mut active = BTreeSet::new();
-        for uri in uris {
-            let tail = forms
-                .iter()
-                .find_map(|form| uri.strip_prefix(form.as_str()))
-                .unwrap_or(&uri)
-                .trim_start_matches('/');
-            let decoded =
-                StorePath::from_url_path(tail).map_or(tail.to_string(), |p| p.to_string());
-            active.insert(format!("{}/{decoded}", table.name()));
-        }
+    if let Some(active) = &active {
         for path in active.difference(&live.keys().cloned().collect()) {
             if ever.contains(path) {
                 note(
@@ -975,9 +992,7 @@ async fn verify_table(
                     path,
                     "the Delta log reads this file again after a digest removed it".to_string(),
                 );
-            } else if data.contains_key(path) {
-                // Already reported as a data file no digest lists.
-            } else {
+            } else if !data.contains_key(path) {
                 note(
                     &mut out,
                     Finding::Added,

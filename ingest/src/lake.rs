@@ -207,6 +207,18 @@ impl Lake {
             {
                 builder = builder.with_allow_http(true);
             }
+            let mut retry = object_store::RetryConfig::default();
+            if let Some(n) = self.storage_options.get("max_retries") {
+                retry.max_retries = n.parse().unwrap_or(retry.max_retries);
+            }
+            if let Some(seconds) = self
+                .storage_options
+                .get("retry_timeout")
+                .and_then(|t| t.trim_end_matches('s').parse().ok())
+            {
+                retry.retry_timeout = std::time::Duration::from_secs(seconds);
+            }
+            builder = builder.with_retry(retry);
             let store = builder.build().map_err(error)?;
             return Ok((
                 Arc::new(store),

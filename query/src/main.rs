@@ -358,6 +358,17 @@ fn print_verification(
             table.table, table.digests, table.signed, table.commits, table.files, table.hashed
         )?;
     }
+    if !verification.unreferenced.is_empty() {
+        writeln!(
+            out,
+            "{} files no commit references (a write that failed before its commit leaves them; \
+             no reader sees them; VACUUM deletes them):",
+            verification.unreferenced.len()
+        )?;
+        for path in &verification.unreferenced {
+            writeln!(out, "  {path}")?;
+        }
+    }
     if verification.problems.is_empty() {
         writeln!(
             out,
