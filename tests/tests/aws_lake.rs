@@ -223,8 +223,14 @@ async fn two_writers_appending_at_once_lose_no_commit() {
                 .unwrap_or_else(|e| panic!("{name} round {round}: {e}"));
         }
     };
-    let a = tokio::spawn(writer("a", lake.clone()));
-    let b = tokio::spawn(writer("b", lake.clone()));
+    // Two writers as two processes would be: each its own lake handle, one signing key.
+    let key = std::sync::Arc::new(
+        auditq_ingest::digest::SigningKey::parse("nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=")
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let signed = || s3_lake(&lake_bucket).with_signing_key(Some(key.clone()));
+    let a = tokio::spawn(writer("a", signed()));
+    let b = tokio::spawn(writer("b", signed()));
     a.await.unwrap_or_else(|e| panic!("{e}"));
     b.await.unwrap_or_else(|e| panic!("{e}"));
 
@@ -249,6 +255,27 @@ async fn two_writers_appending_at_once_lose_no_commit() {
         delta.version(),
         Some(2 * rounds as u64),
         "one commit per append, none lost"
+    );
+    // Racing writers still leave one digest per commit, in one unbroken chain: the seed commit
+    // (unsigned: written without a key) is the only finding.
+    let verified = auditq_ingest::digest::verify(&lake, &[key.public_key()], "test", true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cloudtrail = verified
+        .tables
+        .iter()
+        .find(|t| t.table == "cloudtrail")
+        .unwrap_or_else(|| panic!("{verified:?}"));
+    assert_eq!(cloudtrail.digests, 2 * rounds + 1, "{verified:?}");
+    assert_eq!(cloudtrail.signed, 2 * rounds, "{verified:?}");
+    assert_eq!(verified.problems.len(), 1, "{:#?}", verified.problems);
+    assert!(
+        verified.problems[0]
+            .path
+            .ends_with("cloudtrail/00000000000000000000.json")
+            && verified.problems[0].detail == "not signed",
+        "{:#?}",
+        verified.problems
     );
 }
 
