@@ -159,17 +159,31 @@ pub fn settle_logged(session: &mut Session, now: Timestamp, grace: Duration) {
 
 /// Attributes commands to links (and their who/where from the session).
 pub fn attribute_commands(commands: &mut [Command], links: &[(Link, Session)]) -> usize {
+    // Links by target and OS user, so each command looks only at its own candidates.
+    let mut by_owner: std::collections::HashMap<(&str, &str), Vec<&(Link, Session)>> =
+        std::collections::HashMap::new();
+    for entry in links {
+        if let Some(user) = entry.0.os_user.as_deref() {
+            by_owner
+                .entry((entry.0.target.as_str(), user))
+                .or_default()
+                .push(entry);
+        }
+    }
     let mut changed = 0;
     for command in commands.iter_mut() {
         if command.session_id.is_some() || !matches!(command.source.as_str(), "sudo" | "auditd") {
             continue;
         }
-        let owner = links.iter().find(|(link, _)| {
-            link.owns(
-                command.target.as_deref(),
-                command.time,
-                command.user.as_deref(),
-            )
+        let (Some(target), Some(user)) = (command.target.as_deref(), command.user.as_deref())
+        else {
+            continue;
+        };
+        let owner = by_owner.get(&(target, user)).and_then(|candidates| {
+            candidates
+                .iter()
+                .find(|(link, _)| link.owns(Some(target), command.time, Some(user)))
+                .copied()
         });
         if let Some((link, session)) = owner {
             command.session_id = Some(link.session_id.clone());

@@ -442,10 +442,12 @@ async fn correlate_hosts(
     }
 
     // 2. SSH sessions of this batch against logins already stored.
+    let already: std::collections::HashSet<&str> =
+        linked.iter().map(|(l, _)| l.session_id.as_str()).collect();
     let waiting: Vec<Session> = changed
         .iter()
         .filter(|s| correlate::carries_ssh(s) && s.target.is_some())
-        .filter(|s| !linked.iter().any(|(l, _)| l.session_id == s.session_id))
+        .filter(|s| !already.contains(s.session_id.as_str()))
         .cloned()
         .collect();
     if !waiting.is_empty() {
@@ -462,14 +464,14 @@ async fn correlate_hosts(
             .rows_matching::<HostEvent>(Table::HostEvents, filter)
             .await?;
         let candidates: Vec<&Session> = waiting.iter().collect();
+        let mut linked_ids: std::collections::HashSet<String> =
+            linked.iter().map(|(s, _)| s.session_id.clone()).collect();
         for login in stored_logins
             .iter()
             .filter(|l| correlate::is_tunnelled(l.source_ip.as_deref()))
         {
             if let Some(session) = correlate::session_for_login(login, &candidates)
-                && !linked
-                    .iter()
-                    .any(|(s, _)| s.session_id == session.session_id)
+                && linked_ids.insert(session.session_id.clone())
             {
                 linked.push((session.clone(), login.clone()));
             }
@@ -477,6 +479,11 @@ async fn correlate_hosts(
     }
 
     // 3. Each linked session reads host_only with the OS user; the login names its session.
+    let host_index: HashMap<String, usize> = host
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.event_id.clone(), i))
+        .collect();
     let mut links: Vec<(Link, Session)> = Vec::new();
     for (session, login) in &linked {
         let current = sessions
@@ -490,8 +497,8 @@ async fn correlate_hosts(
             upsert(changed, updated.clone());
         }
         sessions.insert(updated.session_id.clone(), updated.clone());
-        if let Some(event) = host.iter_mut().find(|e| e.event_id == login.event_id) {
-            event.session_id = Some(updated.session_id.clone());
+        if let Some(&at) = host_index.get(login.event_id.as_str()) {
+            host[at].session_id = Some(updated.session_id.clone());
         }
         if let (Some((from, to)), Some(target)) =
             (correlate::window(&updated), updated.target.clone())
@@ -526,14 +533,13 @@ async fn correlate_hosts(
                 first - Duration::seconds(correlate::OPEN_SESSION_SPAN),
                 last,
             ));
+        let linked_sessions: std::collections::HashSet<String> =
+            links.iter().map(|(l, _)| l.session_id.clone()).collect();
         for session in lake
             .rows_matching::<Session>(Table::Sessions, filter)
             .await?
         {
-            if links
-                .iter()
-                .any(|(l, _)| l.session_id == session.session_id)
-            {
+            if linked_sessions.contains(&session.session_id) {
                 continue;
             }
             if let (Some((from, to)), Some(target)) =
