@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use auditq_model::Table;
+use auditq_model::{Table, hex};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::TryStreamExt;
@@ -93,10 +93,6 @@ impl SigningKey {
 
 fn key_id(public: &[u8]) -> String {
     hex(&Sha256::digest(public)[..8])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The key file used when none is configured: `$AUDITQ_CONFIG_DIR/signing.key`, else

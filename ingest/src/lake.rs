@@ -60,6 +60,8 @@ pub struct Lake {
     redactor: Arc<tokio::sync::OnceCell<Arc<crate::redact::Redactor>>>,
     /// The key every commit's digest is signed with ([`crate::digest`]); unsigned without.
     signing_key: Option<Arc<crate::digest::SigningKey>>,
+    /// The digests' store, made on first commit and kept, so commits share its connections.
+    digests: Arc<std::sync::OnceLock<crate::digest::Digests>>,
 }
 
 /// The default of [`Lake::with_unlogged_grace`]: transcripts reach S3 within minutes of a
@@ -79,6 +81,7 @@ impl Lake {
             redaction_patterns: Vec::new(),
             redactor: Arc::default(),
             signing_key: None,
+            digests: Arc::default(),
         }
     }
 
@@ -237,24 +240,26 @@ impl Lake {
     /// standard AWS environment is read by the store itself.
     pub fn with_storage_options(mut self, options: HashMap<String, String>) -> Self {
         self.storage_options = options;
+        self.digests = Arc::default();
         self
     }
 
     /// Signs the digest of every commit with `key` ([`crate::digest`]).
     pub fn with_signing_key(mut self, key: Option<Arc<crate::digest::SigningKey>>) -> Self {
         self.signing_key = key;
+        self.digests = Arc::default();
         self
     }
 
-    /// The digests of this lake's commits.
-    pub fn digests(&self) -> Result<crate::digest::Digests> {
+    /// The digests of this lake's commits (one store for all of them, made on first use).
+    pub fn digests(&self) -> Result<&crate::digest::Digests> {
+        if let Some(digests) = self.digests.get() {
+            return Ok(digests);
+        }
         let (store, root) = self.object_store()?;
-        Ok(crate::digest::Digests::new(
-            store,
-            root,
-            &self.location,
-            self.signing_key.clone(),
-        ))
+        let made =
+            crate::digest::Digests::new(store, root, &self.location, self.signing_key.clone());
+        Ok(self.digests.get_or_init(|| made))
     }
 
     /// Records the digests of the table's commits after `before` up to `after` (the versions

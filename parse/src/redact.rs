@@ -123,8 +123,7 @@ impl Redactor {
     /// The token a secret becomes.
     pub fn token(&self, kind: &str, secret: &str) -> String {
         let mac = hmac_sha256(&self.key, secret.as_bytes());
-        let hex: String = mac[..6].iter().map(|b| format!("{b:02x}")).collect();
-        format!("[REDACTED:{kind}:{hex}]")
+        format!("[REDACTED:{kind}:{}]", auditq_model::hex(&mac[..6]))
     }
 
     /// Text with every secret replaced; returns how many were.
@@ -198,9 +197,8 @@ mod tests {
     #[test]
     fn hmac_matches_rfc_4231_case_2() {
         let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
-            hex,
+            auditq_model::hex(&mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }

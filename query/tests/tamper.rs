@@ -18,6 +18,18 @@ fn auditq(config: &Path, lake: &Path, args: &[&str]) -> Run {
     )
 }
 
+/// The public key `auditq key` prints for the signing key kept in `config`.
+fn public_key_of(config: &Path, lake: &Path) -> String {
+    let key = auditq(config, lake, &["key"]);
+    assert!(key.ok, "{}", key.stderr);
+    key.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap_or_else(|| panic!("{}", key.stdout))
+        .trim()
+        .to_string()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
     for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
@@ -139,15 +151,7 @@ fn every_kind_of_tampering_is_found_and_named() {
     let commits = files_in(&fixture.lake.join("commands/_delta_log"), ".json");
     assert!(digests.len() >= 5, "{digests:?}");
     assert_eq!(digests.len(), commits.len(), "one digest per commit");
-    let key = auditq(&fixture.config, &fixture.lake, &["key"]);
-    assert!(key.ok, "{}", key.stderr);
-    let public_key = key
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap_or_else(|| panic!("{}", key.stdout))
-        .trim()
-        .to_string();
+    let public_key = public_key_of(&fixture.config, &fixture.lake);
     assert!(clean.stdout.contains(&public_key), "{}", clean.stdout);
 
     // A flipped byte in a data file: its SHA-256 no longer matches (the size does).
@@ -331,14 +335,7 @@ fn every_kind_of_tampering_is_found_and_named() {
     );
 
     // While a key is rotated, both are given and both are good.
-    let theirs_key = auditq(&other, &resigned, &["key"]);
-    let theirs_public = theirs_key
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap_or_else(|| panic!("{}", theirs_key.stdout))
-        .trim()
-        .to_string();
+    let theirs_public = public_key_of(&other, &resigned);
     let both = fixture.verify(
         &resigned,
         &["--public-key", &public_key, "--public-key", &theirs_public],
