@@ -51,6 +51,33 @@ pub struct Config {
     /// else `~/.config/auditq/signing.key` if it exists (none is made in AWS); with none,
     /// digests are unsigned and `auditq verify` says so. Environment: `AUDITQ_SIGNING_KEY_FILE`.
     pub signing_key_file: Option<PathBuf>,
+    /// Keys from the environment, never from the file (see [`Secrets`]).
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+/// Keys read from the environment: `AUDITQ_REDACTION_KEY` (the key of redaction tokens) and
+/// `AUDITQ_SIGNING_KEY` (the digests' signing key, from Secrets Manager in AWS), and where the
+/// default signing key file would be. Printed as `[secret]`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    /// `AUDITQ_REDACTION_KEY`.
+    pub redaction_key: Option<String>,
+    /// `AUDITQ_SIGNING_KEY`.
+    pub signing_key: Option<String>,
+    /// The default signing key file (`$AUDITQ_CONFIG_DIR`, `$XDG_CONFIG_HOME`, `$HOME`).
+    pub default_signing_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<String>| v.as_ref().map(|_| "[secret]");
+        f.debug_struct("Secrets")
+            .field("redaction_key", &shown(&self.redaction_key))
+            .field("signing_key", &shown(&self.signing_key))
+            .field("default_signing_key_file", &self.default_signing_key_file)
+            .finish()
+    }
 }
 
 /// Sessions that left no transcript, stream or host login.
@@ -66,7 +93,8 @@ pub struct Sessions {
 impl Default for Sessions {
     fn default() -> Self {
         Self {
-            unlogged_after_minutes: auditq_ingest::lake::DEFAULT_UNLOGGED_GRACE_MINUTES as u64,
+            unlogged_after_minutes: auditq_ingest::pipeline::builder::DEFAULT_UNLOGGED_GRACE_MINUTES
+                as u64,
         }
     }
 }
@@ -277,6 +305,11 @@ impl Config {
         if let Some(path) = var("AUDITQ_SIGNING_KEY_FILE") {
             self.signing_key_file = Some(PathBuf::from(path));
         }
+        self.secrets = Secrets {
+            redaction_key: var("AUDITQ_REDACTION_KEY"),
+            signing_key: var(auditq_ingest::digest::KEY_VARIABLE),
+            default_signing_key_file: auditq_ingest::digest::default_key_file(var),
+        };
         if let Some(minutes) = var("AUDITQ_UNLOGGED_AFTER_MINUTES") {
             self.sessions.unlogged_after_minutes =
                 number("AUDITQ_UNLOGGED_AFTER_MINUTES", minutes)?;

@@ -5,7 +5,7 @@
 //! | CloudWatch Logs subscription (`awslogs.data`) | CloudTrail records and host log lines (sshd, sudo, su, auditd from the CloudWatch agent) are parsed from the batch itself; a Session Manager stream is read again from its head (its commands are numbered from the session's first chunk, and a batch holds only the newest chunks); `CONTROL_MESSAGE` is acknowledged and ignored |
 //! | SQS batch of S3 notifications | each message's objects are ingested; failed messages are reported in `batchItemFailures`, so only they return to the queue |
 //! | S3 notification (direct, through SNS, or EventBridge "Object Created") | the objects are ingested |
-//! | EventBridge "Scheduled Event" | the lake is compacted (OPTIMIZE, then VACUUM) |
+//! | EventBridge "Scheduled Event" | the lake is compacted (small files merged, then VACUUM) |
 //!
 //! Every invocation first delivers what the alert outbox kept. Input the handler cannot read is
 //! set aside in `rejects` with its reason (and, for SQS, reported as failed so it reaches the
@@ -17,16 +17,16 @@ use std::time::Duration;
 use auditq_ingest::aws::{AwsClients, AwsSettings, ingest_s3_notification, ingest_streams};
 use auditq_ingest::decode::decode_subscription;
 use auditq_ingest::parse::{Object, parse_object, reject};
-use auditq_ingest::{IngestSummary, Lake, Limits, Parsed, store};
+use auditq_ingest::{IngestSummary, Limits, Parsed, Pipeline};
 use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::error::{DeployError, HandlerError};
 
-/// The handler, built once per container (clients, compiled rules, the lake).
+/// The handler, built once per container (clients, and the pipeline with its compiled rules).
 #[derive(Debug, Clone)]
 pub struct Handler {
-    lake: Lake,
+    pipeline: Pipeline,
     clients: AwsClients,
     limits: Limits,
     retention: Duration,
@@ -67,21 +67,21 @@ fn kind_of(event: &Value) -> Option<EventKind> {
 }
 
 impl Handler {
-    /// Builds the clients and the lake (with its rules and alert sinks) once.
+    /// Builds the clients and the pipeline (with its rules and alert sinks) once.
     pub async fn new(config: &Config, aws: &AwsSettings) -> Result<Handler, DeployError> {
         let clients = aws.clients().await;
-        let lake = crate::open_lake(config, aws, &clients).await?;
+        let pipeline = crate::pipeline(config, aws, &clients).await?;
         Ok(Handler {
-            lake,
+            pipeline,
             clients,
             limits: config.limits(),
             retention: config.vacuum_retention(),
         })
     }
 
-    /// The lake this handler writes.
-    pub fn lake(&self) -> &Lake {
-        &self.lake
+    /// The pipeline this handler runs.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// Handles one invocation; the answer is a JSON summary (for SQS, with
@@ -95,7 +95,7 @@ impl Handler {
             ))
         })?;
         let started = std::time::Instant::now();
-        let (delivered, kept) = crate::flush_outbox(&self.lake).await?;
+        let (delivered, kept) = self.pipeline.flush_outbox().await?;
         if delivered > 0 {
             tracing::info!(delivered, kept, "alert outbox flushed");
         }
@@ -104,7 +104,7 @@ impl Handler {
             EventKind::SqsBatch => self.sqs_batch(&event).await,
             EventKind::S3Notification => {
                 let summary =
-                    ingest_s3_notification(&self.lake, &self.clients.s3, &event, &self.limits)
+                    ingest_s3_notification(&self.pipeline, &self.clients.s3, &event, &self.limits)
                         .await?;
                 Ok(summary_json(&summary))
             }
@@ -171,7 +171,7 @@ impl Handler {
         let summary = if recording && !group.is_empty() {
             // A session's commands are numbered from its first chunk: read the stream whole.
             ingest_streams(
-                &self.lake,
+                &self.pipeline,
                 &self.clients.cwl,
                 &group,
                 std::slice::from_ref(&stream),
@@ -179,7 +179,7 @@ impl Handler {
             )
             .await?
         } else {
-            store(&self.lake, parsed).await?
+            self.pipeline.store(parsed).await?
         };
         Ok(summary_json(&summary))
     }
@@ -214,7 +214,7 @@ impl Handler {
                 });
             let outcome = match notification {
                 Ok(value) => {
-                    ingest_s3_notification(&self.lake, &self.clients.s3, &value, &self.limits)
+                    ingest_s3_notification(&self.pipeline, &self.clients.s3, &value, &self.limits)
                         .await
                         .map_err(|e| e.to_string())
                 }
@@ -241,7 +241,7 @@ impl Handler {
     }
 
     async fn compact(&self) -> Result<Value, HandlerError> {
-        let done = self.lake.compact(self.retention).await?;
+        let done = self.pipeline.lake().compact(self.retention).await?;
         let tables: Vec<Value> = done
             .iter()
             .map(|c| {
@@ -272,7 +272,7 @@ impl Handler {
             rejects: vec![reject(at, position, "lambda-event", reason, raw.as_bytes())],
             ..Parsed::default()
         };
-        Ok(store(&self.lake, parsed).await?)
+        Ok(self.pipeline.store(parsed).await?)
     }
 }
 

@@ -30,17 +30,21 @@ pub use handler::Handler;
 
 use std::sync::Arc;
 
-use auditq_ingest::Lake;
-use auditq_ingest::alerting::Alerting;
 use auditq_ingest::aws::{AwsClients, AwsSettings};
-use auditq_ingest::digest::{SigningKey, load_signing_key};
+use auditq_ingest::digest::{KeySources, SigningKey, load_signing_key};
+use auditq_ingest::{Lake, Pipeline, PipelineBuilder};
 use auditq_rules::Sink;
 
 /// The key that signs the lake's digests, as configured (see [`Config::signing_key_file`]). In
 /// AWS none is made: a key made inside a task or function would be lost with it, and every
 /// restart would sign with another.
 pub fn signing_key(config: &Config) -> Result<Option<Arc<SigningKey>>, DeployError> {
-    let key = load_signing_key(config.signing_key_file.as_deref(), false)?;
+    let sources = KeySources {
+        file: config.signing_key_file.clone(),
+        inline: config.secrets.signing_key.clone(),
+        default_file: config.secrets.default_signing_key_file.clone(),
+    };
+    let key = load_signing_key(&sources, false)?;
     match &key {
         Some((key, source)) => {
             tracing::info!(key_id = %key.key_id(), from = %source, "digests are signed")
@@ -50,44 +54,38 @@ pub fn signing_key(config: &Config) -> Result<Option<Arc<SigningKey>>, DeployErr
     Ok(key.map(|(key, _)| Arc::new(key)))
 }
 
-/// The lake of a configuration, with its alerting stage when rules are configured; what the
+/// The pipeline of a configuration (its lake, redaction, rules and sinks), built once; what the
 /// outbox kept from earlier runs is delivered first.
-pub async fn open_lake(
+pub async fn pipeline(
     config: &Config,
     aws: &AwsSettings,
     clients: &AwsClients,
-) -> Result<Lake, DeployError> {
-    let lake = Lake::new(config.data.clone())
-        .with_storage_options(aws.storage_options())
-        .with_unlogged_grace(chrono::Duration::minutes(
+) -> Result<Pipeline, DeployError> {
+    let lake = Lake::new(config.data.clone()).with_storage_options(aws.storage_options());
+    let mut builder = PipelineBuilder::new(lake)
+        .unlogged_grace(chrono::Duration::minutes(
             i64::try_from(config.sessions.unlogged_after_minutes).unwrap_or(i64::MAX / 60_000),
         ))
-        .with_redaction_patterns(config.redact.clone())
-        .with_signing_key(signing_key(config)?);
-    let Some(rules) = &config.rules else {
-        return Ok(lake);
-    };
-    let engine = Arc::new(auditq_rules::compile_source(rules)?);
-    let sinks = config
-        .alerts
-        .iter()
-        .map(|spec| Sink::parse(spec, Some(&clients.sns)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|message| DeployError::Config {
-            field: "alerts".to_string(),
-            message,
-        })?;
-    let (lake, delivered, kept) = Alerting::attach(lake, engine, sinks).await?;
+        .redaction_key(config.secrets.redaction_key.clone().map(String::into_bytes))
+        .redaction_patterns(config.redact.clone())
+        .signing_key(signing_key(config)?);
+    if let Some(rules) = &config.rules {
+        let engine = Arc::new(auditq_rules::compile_source(rules)?);
+        let sinks = config
+            .alerts
+            .iter()
+            .map(|spec| Sink::parse(spec, Some(&clients.sns)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| DeployError::Config {
+                field: "alerts".to_string(),
+                message,
+            })?;
+        builder = builder.rules(engine, sinks);
+    }
+    let pipeline = builder.build().await?;
+    let (delivered, kept) = pipeline.flush_outbox().await?;
     if delivered > 0 || kept > 0 {
         tracing::info!(delivered, kept, "alert outbox flushed");
     }
-    Ok(lake)
-}
-
-/// Delivers what the outbox kept; a lake without alerting has nothing to do.
-pub async fn flush_outbox(lake: &Lake) -> Result<(usize, usize), DeployError> {
-    let Some(alerting) = lake.alerting() else {
-        return Ok((0, 0));
-    };
-    Ok(alerting.lock().await.flush_outbox(lake).await?)
+    Ok(pipeline)
 }

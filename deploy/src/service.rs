@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use auditq_ingest::aws::{AwsClients, AwsSettings, follow_cwl, ingest_sqs, queue_url};
-use auditq_ingest::{IngestSummary, Lake};
+use auditq_ingest::{IngestSummary, Pipeline};
 
 use crate::config::Config;
 use crate::error::DeployError;
@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 /// A running service's shared parts.
 #[derive(Debug, Clone)]
 struct Shared {
-    lake: Lake,
+    pipeline: Pipeline,
     clients: AwsClients,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
@@ -97,9 +97,9 @@ pub async fn run(
             source,
         })?;
     let clients = aws.clients().await;
-    let lake = crate::open_lake(&config, aws, &clients).await?;
+    let pipeline = crate::pipeline(&config, aws, &clients).await?;
     let shared = Shared {
-        lake,
+        pipeline,
         clients,
         config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
@@ -121,7 +121,7 @@ pub async fn run(
     };
     tracing::info!(
         %listen,
-        lake = shared.lake.location(),
+        lake = shared.pipeline.lake().location(),
         log_groups = ?shared.config.sources.log_groups,
         sqs_queue = ?shared.config.sources.sqs_queue,
         "auditq service started"
@@ -137,7 +137,7 @@ pub async fn run(
                 .supervise(&uri, || async {
                     let report = |summary: &IngestSummary| shared.committed(&uri, summary);
                     follow_cwl(
-                        &shared.lake,
+                        &shared.pipeline,
                         &shared.clients.cwl,
                         &uri,
                         mode,
@@ -160,7 +160,7 @@ pub async fn run(
                     let url = queue_url(&shared.clients.sqs, &queue).await?;
                     // Drains what is waiting (long polls of 1 s), then returns.
                     let summary = ingest_sqs(
-                        &shared.lake,
+                        &shared.pipeline,
                         &shared.clients.s3,
                         &shared.clients.sqs,
                         &url,
@@ -192,7 +192,12 @@ pub async fn run(
                 }
                 last = (tokio::time::Instant::now(), shared.metrics.batches());
                 let started = std::time::Instant::now();
-                match shared.lake.compact(shared.config.vacuum_retention()).await {
+                match shared
+                    .pipeline
+                    .lake()
+                    .compact(shared.config.vacuum_retention())
+                    .await
+                {
                     Ok(done) => {
                         let removed: u64 = done.iter().map(|c| c.files_removed).sum();
                         let added: u64 = done.iter().map(|c| c.files_added).sum();
@@ -235,7 +240,7 @@ pub async fn run(
             ),
         });
     }
-    let (delivered, kept) = crate::flush_outbox(&shared.lake).await?;
+    let (delivered, kept) = shared.pipeline.flush_outbox().await?;
     http.abort();
     tracing::info!(delivered, kept, "stopped; everything read is committed");
     Ok(())

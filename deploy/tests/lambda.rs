@@ -22,9 +22,12 @@ async fn handler(lake_bucket: &str, topic: Option<&str>) -> Handler {
         ..Config::default()
     };
     config.validate().unwrap_or_else(|e| panic!("{e}"));
-    Handler::new(&config, &AwsSettings::from_env())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    Handler::new(
+        &config,
+        &AwsSettings::from_vars(|name| std::env::var(name).ok()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An event envelope of the corpus (`../shared/corpora/lambda-envelopes`).

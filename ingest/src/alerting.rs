@@ -1,42 +1,33 @@
-//! The alerting stage of the pipeline: every event of a batch goes through the rules before the
-//! batch is committed; new alerts are published (or kept in the outbox) before their rows and the
-//! source position are committed.
+//! The alerting stage of the pipeline: rules, the state every writer shares, and where alerts
+//! go.
 //!
 //! Order within a batch, and why:
-//! 1. rules run over the batch's events in time order (suppression windows are in event time);
-//! 2. alerts already in the `alerts` table are dropped, so a replayed batch publishes nothing
-//!    twice;
-//! 3. the rest are published; what cannot be delivered goes to the outbox (`publish` fails only
-//!    if even that is impossible, and then nothing is committed);
-//! 4. alert rows, then the other tables, are appended with the batch's source positions;
-//! 5. the suppression/threshold state is saved beside the lake.
+//! 1. rules run over the batch's new events in time order (windows are in event time), from
+//!    the newest saved rule state;
+//! 2. the new state is saved with a conditional write ([`RuleStateStore`]): if another writer
+//!    (a second Lambda container, another ECS task) saved one since, the batch is evaluated
+//!    again from theirs, so two writers never both let a suppressed alert through;
+//! 3. alerts already stored are dropped, the rest are published (or kept in the outbox);
+//! 4. the alert rows, then the other tables, are committed with the batch's source positions.
 //!
-//! A crash between 3 and 4 re-publishes those alerts on restart, with the same ids: delivery is
-//! at least once, and the alert id lets subscribers deduplicate. A crash between 4 and 5 leaves
-//! the state of the batch before: the batch is not read again, so a suppression it started is
-//! forgotten and a later match may alert once more. Saving before the commit would be worse: a
-//! replayed batch would find its own matches already counted and suppress alerts never stored.
+//! The state is saved before the alerts are published and the rows committed, so a crash in
+//! between replays the batch against a state that already holds its decisions. The state
+//! remembers which alert each window let through and which events each threshold counted, so the
+//! replay lets the same alerts through again (same ids: delivery is at least once, and
+//! subscribers may deduplicate by id) and counts nothing twice.
 
-use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
-use auditq_model::{Alert, Timestamp};
+use auditq_model::Timestamp;
 use auditq_rules::{
-    AlertNotice, AlertOutbox, Detector, Engine, EventView, Publisher, Retry, RuleState, Sink,
+    AlertNotice, AlertOutbox, Detector, Engine, EventView, PublishReport, Publisher, RuleState,
 };
+use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 
 use crate::error::{IngestError, Result};
-use crate::lake::Lake;
-
-/// Rules, their state, and where alerts go.
-#[derive(Debug)]
-pub struct Alerting {
-    detector: Detector,
-    publisher: Publisher,
-    state: StateObject,
-}
 
 /// Alerts raised by one batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,148 +40,204 @@ pub struct AlertCounts {
     pub kept: usize,
 }
 
-/// Where the rule state lives: `<lake>/_auditq/rule-state.json`, local or on S3.
-#[derive(Debug, Clone)]
-struct StateObject {
-    store: Arc<dyn ObjectStore>,
-    path: StorePath,
+/// Rules, the shared rule state, and the publisher.
+#[derive(Debug)]
+pub struct Alerting {
+    engine: Arc<Engine>,
+    publisher: Publisher,
+    state: RuleStateStore,
 }
 
+/// How many times a batch is evaluated again when other writers keep saving the state first.
+const STATE_ATTEMPTS: usize = 50;
+
 impl Alerting {
-    /// The alerting stage for a lake, its state loaded from beside the lake.
-    pub async fn new(lake: &Lake, engine: Arc<Engine>, publisher: Publisher) -> Result<Alerting> {
-        let (store, root) = lake.object_store()?;
-        let state = StateObject {
-            store,
-            path: root.join("_auditq").join("rule-state.json"),
-        };
-        let saved = match state.store.get(&state.path).await {
-            Ok(got) => {
-                let bytes = got.bytes().await.map_err(|e| state_error(lake, e))?;
-                RuleState::from_json(&bytes).map_err(|e| state_error(lake, e))?
-            }
-            Err(object_store::Error::NotFound { .. }) => RuleState::default(),
-            Err(e) => return Err(state_error(lake, e)),
-        };
-        Ok(Alerting {
-            detector: Detector::new(engine, saved),
+    /// The stage: `engine`'s rules, `publisher`'s sinks and outbox, the state in `state`.
+    pub fn new(engine: Arc<Engine>, publisher: Publisher, state: RuleStateStore) -> Self {
+        Self {
+            engine,
             publisher,
             state,
+        }
+    }
+
+    /// The outbox, if alerts are kept somewhere.
+    pub fn outbox(&self) -> Option<&AlertOutbox> {
+        self.publisher.outbox()
+    }
+
+    /// Runs the rules over `events` (sorted here by time) from the newest shared state, and
+    /// saves the state those decisions leave. Returns the alerts the rules let through.
+    pub async fn detect(
+        &self,
+        events: &mut [&(dyn EventView + Sync)],
+        detected_at: Timestamp,
+    ) -> Result<Vec<AlertNotice>> {
+        events.sort_by_key(|e| e.time());
+        let mut pause = Duration::from_millis(5);
+        for _ in 0..STATE_ATTEMPTS {
+            let (version, saved) = self.state.latest().await?;
+            let mut detector = Detector::new(self.engine.clone(), saved.clone());
+            let mut notices = Vec::new();
+            for event in events.iter() {
+                notices.extend(detector.detect(*event, detected_at));
+            }
+            let state = detector.state();
+            if *state == saved {
+                return Ok(notices);
+            }
+            if self.state.save(version + 1, state).await? {
+                return Ok(notices);
+            }
+            // Another writer saved first: decide again from theirs.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+        Err(IngestError::Alerting {
+            location: self.state.location.clone(),
+            source: format!(
+                "the rule state was saved by other writers {STATE_ATTEMPTS} times in a row"
+            )
+            .into(),
         })
     }
 
-    /// The lake with an alerting stage: `engine`'s rules, alerts to `sinks`, and what cannot
-    /// be delivered kept in the outbox beside the lake. What earlier runs kept is delivered
-    /// first; returns the lake, and how many alerts that delivered and how many are still kept.
-    pub async fn attach(
-        lake: Lake,
-        engine: Arc<Engine>,
-        sinks: Vec<Sink>,
-    ) -> Result<(Lake, usize, usize)> {
-        let outbox = Alerting::outbox(&lake)?;
-        let publisher = Publisher::new(sinks, Retry::default(), Some(outbox));
-        let alerting = Alerting::new(&lake, engine, publisher).await?;
-        let (delivered, still) = alerting.flush_outbox(&lake).await?;
-        Ok((lake.with_alerting(alerting), delivered, still))
+    /// Publishes alerts (what cannot be delivered goes to the outbox).
+    pub async fn publish(&self, notices: &[AlertNotice]) -> Result<PublishReport> {
+        self.publisher
+            .publish(notices)
+            .await
+            .map_err(|e| self.publish_error(e))
     }
 
-    /// The outbox of the publisher, under the lake unless configured elsewhere.
-    pub fn outbox(lake: &Lake) -> Result<AlertOutbox> {
-        let (store, root) = lake.object_store()?;
-        let prefix = root.join("_auditq").join("outbox");
-        let location = format!("{}/_auditq/outbox", lake.location().trim_end_matches('/'));
-        Ok(AlertOutbox::new(store, prefix, location))
-    }
-
-    /// Delivers what earlier runs kept in the outbox, and marks those alerts published in the
-    /// lake. Returns how many were delivered and how many are still kept.
-    pub async fn flush_outbox(&self, lake: &Lake) -> Result<(usize, usize)> {
-        let report = self
-            .publisher
+    /// Delivers what earlier runs kept in the outbox.
+    pub async fn flush_outbox(&self) -> Result<PublishReport> {
+        self.publisher
             .flush_outbox()
             .await
-            .map_err(|e| publish_error(lake, e))?;
-        if !report.delivered.is_empty() {
-            let mut rows: Vec<Alert> = lake.rows_by_key("alert_id", &report.delivered).await?;
-            for row in &mut rows {
-                row.published = true;
-            }
-            let ids: Vec<String> = rows.iter().map(|r| r.alert_id.clone()).collect();
-            lake.replace_by_key("alert_id", &ids, &rows, &[]).await?;
-        }
-        let still = match self.publisher.outbox() {
-            Some(outbox) => outbox
+            .map_err(|e| self.publish_error(e))
+    }
+
+    /// How many alerts the outbox holds.
+    pub async fn kept(&self) -> Result<usize> {
+        match self.publisher.outbox() {
+            Some(outbox) => Ok(outbox
                 .pending()
                 .await
-                .map_err(|e| publish_error(lake, e))?
-                .len(),
-            None => 0,
-        };
-        Ok((report.delivered.len(), still))
-    }
-
-    /// Runs the rules over a batch's events, publishes new alerts, and returns their rows.
-    pub async fn process(
-        &mut self,
-        lake: &Lake,
-        events: &mut [&(dyn EventView + Sync)],
-        detected_at: Timestamp,
-    ) -> Result<(Vec<Alert>, AlertCounts)> {
-        events.sort_by_key(|e| e.time());
-        let mut notices: Vec<AlertNotice> = Vec::new();
-        for event in events.iter() {
-            notices.extend(self.detector.detect(*event, detected_at));
+                .map_err(|e| self.publish_error(e))?
+                .len()),
+            None => Ok(0),
         }
-        let mut counts = AlertCounts {
-            raised: notices.len(),
-            ..AlertCounts::default()
-        };
-        let ids: Vec<String> = notices.iter().map(|n| n.alert_id.clone()).collect();
-        let stored: HashSet<String> = lake
-            .rows_by_key::<Alert>("alert_id", &ids)
-            .await?
-            .into_iter()
-            .map(|a| a.alert_id)
-            .collect();
-        let mut seen = HashSet::new();
-        notices.retain(|n| !stored.contains(&n.alert_id) && seen.insert(n.alert_id.clone()));
-        let report = self
-            .publisher
-            .publish(&notices)
-            .await
-            .map_err(|e| publish_error(lake, e))?;
-        counts.delivered = report.delivered.len();
-        counts.kept = report.kept.len();
-        let delivered: HashSet<&String> = report.delivered.iter().collect();
-        let rows = notices
-            .iter()
-            .map(|n| n.to_row(delivered.contains(&n.alert_id)))
-            .collect();
-        Ok((rows, counts))
     }
 
-    /// Saves the suppression and threshold state beside the lake.
-    pub async fn save_state(&mut self, lake: &Lake) -> Result<()> {
-        let bytes = self.detector.state().to_json();
-        self.state
+    fn publish_error(&self, e: auditq_rules::PublishError) -> IngestError {
+        IngestError::Alerting {
+            location: self
+                .publisher
+                .outbox()
+                .map_or_else(|| "alert sinks".to_string(), |o| o.location().to_string()),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// The rule state every writer of a lake shares: versioned objects under
+/// `_auditq/rule-state/`, each written only if that version does not exist yet (S3
+/// `If-None-Match`, an exclusive create on a file system). The newest wins; a writer that finds
+/// its version taken reads the newer one and decides again. Old versions are deleted, a few kept.
+#[derive(Debug, Clone)]
+pub struct RuleStateStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    legacy: StorePath,
+    location: String,
+}
+
+/// Versions kept behind the newest (for a writer still reading one).
+const STATE_VERSIONS_KEPT: u64 = 8;
+
+impl RuleStateStore {
+    /// The store under `root` of `store` (a lake's root); `location` names it in messages.
+    pub fn new(store: Arc<dyn ObjectStore>, root: &StorePath, location: &str) -> Self {
+        Self {
+            store,
+            prefix: root.clone().join("_auditq").join("rule-state"),
+            legacy: root.clone().join("_auditq").join("rule-state.json"),
+            location: format!("{}/_auditq/rule-state", location.trim_end_matches('/')),
+        }
+    }
+
+    fn error(&self, e: impl std::error::Error + Send + Sync + 'static) -> IngestError {
+        IngestError::Alerting {
+            location: self.location.clone(),
+            source: Box::new(e),
+        }
+    }
+
+    fn path(&self, version: u64) -> StorePath {
+        self.prefix.clone().join(format!("{version:020}.json"))
+    }
+
+    /// The newest state and its version (0: none saved yet; the single state object of
+    /// earlier releases is read as version 0).
+    pub async fn latest(&self) -> Result<(u64, RuleState)> {
+        let versions: Vec<u64> = self
             .store
-            .put(&self.state.path, bytes.into())
+            .list(Some(&self.prefix))
+            .map_ok(|meta| {
+                meta.location
+                    .filename()
+                    .and_then(|name| name.strip_suffix(".json"))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .try_collect::<Vec<_>>()
             .await
-            .map(|_| ())
-            .map_err(|e| state_error(lake, e))
+            .map_err(|e| self.error(e))?
+            .into_iter()
+            .flatten()
+            .collect();
+        let (version, path) = match versions.iter().max() {
+            Some(&v) => (v, self.path(v)),
+            None => (0, self.legacy.clone()),
+        };
+        match self.store.get(&path).await {
+            Ok(found) => {
+                let bytes = found.bytes().await.map_err(|e| self.error(e))?;
+                let state = RuleState::from_json(&bytes)
+                    .map_err(|e| self.error(std::io::Error::other(format!("{path}: {e}"))))?;
+                Ok((version, state))
+            }
+            Err(object_store::Error::NotFound { .. }) if version == 0 => {
+                Ok((0, RuleState::default()))
+            }
+            // Deleted behind us by a writer pruning old versions: a newer one exists.
+            Err(object_store::Error::NotFound { .. }) => Box::pin(self.latest()).await,
+            Err(e) => Err(self.error(e)),
+        }
     }
-}
 
-fn state_error(lake: &Lake, e: impl std::error::Error + Send + Sync + 'static) -> IngestError {
-    IngestError::Alerting {
-        location: format!("{}/_auditq/rule-state.json", lake.location()),
-        source: Box::new(e),
-    }
-}
-
-fn publish_error(lake: &Lake, e: auditq_rules::PublishError) -> IngestError {
-    IngestError::Alerting {
-        location: lake.location().to_string(),
-        source: Box::new(e),
+    /// Saves `state` as `version` unless another writer saved that version first (`false`).
+    pub async fn save(&self, version: u64, state: &RuleState) -> Result<bool> {
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(version), state.to_json().into(), create)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+            Err(e) => return Err(self.error(e)),
+        }
+        if version > STATE_VERSIONS_KEPT {
+            // Best effort: a leftover old version costs a list entry, nothing else.
+            let _ = self
+                .store
+                .delete(&self.path(version - STATE_VERSIONS_KEPT - 1))
+                .await;
+        }
+        Ok(true)
     }
 }

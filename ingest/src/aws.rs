@@ -4,8 +4,8 @@
 //! Each source has the same skeleton: a location parsed from a URI, a client built once by the
 //! caller (from the standard credential chain and region; `AWS_ENDPOINT_URL` is honoured by the
 //! SDK itself), a listing step that yields positions, and a read step that turns one position
-//! into [`Parsed`] rows. Reading is idempotent: rows carry provenance ids, so a position read
-//! twice stores nothing new.
+//! into [`Parsed`] rows, stored by the [`Pipeline`] with the positions they cover. Reading is
+//! idempotent: rows carry provenance ids, so a position read twice stores nothing new.
 
 use aws_sdk_cloudwatchlogs::Client as LogsClient;
 use aws_sdk_s3::Client as S3Client;
@@ -13,15 +13,14 @@ use aws_sdk_s3::error::DisplayErrorContext;
 
 use std::collections::HashMap;
 
-use auditq_model::{Position, Table, Timestamp};
+use auditq_model::{Position, Timestamp};
 use chrono::DateTime;
-use datafusion::prelude::{col, lit};
 
 use crate::Progress;
 use crate::error::{IngestError, Result};
-use crate::lake::Lake;
+use crate::lake::{Filter, Lake};
 use crate::parse::{Limits, LogEventIn, Object, Parsed, parse_log_events, parse_object, reject};
-use crate::pipeline::{IngestSummary, store_at};
+use crate::pipeline::{IngestSummary, Pipeline, position_key};
 
 /// `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -464,56 +463,20 @@ fn reads_on(stream: &str) -> bool {
     trail || crate::host::instance_of_stream(stream).is_some()
 }
 
-/// The newest position stored for each of `sources` (all under `prefix`), by
-/// `source@detail-key`. A short list is asked for by name, so the files' statistics skip every
-/// file holding none of them (each commit writes one); a long one reads the whole prefix.
-async fn stored_positions(
-    lake: &Lake,
-    sources: &[String],
-    prefix: &str,
-) -> Result<HashMap<String, Position>> {
-    let filter = if sources.len() <= 32 {
-        col("source").in_list(sources.iter().map(|s| lit(s.as_str())).collect(), false)
-    } else {
-        col("source").like(lit(format!("{prefix}%")))
-    };
-    let rows: Vec<Position> = lake.rows_matching(Table::Positions, filter).await?;
+/// The newest position stored for each of `sources`, by [`position_key`]. The lookup names
+/// the sources, which the files' bloom filters find without reading the others.
+async fn stored_positions(lake: &Lake, sources: &[String]) -> Result<HashMap<String, Position>> {
+    let rows: Vec<Position> = lake
+        .rows(Filter::all().any_of("source", sources.iter().cloned()))
+        .await?;
     let mut newest: HashMap<String, Position> = HashMap::new();
     for row in rows {
-        let key = format!("{}@{}", row.source, row.detail_key());
+        let key = position_key(&row);
         if newest.get(&key).is_none_or(|p| p.version < row.version) {
             newest.insert(key, row);
         }
     }
     Ok(newest)
-}
-
-trait DetailKey {
-    fn detail_key(&self) -> &str;
-}
-
-impl DetailKey for Position {
-    /// S3 positions are per ETag; stream positions per stream.
-    fn detail_key(&self) -> &str {
-        if self.source.starts_with("s3://") {
-            &self.detail
-        } else {
-            ""
-        }
-    }
-}
-
-/// Delta application transactions for positions: app id `source@detail-key`, version.
-fn txns_of(positions: &[Position]) -> Vec<deltalake::kernel::Transaction> {
-    positions
-        .iter()
-        .map(|p| {
-            deltalake::kernel::Transaction::new(
-                format!("{}@{}", p.source, p.detail_key()),
-                p.version,
-            )
-        })
-        .collect()
 }
 
 fn position(source: String, version: i64, detail: String, time: Timestamp) -> Position {
@@ -530,22 +493,21 @@ fn position(source: String, version: i64, detail: String, time: Timestamp) -> Po
 
 /// Ingests every object under an S3 prefix not ingested before (same key and ETag).
 pub async fn ingest_s3(
-    lake: &Lake,
+    pipeline: &Pipeline,
     source: &S3Source,
     location: &S3Location,
     limits: &Limits,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
     let objects = source.list(location).await?;
-    let prefix = format!("s3://{}/{}", location.bucket, location.prefix);
-    ingest_objects(lake, source, &objects, &prefix, limits, progress).await
+    ingest_objects(pipeline, source, &objects, limits, progress).await
 }
 
 /// Ingests the objects an S3 event notification names (direct, through SQS or SNS, or
 /// EventBridge), unless already ingested with the same ETag. A malformed envelope is an error
 /// of the caller's message, reported with its reason.
 pub async fn ingest_s3_notification(
-    lake: &Lake,
+    pipeline: &Pipeline,
     source: &S3Source,
     body: &serde_json::Value,
     limits: &Limits,
@@ -566,14 +528,13 @@ pub async fn ingest_s3_notification(
                         rejects: vec![refused],
                         ..Parsed::default()
                     };
-                    summary.add(store_at(lake, refused, &[]).await?);
+                    summary.add(pipeline.store(refused).await?);
                     continue;
                 }
                 None => return Err(e),
             },
         };
-        let uri = object.uri();
-        summary.add(ingest_objects(lake, source, &[object], &uri, limits, &|_| {}).await?);
+        summary.add(ingest_objects(pipeline, source, &[object], limits, &|_| {}).await?);
     }
     Ok(summary)
 }
@@ -584,7 +545,7 @@ pub async fn ingest_s3_notification(
 /// notification is set aside in `rejects` with its reason and deleted; any other error stops
 /// the run with the message still in the queue.
 pub async fn ingest_sqs(
-    lake: &Lake,
+    pipeline: &Pipeline,
     source: &S3Source,
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -611,7 +572,8 @@ pub async fn ingest_sqs(
                 Ok(value) => match crate::notify::created_objects(&value) {
                     Err(reason) => Some(format!("not an S3 event notification: {reason}")),
                     Ok(_) => {
-                        summary.add(ingest_s3_notification(lake, source, &value, limits).await?);
+                        summary
+                            .add(ingest_s3_notification(pipeline, source, &value, limits).await?);
                         None
                     }
                 },
@@ -633,7 +595,7 @@ pub async fn ingest_sqs(
                     )],
                     ..Parsed::default()
                 };
-                summary.add(store_at(lake, bad, &[]).await?);
+                summary.add(pipeline.store(bad).await?);
             }
             if let Some(handle) = message.receipt_handle() {
                 sqs.delete_message()
@@ -649,15 +611,14 @@ pub async fn ingest_sqs(
 }
 
 async fn ingest_objects(
-    lake: &Lake,
+    pipeline: &Pipeline,
     source: &S3Source,
     objects: &[S3Object],
-    prefix: &str,
     limits: &Limits,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
     let uris: Vec<String> = objects.iter().map(S3Object::uri).collect();
-    let done = stored_positions(lake, &uris, prefix).await?;
+    let done = stored_positions(pipeline.lake(), &uris).await?;
     let todo: Vec<&S3Object> = objects
         .iter()
         .filter(|o| !done.contains_key(&format!("{}@{}", o.uri(), o.etag)))
@@ -689,17 +650,17 @@ async fn ingest_objects(
             },
         }
         batch_bytes += object.size;
-        // Rows first, then the positions that say they are durable.
+        // Rows first, then the positions that say they are durable (in one batch).
         if positions.len() >= limits.batch_files || batch_bytes >= limits.batch_bytes {
-            let done = std::mem::take(&mut positions);
-            summary.add(store_at(lake, std::mem::take(&mut parsed), &txns_of(&done)).await?);
-            lake.append_at(done.clone(), &txns_of(&done)).await?;
+            summary.add(
+                pipeline
+                    .store_at(std::mem::take(&mut parsed), std::mem::take(&mut positions))
+                    .await?,
+            );
             batch_bytes = 0;
         }
     }
-    summary.add(store_at(lake, parsed, &txns_of(&positions)).await?);
-    lake.append_at(positions.clone(), &txns_of(&positions))
-        .await?;
+    summary.add(pipeline.store_at(parsed, positions).await?);
     summary.objects = todo.len();
     summary.skipped = objects.len() - todo.len();
     Ok(summary)
@@ -711,19 +672,19 @@ async fn ingest_objects(
 /// whose commands are numbered from its first chunk); a CloudTrail stream goes on from the
 /// forward token stored with its position.
 pub async fn ingest_cwl(
-    lake: &Lake,
+    pipeline: &Pipeline,
     source: &CwlSource,
     uri: &str,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<IngestSummary> {
     let location = source.resolve(uri).await?;
     let streams = source.streams(&location).await?;
-    ingest_streams(lake, source, &location.group, &streams, progress).await
+    ingest_streams(pipeline, source, &location.group, &streams, progress).await
 }
 
 /// Ingests the named streams of a group that have grown since they were last ingested.
 pub async fn ingest_streams(
-    lake: &Lake,
+    pipeline: &Pipeline,
     source: &CwlSource,
     group: &str,
     streams: &[String],
@@ -731,7 +692,7 @@ pub async fn ingest_streams(
 ) -> Result<IngestSummary> {
     let group_uri = format!("cwl://{}/", group.trim_start_matches('/'));
     let uris: Vec<String> = streams.iter().map(|s| format!("{group_uri}{s}")).collect();
-    let done = stored_positions(lake, &uris, &group_uri).await?;
+    let done = stored_positions(pipeline.lake(), &uris).await?;
     let mut parsed = Parsed::default();
     let mut positions = Vec::new();
     let mut read = 0;
@@ -785,9 +746,7 @@ pub async fn ingest_streams(
         parsed.extend(events.parse(time));
         positions.push(position(events.uri(), version, detail, time));
     }
-    let mut summary = store_at(lake, parsed, &txns_of(&positions)).await?;
-    lake.append_at(positions.clone(), &txns_of(&positions))
-        .await?;
+    let mut summary = pipeline.store_at(parsed, positions).await?;
     summary.objects = read;
     summary.skipped = streams.len() - read;
     Ok(summary)
@@ -937,7 +896,7 @@ impl CwlSource {
 /// from their head and stored (a Session Manager stream is one session, numbered from its
 /// first chunk). Live tail falls back to polling if the service refuses it.
 pub async fn follow_cwl(
-    lake: &Lake,
+    pipeline: &Pipeline,
     source: &CwlSource,
     uri: &str,
     mode: FollowMode,
@@ -948,7 +907,7 @@ pub async fn follow_cwl(
     let location = source.resolve(uri).await?;
     let group_uri = format!("cwl://{}", location.group);
     // Catch up on what is there before following.
-    on_batch(&ingest_cwl(lake, source, &group_uri, &|_| {}).await?);
+    on_batch(&ingest_cwl(pipeline, source, &group_uri, &|_| {}).await?);
     let mut since = chrono::Utc::now().timestamp_millis() - POLL_MARGIN_MS;
     let mut mode = mode;
     let arn = match mode {
@@ -978,9 +937,14 @@ pub async fn follow_cwl(
                             .map(|(stream, _)| stream)
                             .collect();
                         if !streams.is_empty() {
-                            let summary =
-                                ingest_streams(lake, source, &location.group, &streams, &|_| {})
-                                    .await?;
+                            let summary = ingest_streams(
+                                pipeline,
+                                source,
+                                &location.group,
+                                &streams,
+                                &|_| {},
+                            )
+                            .await?;
                             on_batch(&summary);
                         }
                     }
@@ -1006,7 +970,8 @@ pub async fn follow_cwl(
                 since = since.max(newest - POLL_MARGIN_MS);
                 if !streams.is_empty() {
                     on_batch(
-                        &ingest_streams(lake, source, &location.group, &streams, &|_| {}).await?,
+                        &ingest_streams(pipeline, source, &location.group, &streams, &|_| {})
+                            .await?,
                     );
                 }
             }
@@ -1052,9 +1017,10 @@ pub struct AwsClients {
 }
 
 impl AwsSettings {
-    /// The settings in the environment.
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    /// The settings from environment variables, as `var` looks them up (the binaries pass
+    /// `std::env::var`; libraries never read the environment themselves).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
         Self {
             endpoint_url: var("AWS_ENDPOINT_URL"),
             region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),

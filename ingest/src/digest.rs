@@ -96,15 +96,28 @@ fn key_id(public: &[u8]) -> String {
 }
 
 /// The key file used when none is configured: `$AUDITQ_CONFIG_DIR/signing.key`, else
-/// `$XDG_CONFIG_HOME/auditq/signing.key`, else `$HOME/.config/auditq/signing.key`. It is kept
-/// away from the lake on purpose: whoever can rewrite the lake must not also hold its key.
-pub fn default_key_file() -> Option<PathBuf> {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+/// `$XDG_CONFIG_HOME/auditq/signing.key`, else `$HOME/.config/auditq/signing.key`, with the
+/// variables as `var` looks them up (the binaries pass the environment's). It is kept away from
+/// the lake on purpose: whoever can rewrite the lake must not also hold its key.
+pub fn default_key_file(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let var = |name| var(name).filter(|v| !v.is_empty());
     var("AUDITQ_CONFIG_DIR")
         .map(PathBuf::from)
         .or_else(|| var("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("auditq")))
         .or_else(|| var("HOME").map(|d| PathBuf::from(d).join(".config/auditq")))
         .map(|dir| dir.join("signing.key"))
+}
+
+/// Where the signing key may come from, in order; the binaries fill it from their flags,
+/// configuration and environment.
+#[derive(Debug, Clone, Default)]
+pub struct KeySources {
+    /// A file holding the key (`--signing-key`, `signing_key_file`).
+    pub file: Option<PathBuf>,
+    /// The key itself ([`KEY_VARIABLE`]).
+    pub inline: Option<String>,
+    /// The default key file ([`default_key_file`]).
+    pub default_file: Option<PathBuf>,
 }
 
 /// Where a signing key comes from.
@@ -128,16 +141,16 @@ impl std::fmt::Display for KeySource {
     }
 }
 
-/// Reads the signing key: the configured file, else [`KEY_VARIABLE`], else the default key
-/// file, made (readable by its owner only) when `create` and it does not exist yet. `None` when
-/// there is no key and none could be made (digests are then written unsigned, and
-/// [`verify`] reports them).
+/// Reads the signing key: the configured file, else the key given inline ([`KEY_VARIABLE`]),
+/// else the default key file, made (readable by its owner only) when `create` and it does not
+/// exist yet. `None` when there is no key and none could be made (digests are then written
+/// unsigned, and [`verify`] reports them).
 pub fn load_signing_key(
-    configured: Option<&Path>,
+    sources: &KeySources,
     create: bool,
 ) -> Result<Option<(SigningKey, KeySource)>> {
     let bad = |location: String, message: String| IngestError::Digest { location, message };
-    if let Some(path) = configured {
+    if let Some(path) = &sources.file {
         let text = std::fs::read_to_string(path).map_err(|source| IngestError::Io {
             path: path.display().to_string(),
             source,
@@ -145,11 +158,11 @@ pub fn load_signing_key(
         let key = SigningKey::parse(&text).map_err(|m| bad(path.display().to_string(), m))?;
         return Ok(Some((key, KeySource::File(path.to_path_buf()))));
     }
-    if let Some(text) = std::env::var(KEY_VARIABLE).ok().filter(|t| !t.is_empty()) {
+    if let Some(text) = sources.inline.as_ref().filter(|t| !t.is_empty()) {
         let key = SigningKey::parse(&text).map_err(|m| bad(format!("${KEY_VARIABLE}"), m))?;
         return Ok(Some((key, KeySource::Environment)));
     }
-    let Some(path) = default_key_file() else {
+    let Some(path) = sources.default_file.clone() else {
         return Ok(None);
     };
     match std::fs::read_to_string(&path) {
@@ -174,7 +187,14 @@ pub fn load_signing_key(
     match made {
         Ok(()) => Ok(Some((key, KeySource::Default(path)))),
         // Another process made it first: theirs is the key.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_signing_key(None, false),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_signing_key(
+            &KeySources {
+                file: None,
+                inline: None,
+                default_file: sources.default_file.clone(),
+            },
+            false,
+        ),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "no signing key: digests are written unsigned");
             Ok(None)

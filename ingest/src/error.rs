@@ -61,6 +61,23 @@ pub enum IngestError {
         /// The SDK's error, with its context.
         message: String,
     },
+    /// An object of auditq's own beside the tables (`_auditq/`: keys, rule state, the outbox)
+    /// could not be read or written, or the lake's store could not be made.
+    #[error("{location}: {source}")]
+    Object {
+        /// The object or lake concerned.
+        location: String,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A setting passed to the pipeline is not valid.
+    #[error("{setting}: {message}")]
+    Config {
+        /// The setting.
+        setting: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Alerts could not be published or kept, or the rule state could not be read or saved.
     #[error("alerting at {location}: {source}")]
     Alerting {

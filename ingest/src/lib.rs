@@ -8,8 +8,12 @@
 //!   becomes a reject with its position and reason; it never stops the rest of its object.
 //! - [`session`] folds what every source knows about a session into one row, independent of the
 //!   order sources arrive in.
-//! - [`lake`] stores rows in Delta tables, idempotently (ids derive from provenance).
-//! - [`files`] and [`pipeline`] wire a source to the lake.
+//! - [`pipeline`] owns the write path: it loads what a batch needs, decides in pure code
+//!   ([`pipeline::decide`]), runs the rules ([`alerting`]) and commits once per table.
+//! - [`lake`] stores rows in Delta tables and reads them back by key; it knows nothing of what
+//!   the rows mean.
+//! - [`files`] and [`aws`] are sources: they read objects and hand batches to the pipeline with
+//!   the positions they cover.
 //!
 //! Transcripts are replayed through a terminal emulator ([`terminal`], built on `vte`) rather
 //! than stripped with regexes, so backspaces, history recall and full-screen editors resolve to
@@ -32,7 +36,7 @@ pub mod pipeline;
 pub use error::{IngestError, Result};
 pub use lake::Lake;
 pub use parse::{Limits, Parsed};
-pub use pipeline::{IngestSummary, TableCount, store};
+pub use pipeline::{IngestSummary, Pipeline, PipelineBuilder, TableCount};
 
 use std::path::PathBuf;
 
@@ -54,7 +58,7 @@ pub struct Progress<'a> {
 /// bounded (two batches at most), each commit is a unit of progress, and parsing and writing
 /// overlap.
 pub async fn ingest_paths(
-    lake: &Lake,
+    pipeline: &Pipeline,
     paths: &[PathBuf],
     limits: &Limits,
     progress: &(dyn Fn(Progress<'_>) + Sync),
@@ -86,7 +90,7 @@ pub async fn ingest_paths(
             total: files.len(),
             current: current.as_deref().unwrap_or(""),
         });
-        summary.add(store(lake, parsed?).await?);
+        summary.add(pipeline.store(parsed?).await?);
         done += count;
     }
     progress(Progress {

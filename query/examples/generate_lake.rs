@@ -173,12 +173,12 @@ async fn main() -> anyhow::Result<()> {
         // Two commits a day, as micro-batches leave a day before compaction.
         let half = day_sessions.len() / 2;
         let later = day_sessions.split_off(half);
-        written_sessions += lake.append(day_sessions).await?;
-        written_sessions += lake.append(later).await?;
+        written_sessions += lake.append(&day_sessions).await?.added;
+        written_sessions += lake.append(&later).await?.added;
         let half = day_commands.len() / 2;
         let later = day_commands.split_off(half);
-        written_commands += lake.append(day_commands).await?;
-        written_commands += lake.append(later).await?;
+        written_commands += lake.append(&day_commands).await?.added;
+        written_commands += lake.append(&later).await?.added;
         if day % 30 == 29 {
             eprintln!(
                 "day {}: {written_sessions} sessions, {written_commands} commands, {:.0?}",

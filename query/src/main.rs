@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use auditq_ingest::aws::{AwsClients, AwsSettings, FollowMode, S3Location};
-use auditq_ingest::digest::{self, load_signing_key};
-use auditq_ingest::{IngestSummary, Lake, Limits, Progress};
+use auditq_ingest::digest::{self, KeySources, load_signing_key};
+use auditq_ingest::{IngestSummary, Lake, Limits, Pipeline, PipelineBuilder, Progress};
 use auditq_query::{Filters, OutputFormat, QueryError, QueryLimits, questions};
 use clap::{Parser, Subcommand};
 
@@ -38,7 +38,7 @@ struct Cli {
 
     /// Minutes after a session ended that its transcript, stream or host login may still
     /// arrive; then it reads `logged = none` (and `ssm.session_unlogged` alerts).
-    #[arg(long, global = true, value_name = "MINUTES", default_value_t = auditq_ingest::lake::DEFAULT_UNLOGGED_GRACE_MINUTES as u64)]
+    #[arg(long, global = true, value_name = "MINUTES", default_value_t = auditq_ingest::pipeline::builder::DEFAULT_UNLOGGED_GRACE_MINUTES as u64)]
     unlogged_after: u64,
 
     /// The most rows an answer may have; a larger answer is refused (add LIMIT or narrow it).
@@ -309,6 +309,7 @@ impl Output {
 async fn answer(
     lake: &Lake,
     explicit: bool,
+    writing: &WriteSettings,
     filters: &Filters,
     sql: &str,
     out: &Output,
@@ -316,7 +317,7 @@ async fn answer(
     if out.show_sql {
         eprintln!("{sql};");
     }
-    load_samples_if_first_run(lake, explicit).await?;
+    load_samples_if_first_run(lake, explicit, writing).await?;
     let ctx = auditq_query::context_limited(lake, filters, &out.limits).await?;
     let plan = auditq_query::plan_sql(&ctx, sql).await?;
     let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
@@ -396,16 +397,16 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout: std::time::Duration::from_secs(cli.timeout.max(1)),
         },
     };
-    let aws = AwsSettings::from_env();
-    let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()))
-        .with_storage_options(aws.storage_options())
-        .with_unlogged_grace(chrono::Duration::minutes(
-            i64::try_from(cli.unlogged_after).unwrap_or(i64::MAX / 60_000),
-        ))
-        .with_redaction_patterns(cli.redact.clone());
+    let var = |name: &str| std::env::var(name).ok();
+    let aws = AwsSettings::from_vars(var);
     // Verifying reads the key if there is one; it never makes one.
     let verifying = matches!(cli.command, Some(Command::Verify { .. }));
-    let signing = load_signing_key(cli.signing_key.as_deref(), !verifying)?;
+    let key_sources = KeySources {
+        file: cli.signing_key.clone(),
+        inline: var(digest::KEY_VARIABLE),
+        default_file: digest::default_key_file(var),
+    };
+    let signing = load_signing_key(&key_sources, !verifying)?;
     let public_key = signing
         .as_ref()
         .map(|(key, source)| (key.public_key(), format!("the signing key, {source}")));
@@ -416,7 +417,14 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             key.key_id()
         )
     });
-    let lake = lake.with_signing_key(signing.map(|(key, _)| std::sync::Arc::new(key)));
+    let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()))
+        .with_storage_options(aws.storage_options())
+        .with_signing_key(signing.map(|(key, _)| std::sync::Arc::new(key)));
+    let writing = WriteSettings {
+        unlogged_after: cli.unlogged_after,
+        redact: cli.redact.clone(),
+        redaction_key: var("AUDITQ_REDACTION_KEY").map(String::into_bytes),
+    };
     match cli.command {
         Some(Command::Verify {
             public_key: given,
@@ -462,8 +470,8 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 true => Some(aws.clients().await.sns),
                 false => None,
             };
-            let lake = alerting.apply(lake, sns).await?;
-            let summary = ingest_sources(&lake, &aws, &sources, &limits).await?;
+            let pipeline = writing.pipeline(&lake, alerting.rules(sns)?).await?;
+            let summary = ingest_sources(&pipeline, &aws, &sources, &limits).await?;
             print_summary(&summary, &mut std::io::stdout().lock())?;
         }
         Some(Command::Follow {
@@ -475,15 +483,15 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 true => Some(aws.clients().await.sns),
                 false => None,
             };
-            let lake = alerting.apply(lake, sns).await?;
+            let pipeline = writing.pipeline(&lake, alerting.rules(sns)?).await?;
             let mode = match poll {
                 Some(seconds) => FollowMode::Poll(std::time::Duration::from_secs(seconds.max(1))),
                 None => FollowMode::LiveTail,
             };
-            follow(&lake, &aws, &groups, mode).await?;
+            follow(&pipeline, &aws, &groups, mode).await?;
         }
         Some(Command::Rules(command)) => {
-            if !rules_cli::rules(command, &lake).await? {
+            if !rules_cli::rules(command, &lake, &writing).await? {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -495,21 +503,38 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
         }
         Some(Command::Tables) => {
-            load_samples_if_first_run(&lake, explicit).await?;
+            load_samples_if_first_run(&lake, explicit, &writing).await?;
             let ctx = auditq_query::context_with(&lake, &filters).await?;
             let text = auditq_query::describe_tables(&ctx).await?;
             std::io::stdout().lock().write_all(text.as_bytes())?;
         }
         Some(Command::Who { target }) => {
-            answer(&lake, explicit, &filters, &questions::who(&target), &out).await?;
+            answer(
+                &lake,
+                explicit,
+                &writing,
+                &filters,
+                &questions::who(&target),
+                &out,
+            )
+            .await?;
         }
         Some(Command::Sessions) => {
-            answer(&lake, explicit, &filters, &questions::sessions(), &out).await?;
+            answer(
+                &lake,
+                explicit,
+                &writing,
+                &filters,
+                &questions::sessions(),
+                &out,
+            )
+            .await?;
         }
         Some(Command::Commands { session_id }) => {
             answer(
                 &lake,
                 explicit,
+                &writing,
                 &filters,
                 &questions::commands(&session_id),
                 &out,
@@ -523,7 +548,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             speed,
             max_wait,
         }) => {
-            load_samples_if_first_run(&lake, explicit).await?;
+            load_samples_if_first_run(&lake, explicit, &writing).await?;
             let ctx = auditq_query::context(&lake).await?;
             let replay = auditq_query::replay::load(&ctx, &lake, &aws, &session_id).await?;
             eprintln!(
@@ -558,7 +583,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Report { from, to }) => {
-            load_samples_if_first_run(&lake, explicit).await?;
+            load_samples_if_first_run(&lake, explicit, &writing).await?;
             let now = chrono::Utc::now();
             let time = |text: &str, end_of_day| {
                 auditq_query::filters::parse_time(text, now, end_of_day)
@@ -593,7 +618,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 show_sql: false,
                 ..out
             };
-            answer(&lake, explicit, &filters, &sql, &out).await?;
+            answer(&lake, explicit, &writing, &filters, &sql, &out).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -609,7 +634,11 @@ fn sample_logs() -> Option<PathBuf> {
     bundled.is_dir().then_some(bundled)
 }
 
-async fn load_samples_if_first_run(lake: &Lake, explicit: bool) -> anyhow::Result<()> {
+async fn load_samples_if_first_run(
+    lake: &Lake,
+    explicit: bool,
+    writing: &WriteSettings,
+) -> anyhow::Result<()> {
     if explicit || !lake.is_empty().await? {
         return Ok(());
     }
@@ -625,14 +654,54 @@ async fn load_samples_if_first_run(lake: &Lake, explicit: bool) -> anyhow::Resul
         rules: Some("default".to_string()),
         alerts: Vec::new(),
     };
-    let lake = rules.apply(lake.clone(), None).await?;
-    let summary = ingest(&lake, &[samples], &Limits::default()).await?;
+    let pipeline = writing.pipeline(lake, rules.rules(None)?).await?;
+    let summary = ingest(&pipeline, &[samples], &Limits::default()).await?;
     print_summary(&summary, &mut std::io::stderr().lock())?;
     Ok(())
 }
 
+/// What the commands that write (ingest, follow, the first run's samples) build their pipeline
+/// from: flags and the environment, read here.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteSettings {
+    unlogged_after: u64,
+    redact: Vec<String>,
+    redaction_key: Option<Vec<u8>>,
+}
+
+impl WriteSettings {
+    /// The pipeline over `lake`, with `rules` and their sinks when given; what the outbox kept
+    /// from earlier runs is delivered first.
+    pub(crate) async fn pipeline(
+        &self,
+        lake: &Lake,
+        rules: Option<(
+            std::sync::Arc<auditq_rules::Engine>,
+            Vec<auditq_rules::Sink>,
+        )>,
+    ) -> anyhow::Result<Pipeline> {
+        let mut builder = PipelineBuilder::new(lake.clone())
+            .unlogged_grace(chrono::Duration::minutes(
+                i64::try_from(self.unlogged_after).unwrap_or(i64::MAX / 60_000),
+            ))
+            .redaction_key(self.redaction_key.clone())
+            .redaction_patterns(self.redact.clone());
+        if let Some((engine, sinks)) = rules {
+            builder = builder.rules(engine, sinks);
+        }
+        let pipeline = builder.build().await?;
+        let (delivered, still) = pipeline.flush_outbox().await?;
+        if delivered > 0 || still > 0 {
+            eprintln!(
+                "auditq: outbox: {delivered} alerts delivered from earlier runs, {still} still kept"
+            );
+        }
+        Ok(pipeline)
+    }
+}
+
 async fn follow(
-    lake: &Lake,
+    pipeline: &Pipeline,
     aws: &AwsSettings,
     groups: &[String],
     mode: FollowMode,
@@ -650,7 +719,8 @@ async fn follow(
     }
     let mut followers = Vec::new();
     for group in groups {
-        let (lake, cwl, stop, group) = (lake.clone(), cwl.clone(), stop.clone(), group.clone());
+        let (pipeline, cwl, stop, group) =
+            (pipeline.clone(), cwl.clone(), stop.clone(), group.clone());
         followers.push(tokio::spawn(async move {
             let report = |summary: &IngestSummary| {
                 let added: usize = summary.tables.values().map(|c| c.added).sum();
@@ -658,7 +728,7 @@ async fn follow(
                     let _ = print_summary(summary, &mut std::io::stdout().lock());
                 }
             };
-            auditq_ingest::aws::follow_cwl(&lake, &cwl, &group, mode, &stop, &report)
+            auditq_ingest::aws::follow_cwl(&pipeline, &cwl, &group, mode, &stop, &report)
                 .await
                 .with_context(|| format!("following {group}"))
         }));
@@ -670,7 +740,7 @@ async fn follow(
 }
 
 async fn ingest_sources(
-    lake: &Lake,
+    pipeline: &Pipeline,
     aws: &AwsSettings,
     sources: &[String],
     limits: &Limits,
@@ -682,7 +752,7 @@ async fn ingest_sources(
         .map(PathBuf::from)
         .collect();
     if !local.is_empty() {
-        summary.add(ingest(lake, &local, limits).await?);
+        summary.add(ingest(pipeline, &local, limits).await?);
     }
     let remote: Vec<&String> = sources.iter().filter(|s| s.contains("://")).collect();
     if remote.is_empty() {
@@ -697,18 +767,19 @@ async fn ingest_sources(
             bar.set_message(p.current.to_string());
         };
         let part = if let Some(location) = S3Location::parse(uri) {
-            auditq_ingest::aws::ingest_s3(lake, &s3, &location, limits, &progress).await
+            auditq_ingest::aws::ingest_s3(pipeline, &s3, &location, limits, &progress).await
         } else if uri.starts_with("cwl://") {
-            auditq_ingest::aws::ingest_cwl(lake, &cwl, uri, &progress).await
+            auditq_ingest::aws::ingest_cwl(pipeline, &cwl, uri, &progress).await
         } else if let Some(queue) = uri.strip_prefix("sqs://") {
             let queue_url = auditq_ingest::aws::queue_url(&sqs, queue).await?;
-            auditq_ingest::aws::ingest_sqs(lake, &s3, &sqs, &queue_url, limits).await
+            auditq_ingest::aws::ingest_sqs(pipeline, &s3, &sqs, &queue_url, limits).await
         } else {
             anyhow::bail!("{uri}: not a path, s3://bucket/prefix, cwl://LOG_GROUP or sqs://QUEUE");
         };
         bar.finish_and_clear();
-        summary
-            .add(part.with_context(|| format!("ingest of {uri} into {} failed", lake.location()))?);
+        summary.add(part.with_context(|| {
+            format!("ingest of {uri} into {} failed", pipeline.lake().location())
+        })?);
     }
     Ok(summary)
 }
@@ -726,16 +797,20 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-async fn ingest(lake: &Lake, paths: &[PathBuf], limits: &Limits) -> anyhow::Result<IngestSummary> {
+async fn ingest(
+    pipeline: &Pipeline,
+    paths: &[PathBuf],
+    limits: &Limits,
+) -> anyhow::Result<IngestSummary> {
     let bar = progress_bar();
     let progress = |p: Progress<'_>| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
         bar.set_message(p.current.to_string());
     };
-    let summary = auditq_ingest::ingest_paths(lake, paths, limits, &progress)
+    let summary = auditq_ingest::ingest_paths(pipeline, paths, limits, &progress)
         .await
-        .with_context(|| format!("ingest into {} failed", lake.location()))?;
+        .with_context(|| format!("ingest into {} failed", pipeline.lake().location()))?;
     bar.finish_and_clear();
     Ok(summary)
 }

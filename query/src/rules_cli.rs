@@ -8,13 +8,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use auditq_ingest::Lake;
-use auditq_ingest::alerting::Alerting;
+use auditq_ingest::lake::Filter;
 use auditq_model::{Command as CommandRow, Session, Table, TrailEvent};
 use auditq_rules::notice::filter_policy;
 use auditq_rules::pack::run_cases;
 use auditq_rules::{Detector, Engine, EventView, FieldsEvent, RuleState, Severity, Sink};
 use clap::{Args, Subcommand};
-use datafusion::prelude::{col, lit};
 
 /// `--rules` and `--alerts` of `ingest` and `follow`.
 #[derive(Debug, Args)]
@@ -34,14 +33,13 @@ impl AlertingArgs {
         self.alerts.iter().any(|a| a.starts_with("sns://"))
     }
 
-    /// The lake with its alerting stage, and the outbox flushed, when `--rules` is given.
-    pub async fn apply(
+    /// The compiled rules and their sinks, when `--rules` is given.
+    pub fn rules(
         &self,
-        lake: Lake,
         sns: Option<aws_sdk_sns::Client>,
-    ) -> anyhow::Result<Lake> {
+    ) -> anyhow::Result<Option<(Arc<Engine>, Vec<Sink>)>> {
         let Some(rules) = &self.rules else {
-            return Ok(lake);
+            return Ok(None);
         };
         let engine = Arc::new(compile(rules)?);
         let sinks = self
@@ -50,13 +48,7 @@ impl AlertingArgs {
             .map(|spec| Sink::parse(spec, sns.as_ref()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("--alerts {e}"))?;
-        let (lake, delivered, still) = Alerting::attach(lake, engine, sinks).await?;
-        if delivered > 0 || still > 0 {
-            eprintln!(
-                "auditq: outbox: {delivered} alerts delivered from earlier runs, {still} still kept"
-            );
-        }
-        Ok(lake)
+        Ok(Some((engine, sinks)))
     }
 }
 
@@ -148,7 +140,11 @@ fn compile(source: &str) -> anyhow::Result<Engine> {
 }
 
 /// Runs `auditq rules ...`; returns whether everything passed.
-pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
+pub async fn rules(
+    command: RulesCommand,
+    lake: &Lake,
+    writing: &crate::WriteSettings,
+) -> anyhow::Result<bool> {
     let mut out = std::io::stdout().lock();
     match command {
         RulesCommand::Check { sources } => {
@@ -236,8 +232,9 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
             } else {
                 scratch_dir = tempfile::tempdir().context("cannot make a temporary lake")?;
                 let temporary = Lake::new(scratch_dir.path().display().to_string());
+                let pipeline = writing.pipeline(&temporary, None).await?;
                 auditq_ingest::ingest_paths(
-                    &temporary,
+                    &pipeline,
                     &over,
                     &auditq_ingest::Limits::default(),
                     &|_| {},
@@ -250,27 +247,16 @@ pub async fn rules(command: RulesCommand, lake: &Lake) -> anyhow::Result<bool> {
                 .map(|t| auditq_query::filters::parse_time(t, chrono::Utc::now(), false))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--since {e}"))?;
-            let since_filter = |column: &str| match since {
+            let since_filter = |column: &'static str| match since {
                 Some(t) => {
-                    col(column).gt_eq(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
-                        Some(t.timestamp_micros()),
-                        Some("UTC".into()),
-                    )))
+                    Filter::all().between(column, t, chrono::DateTime::<chrono::Utc>::MAX_UTC)
                 }
-                None => lit(true),
+                None => Filter::all(),
             };
-            let commands: Vec<CommandRow> = source
-                .rows_matching(Table::Commands, since_filter("time"))
-                .await?;
-            let trail: Vec<TrailEvent> = source
-                .rows_matching(Table::Cloudtrail, since_filter("time"))
-                .await?;
-            let sessions: Vec<Session> = source
-                .rows_matching(Table::Sessions, since_filter("started_at"))
-                .await?;
-            let host: Vec<auditq_model::HostEvent> = source
-                .rows_matching(Table::HostEvents, since_filter("time"))
-                .await?;
+            let commands: Vec<CommandRow> = source.rows(since_filter("time")).await?;
+            let trail: Vec<TrailEvent> = source.rows(since_filter("time")).await?;
+            let sessions: Vec<Session> = source.rows(since_filter("started_at")).await?;
+            let host: Vec<auditq_model::HostEvent> = source.rows(since_filter("time")).await?;
             let mut events: Vec<&dyn EventView> = Vec::new();
             events.extend(commands.iter().map(|e| e as &dyn EventView));
             events.extend(host.iter().map(|e| e as &dyn EventView));

@@ -13,14 +13,39 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Engine, EventView, Rule, Scratch, Window};
 use crate::notice::AlertNotice;
 
-/// Suppression and threshold state, serialisable so a long-running service keeps it across
-/// restarts. Times are microseconds since the epoch.
+/// Suppression and threshold state, serialisable so that every writer of a lake shares it
+/// (see `auditq_ingest::alerting`). Times are microseconds since the epoch.
+///
+/// It also remembers which alert each window let through and which events each threshold
+/// counted, so that a batch evaluated again (a retry after a crash, or after another writer
+/// saved the state first) decides exactly what it decided the first time: the alert it let
+/// through passes again (same id), and no event is counted twice.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleState {
     /// Last alert per suppression key.
     pub last_alert: BTreeMap<String, i64>,
+    /// The id of that alert.
+    #[serde(default)]
+    pub last_alert_id: BTreeMap<String, String>,
     /// Recent matches per threshold key.
     pub windows: BTreeMap<String, Vec<i64>>,
+    /// The events of those matches (same order).
+    #[serde(default)]
+    pub counted: BTreeMap<String, Vec<String>>,
+    /// The last alert each threshold key fired.
+    #[serde(default)]
+    pub fired: BTreeMap<String, Fired>,
+}
+
+/// A threshold that fired: when, which alert, and the events it counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fired {
+    /// Time of the event that fired it (microseconds).
+    pub at: i64,
+    /// The alert.
+    pub alert_id: String,
+    /// The events counted towards it.
+    pub events: Vec<String>,
 }
 
 impl RuleState {
@@ -48,10 +73,25 @@ impl RuleState {
             .max()
             .unwrap_or(0);
         self.last_alert.retain(|_, t| now - *t < longest);
-        self.windows.retain(|_, times| {
-            times.retain(|t| now - *t < longest);
+        let last_alert = &self.last_alert;
+        self.last_alert_id.retain(|k, _| last_alert.contains_key(k));
+        let counted = &mut self.counted;
+        self.windows.retain(|key, times| {
+            let mut ids = counted.remove(key).unwrap_or_default();
+            ids.resize(times.len(), String::new());
+            let kept: Vec<(i64, String)> = times
+                .iter()
+                .copied()
+                .zip(ids)
+                .filter(|(t, _)| now - *t < longest)
+                .collect();
+            *times = kept.iter().map(|(t, _)| *t).collect();
+            if !kept.is_empty() {
+                counted.insert(key.clone(), kept.into_iter().map(|(_, id)| id).collect());
+            }
             !times.is_empty()
         });
+        self.fired.retain(|_, fired| now - fired.at < longest);
     }
 }
 
@@ -113,29 +153,64 @@ impl Detector {
 
     /// Applies the rule's threshold and suppression to a match at `at`.
     fn admit(&mut self, rule: &Rule, event: &dyn EventView, at: i64) -> bool {
+        let event_id = event.event_id();
+        let alert = alert_id(&rule.id, &event_id);
         if let Some((count, window)) = &rule.threshold {
-            let times = self
-                .state
-                .windows
-                .entry(key(rule, &window.by, event))
-                .or_default();
-            times.push(at);
-            let within = micros(window);
-            times.retain(|t| at - *t < within && *t <= at);
-            if times.len() < *count as usize {
-                return false;
+            let key = key(rule, &window.by, event);
+            let fired = self.state.fired.get(&key);
+            let refired = fired.is_some_and(|f| f.alert_id == alert);
+            if !refired {
+                if fired.is_some_and(|f| f.events.iter().any(|id| *id == event_id)) {
+                    // Counted towards the last firing (the same batch evaluated again).
+                    return false;
+                }
+                let times = self.state.windows.entry(key.clone()).or_default();
+                let ids = self.state.counted.entry(key.clone()).or_default();
+                ids.resize(times.len(), String::new());
+                if ids.iter().any(|id| *id == event_id) {
+                    // Counted before (the same batch evaluated again).
+                    return false;
+                }
+                times.push(at);
+                ids.push(event_id.to_string());
+                let within = micros(window);
+                let kept: Vec<(i64, String)> = times
+                    .iter()
+                    .copied()
+                    .zip(ids.iter().cloned())
+                    .filter(|(t, _)| at - *t < within && *t <= at)
+                    .collect();
+                *times = kept.iter().map(|(t, _)| *t).collect();
+                *ids = kept.into_iter().map(|(_, id)| id).collect();
+                if times.len() < *count as usize {
+                    return false;
+                }
+                times.clear();
+                let events = std::mem::take(ids);
+                self.state.fired.insert(
+                    key,
+                    Fired {
+                        at,
+                        alert_id: alert.clone(),
+                        events,
+                    },
+                );
             }
-            times.clear();
         }
         if let Some(window) = &rule.suppress {
             let key = key(rule, &window.by, event);
+            if self.state.last_alert_id.get(&key) == Some(&alert) {
+                // The alert this window let through, evaluated again: it passes again.
+                return true;
+            }
             if let Some(last) = self.state.last_alert.get(&key)
                 && at >= *last
                 && at - *last < micros(window)
             {
                 return false;
             }
-            self.state.last_alert.insert(key, at);
+            self.state.last_alert.insert(key.clone(), at);
+            self.state.last_alert_id.insert(key, alert);
         }
         true
     }
@@ -231,6 +306,44 @@ rules:
 
     fn ids(alerts: &[AlertNotice]) -> Vec<String> {
         alerts.iter().map(|a| a.rule_id.clone()).collect()
+    }
+
+    #[test]
+    fn a_batch_evaluated_again_from_the_state_it_saved_decides_the_same() {
+        let now = Timestamp::default();
+        let batch = [
+            event("1", 0, "sudo ls", "s1", "ip"),
+            event("2", 1, "fail", "s", "ip"),
+            event("3", 2, "fail", "s", "ip"),
+            event("4", 3, "fail", "s", "ip"),
+            event("5", 4, "sudo id", "s1", "ip"),
+        ];
+        let run = |d: &mut Detector| -> Vec<String> {
+            batch
+                .iter()
+                .flat_map(|e| d.detect(e, now))
+                .map(|a| a.alert_id)
+                .collect()
+        };
+        let mut d = detector(RuleState::default());
+        let first = run(&mut d);
+        assert_eq!(first.len(), 2, "sudo once, the burst once: {first:?}");
+        // The state was saved, then the batch is evaluated again (a retry): same alerts, and
+        // the failures are not counted a second time.
+        let saved = d.state().to_json();
+        let mut again = detector(RuleState::from_json(&saved).unwrap_or_default());
+        assert_eq!(run(&mut again), first);
+        assert!(
+            again
+                .detect(&event("6", 5, "sudo x", "s1", "ip"), now)
+                .is_empty()
+        );
+        assert!(
+            again
+                .detect(&event("7", 6, "fail", "s", "ip"), now)
+                .is_empty(),
+            "a replay counted the failures twice"
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! least once: a crash between a delivery and the caller's commit repeats it, with the same
 //! alert id, which subscribers may use to deduplicate.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,40 +64,137 @@ impl Sink {
         }
     }
 
-    async fn send(&self, notice: &AlertNotice) -> Result<(), String> {
+    /// Sends alerts; returns, for each (in order), whether it was delivered or why not. SNS
+    /// takes them ten at a time (`PublishBatch`, under its 256 KiB a call).
+    async fn send_all(&self, notices: &[&AlertNotice]) -> Vec<Result<(), String>> {
         match self {
             Sink::Sns { client, topic_arn } => {
-                let mut request = client
-                    .publish()
-                    .topic_arn(topic_arn)
-                    .subject(notice.subject())
-                    .message(notice.body());
-                for (name, value) in notice.attributes() {
-                    let value = MessageAttributeValue::builder()
-                        .data_type("String")
-                        .string_value(value)
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    request = request.message_attributes(name, value);
+                let mut results = Vec::with_capacity(notices.len());
+                for chunk in sns_batches(notices) {
+                    results.extend(publish_batch(client, topic_arn, chunk).await);
                 }
-                request
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| crate::error_chain(&e))
+                results
             }
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{}", notice.body()).map_err(|e| e.to_string())
+                notices
+                    .iter()
+                    .map(|n| writeln!(out, "{}", n.body()).map_err(|e| e.to_string()))
+                    .collect()
             }
             Sink::File(path) => {
-                let mut file = std::fs::OpenOptions::new()
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                writeln!(file, "{}", notice.body()).map_err(|e| format!("{}: {e}", path.display()))
+                    .map_err(|e| format!("{}: {e}", path.display()));
+                let mut file = match file {
+                    Ok(file) => std::io::BufWriter::new(file),
+                    Err(reason) => return vec![Err(reason); notices.len()],
+                };
+                let mut results: Vec<Result<(), String>> = notices
+                    .iter()
+                    .map(|n| {
+                        writeln!(file, "{}", n.body())
+                            .map_err(|e| format!("{}: {e}", path.display()))
+                    })
+                    .collect();
+                if let Err(e) = file.flush() {
+                    results.fill(Err(format!("{}: {e}", path.display())));
+                }
+                results
             }
+        }
+    }
+}
+
+/// Most alerts a `PublishBatch` call takes, and most bytes of messages it takes.
+const SNS_BATCH: usize = 10;
+const SNS_BATCH_BYTES: usize = 200 * 1024;
+
+/// Alerts in groups SNS takes in one `PublishBatch` call.
+fn sns_batches<'a>(notices: &'a [&'a AlertNotice]) -> Vec<&'a [&'a AlertNotice]> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, notice) in notices.iter().enumerate() {
+        let size = notice.body().len() + notice.subject().len();
+        if i > start && (i - start == SNS_BATCH || bytes + size > SNS_BATCH_BYTES) {
+            batches.push(&notices[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < notices.len() {
+        batches.push(&notices[start..]);
+    }
+    batches
+}
+
+async fn publish_batch(
+    client: &aws_sdk_sns::Client,
+    topic_arn: &str,
+    notices: &[&AlertNotice],
+) -> Vec<Result<(), String>> {
+    use aws_sdk_sns::types::PublishBatchRequestEntry;
+    let mut entries = Vec::with_capacity(notices.len());
+    for (i, notice) in notices.iter().enumerate() {
+        let mut entry = PublishBatchRequestEntry::builder()
+            .id(format!("a{i}"))
+            .subject(notice.subject())
+            .message(notice.body());
+        for (name, value) in notice.attributes() {
+            match MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+            {
+                Ok(value) => entry = entry.message_attributes(name, value),
+                Err(e) => return vec![Err(e.to_string()); notices.len()],
+            }
+        }
+        match entry.build() {
+            Ok(entry) => entries.push(entry),
+            Err(e) => return vec![Err(e.to_string()); notices.len()],
+        }
+    }
+    let answer = client
+        .publish_batch()
+        .topic_arn(topic_arn)
+        .set_publish_batch_request_entries(Some(entries))
+        .send()
+        .await;
+    match answer {
+        Err(e) => vec![Err(crate::error_chain(&e)); notices.len()],
+        Ok(answer) => {
+            let mut results = vec![Ok(()); notices.len()];
+            for failed in answer.failed() {
+                let index = failed
+                    .id()
+                    .strip_prefix('a')
+                    .and_then(|i| i.parse::<usize>().ok());
+                if let Some(result) = index.and_then(|i| results.get_mut(i)) {
+                    *result = Err(format!(
+                        "{}: {}",
+                        failed.code(),
+                        failed.message().unwrap_or("rejected")
+                    ));
+                }
+            }
+            // An entry the answer names neither way was not taken.
+            let answered: std::collections::HashSet<&str> = answer
+                .successful()
+                .iter()
+                .filter_map(|s| s.id())
+                .chain(answer.failed().iter().map(|f| f.id()))
+                .collect();
+            for (i, result) in results.iter_mut().enumerate() {
+                if !answered.contains(format!("a{i}").as_str()) {
+                    *result = Err("not in the PublishBatch answer".to_string());
+                }
+            }
+            results
         }
     }
 }
@@ -275,112 +371,134 @@ impl Publisher {
         self.outbox.as_ref()
     }
 
-    /// Delivers alerts to every sink. What a sink cannot take after every retry goes to the
-    /// outbox, owed by that sink only; once a sink has failed, later alerts of this call skip it
-    /// (straight to the outbox) instead of waiting out the same outage again.
+    /// Delivers alerts to every sink, all sinks at once. What a sink cannot take after every
+    /// retry goes to the outbox, owed by that sink only.
     ///
     /// With no sinks (rules given without `--alerts`) nothing is delivered or kept: the alerts
     /// are recorded unpublished.
     pub async fn publish(&self, notices: &[AlertNotice]) -> Result<PublishReport, PublishError> {
+        let owed: Vec<(&AlertNotice, Vec<String>)> = notices
+            .iter()
+            .map(|n| (n, self.sinks.iter().map(Sink::name).collect()))
+            .collect();
+        self.deliver(owed, false).await
+    }
+
+    /// Delivers what the outbox holds to the sinks that still owe it, removing each alert once
+    /// every one has it. An alert owed by a sink this publisher does not have stays kept.
+    pub async fn flush_outbox(&self) -> Result<PublishReport, PublishError> {
+        // Without a sink there is nowhere to deliver: what is kept stays kept.
+        let Some(outbox) = self.outbox.as_ref().filter(|_| !self.sinks.is_empty()) else {
+            return Ok(PublishReport::default());
+        };
+        let pending = outbox.pending().await?;
+        let owed: Vec<(&AlertNotice, Vec<String>)> =
+            pending.iter().map(|(n, o)| (n, o.clone())).collect();
+        self.deliver(owed, true).await
+    }
+
+    /// Sends each alert to the sinks it is owed by (every sink at once, each sink all its alerts
+    /// in as few calls as it takes), then settles each alert: delivered everywhere (and, when
+    /// `from_outbox`, removed from it), or kept for the sinks that still owe it.
+    async fn deliver(
+        &self,
+        owed: Vec<(&AlertNotice, Vec<String>)>,
+        from_outbox: bool,
+    ) -> Result<PublishReport, PublishError> {
         let mut report = PublishReport::default();
-        if self.sinks.is_empty() {
+        if self.sinks.is_empty() || owed.is_empty() {
             return Ok(report);
         }
-        let names: Vec<String> = self.sinks.iter().map(Sink::name).collect();
-        let mut down: BTreeMap<String, String> = BTreeMap::new();
-        for notice in notices {
-            let (owed, first_failure) = self.send_to(notice, &names, &mut down).await;
-            let Some(reason) = first_failure else {
+        let attempts = self.sinks.iter().map(|sink| {
+            let name = sink.name();
+            let mine: Vec<usize> = owed
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, sinks))| sinks.contains(&name))
+                .map(|(i, _)| i)
+                .collect();
+            let notices: Vec<&AlertNotice> = mine.iter().map(|&i| owed[i].0).collect();
+            async move {
+                let results = self.send_with_retry(sink, &notices).await;
+                (name, mine, results)
+            }
+        });
+        let mut failures: Vec<Vec<(String, String)>> = vec![Vec::new(); owed.len()];
+        let mut reached: Vec<Vec<String>> = vec![Vec::new(); owed.len()];
+        for (name, mine, results) in futures::future::join_all(attempts).await {
+            for (i, result) in mine.into_iter().zip(results) {
+                match result {
+                    Ok(()) => reached[i].push(name.clone()),
+                    Err(reason) => failures[i].push((name.clone(), reason)),
+                }
+            }
+        }
+        for (i, (notice, sinks)) in owed.iter().enumerate() {
+            // Sinks named in the outbox that this run does not have keep the alert too.
+            for name in sinks {
+                if !self.sinks.iter().any(|s| s.name() == *name) {
+                    failures[i].push((name.clone(), format!("{name}: not a sink of this run")));
+                }
+            }
+            let still: Vec<String> = failures[i].iter().map(|(n, _)| n.clone()).collect();
+            let Some((_, reason)) = failures[i].first().cloned() else {
+                if from_outbox && let Some(outbox) = &self.outbox {
+                    outbox.remove(&notice.alert_id).await?;
+                }
                 report.delivered.push(notice.alert_id.clone());
                 continue;
             };
             let Some(outbox) = &self.outbox else {
                 return Err(PublishError::Undeliverable {
                     alert_id: notice.alert_id.clone(),
-                    sink: owed.join(", "),
+                    sink: still.join(", "),
                     reason,
                 });
             };
-            outbox.put(notice, &owed).await?;
-            tracing::warn!(alert_id = %notice.alert_id, %reason, outbox = %outbox.location(), "alert kept in the outbox");
+            if !from_outbox || still != *sinks {
+                outbox.put(notice, &still).await?;
+            }
+            if !from_outbox {
+                tracing::warn!(alert_id = %notice.alert_id, %reason, outbox = %outbox.location(), "alert kept in the outbox");
+            }
             report.kept.push((notice.alert_id.clone(), reason));
         }
         Ok(report)
     }
 
-    /// Delivers what the outbox holds to the sinks that still owe it, removing each alert once
-    /// every one has it. An alert owed by a sink this publisher does not have stays kept.
-    pub async fn flush_outbox(&self) -> Result<PublishReport, PublishError> {
-        let mut report = PublishReport::default();
-        // Without a sink there is nowhere to deliver: what is kept stays kept.
-        let Some(outbox) = self.outbox.as_ref().filter(|_| !self.sinks.is_empty()) else {
-            return Ok(report);
-        };
-        // A sink that fails here is not tried again for the rest of the outbox.
-        let mut down: BTreeMap<String, String> = BTreeMap::new();
-        for (notice, owed) in outbox.pending().await? {
-            let (still, failure) = self.send_to(&notice, &owed, &mut down).await;
-            match failure {
-                None => {
-                    outbox.remove(&notice.alert_id).await?;
-                    report.delivered.push(notice.alert_id);
-                }
-                Some(reason) => {
-                    if still != owed {
-                        outbox.put(&notice, &still).await?;
-                    }
-                    report.kept.push((notice.alert_id, reason));
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    /// Sends `notice` to the sinks named in `names`. A sink already in `down` is not tried again
-    /// (same outage), one that fails every retry joins `down`, and a name this publisher has no
-    /// sink for fails. Returns the names that still owe the alert and the first failure.
-    async fn send_to(
+    /// Sends alerts to one sink, retrying those it refused with backoff; returns, for each,
+    /// whether it got through.
+    async fn send_with_retry(
         &self,
-        notice: &AlertNotice,
-        names: &[String],
-        down: &mut BTreeMap<String, String>,
-    ) -> (Vec<String>, Option<String>) {
-        let mut owed = Vec::new();
-        let mut first_failure = None;
-        for name in names {
-            let result = match (
-                down.get(name),
-                self.sinks.iter().find(|s| s.name() == *name),
-            ) {
-                (Some(reason), _) => Err(reason.clone()),
-                (None, None) => Err(format!("{name}: not a sink of this run")),
-                (None, Some(sink)) => self.send_with_retry(sink, notice).await,
-            };
-            if let Err(reason) = result {
-                down.entry(name.clone()).or_insert_with(|| reason.clone());
-                first_failure.get_or_insert(reason);
-                owed.push(name.clone());
-            }
-        }
-        (owed, first_failure)
-    }
-
-    async fn send_with_retry(&self, sink: &Sink, notice: &AlertNotice) -> Result<(), String> {
+        sink: &Sink,
+        notices: &[&AlertNotice],
+    ) -> Vec<Result<(), String>> {
+        let mut results: Vec<Result<(), String>> = vec![Err("not sent".to_string()); notices.len()];
+        let mut todo: Vec<usize> = (0..notices.len()).collect();
         let mut backoff = self.retry.first_backoff;
-        let mut attempt = 1;
-        loop {
-            match sink.send(notice).await {
-                Ok(()) => return Ok(()),
-                Err(reason) if attempt >= self.retry.attempts.max(1) => {
-                    return Err(format!("{}: {reason}", sink.name()));
-                }
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
-                    attempt += 1;
+        for attempt in 1..=self.retry.attempts.max(1) {
+            if todo.is_empty() {
+                break;
+            }
+            if attempt > 1 {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(self.retry.max_backoff);
+            }
+            let batch: Vec<&AlertNotice> = todo.iter().map(|&i| notices[i]).collect();
+            let answers = sink.send_all(&batch).await;
+            let mut again = Vec::new();
+            for (i, answer) in todo.iter().copied().zip(answers) {
+                match answer {
+                    Ok(()) => results[i] = Ok(()),
+                    Err(reason) => {
+                        results[i] = Err(format!("{}: {reason}", sink.name()));
+                        again.push(i);
+                    }
                 }
             }
+            todo = again;
         }
+        results
     }
 }
 

@@ -3,13 +3,13 @@
 //! malformed event set aside; Session Manager's plain-text upload form.
 
 use auditq_ingest::aws::{CwlSource, ingest_cwl};
+use auditq_ingest::lake::Filter;
 use auditq_ingest::parse::{Object, parse_object};
-use auditq_ingest::{Lake, Limits};
+use auditq_ingest::{Lake, Limits, PipelineBuilder};
 use auditq_model::{Command, Position, Reject, Table, TrailEvent};
 use auditq_tests::{emulator, repo_root, run_id};
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use datafusion::prelude::{col, lit};
 
 async fn logs() -> aws_sdk_cloudwatchlogs::Client {
     let _ = emulator();
@@ -86,7 +86,7 @@ fn record(id: &str) -> String {
 
 async fn positions(lake: &Lake, source: &str) -> Vec<Position> {
     let mut rows: Vec<Position> = lake
-        .rows_matching(Table::Positions, col("source").eq(lit(source)))
+        .rows(Filter::all().any_of("source", [source]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     rows.sort_by_key(|p| p.version);
@@ -105,9 +105,13 @@ async fn cloudtrail_stream_is_paged_then_resumed_from_its_token() {
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let pipeline = PipelineBuilder::new(lake.clone())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let source = CwlSource::new(logs.clone());
     let uri = format!("cwl://{group}");
-    let summary = ingest_cwl(&lake, &source, &uri, &|_| {})
+    let summary = ingest_cwl(&pipeline, &source, &uri, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.tables[&Table::Cloudtrail].added, 10_050);
@@ -135,14 +139,14 @@ async fn cloudtrail_stream_is_paged_then_resumed_from_its_token() {
         &[record("ev-new"), record("ev-00007"), broken],
     )
     .await;
-    let summary = ingest_cwl(&lake, &source, &uri, &|_| {})
+    let summary = ingest_cwl(&pipeline, &source, &uri, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.tables[&Table::Cloudtrail].read, 2, "{summary:?}");
     assert_eq!(summary.tables[&Table::Cloudtrail].added, 1, "{summary:?}");
     assert_eq!(summary.rejected(), 1, "{summary:?}");
     let rejects: Vec<Reject> = lake
-        .rows_matching(Table::Rejects, lit(true))
+        .rows(Filter::all())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rejects.len(), 1);
@@ -161,13 +165,13 @@ async fn cloudtrail_stream_is_paged_then_resumed_from_its_token() {
     );
 
     // Nothing new: nothing read.
-    let summary = ingest_cwl(&lake, &source, &uri, &|_| {})
+    let summary = ingest_cwl(&pipeline, &source, &uri, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((summary.objects, summary.skipped), (0, 1), "{summary:?}");
 
     let trail: Vec<TrailEvent> = lake
-        .rows_matching(Table::Cloudtrail, lit(true))
+        .rows(Filter::all())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(trail.len(), 10_051);
@@ -206,8 +210,12 @@ async fn upload_form_stream_reads_like_the_s3_transcript() {
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let pipeline = PipelineBuilder::new(lake.clone())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let summary = ingest_cwl(
-        &lake,
+        &pipeline,
         &CwlSource::new(logs),
         &format!("cwl://{group}"),
         &|_| {},
@@ -216,7 +224,7 @@ async fn upload_form_stream_reads_like_the_s3_transcript() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.rejected(), 0, "{summary:?}");
     let mut stored: Vec<Command> = lake
-        .rows_matching(Table::Commands, lit(true))
+        .rows(Filter::all())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     stored.sort_by_key(|c| c.seq);

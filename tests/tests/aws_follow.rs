@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use auditq_ingest::Lake;
 use auditq_ingest::aws::{CwlSource, FollowMode, NoEndpointPrefix, follow_cwl};
+use auditq_ingest::{Lake, PipelineBuilder};
 use auditq_tests::{emulator, repo_root};
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
@@ -56,15 +56,21 @@ async fn follower_stores_new_commands_within(mode: FollowMode, limit: Duration) 
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let pipeline = PipelineBuilder::new(lake.clone())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let stop = Arc::new(AtomicBool::new(false));
     let follower = {
-        let (lake, stop, source, uri) = (
-            lake.clone(),
+        let (pipeline, stop, source, uri) = (
+            pipeline.clone(),
             stop.clone(),
             CwlSource::new(logs.clone()),
             format!("cwl://{group}"),
         );
-        tokio::spawn(async move { follow_cwl(&lake, &source, &uri, mode, &stop, &|_| {}).await })
+        tokio::spawn(
+            async move { follow_cwl(&pipeline, &source, &uri, mode, &stop, &|_| {}).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(

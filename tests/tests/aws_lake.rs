@@ -69,6 +69,7 @@ async fn notifications_in_every_envelope_ingest_each_object_once() {
 
     let source = S3Source::new(client.clone());
     let lake = s3_lake(&lake_bucket);
+    let pipeline = pipeline(&lake).await;
     let encoded = format!("session+logs/{}.log", sid.replace('@', "%40"));
     let direct = serde_json::json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
@@ -84,7 +85,7 @@ async fn notifications_in_every_envelope_ingest_each_object_once() {
     let test_event = serde_json::json!({"Service": "Amazon S3", "Event": "s3:TestEvent"});
 
     let limits = Limits::default();
-    let first = ingest_s3_notification(&lake, &source, &direct, &limits)
+    let first = ingest_s3_notification(&pipeline, &source, &direct, &limits)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.objects, 1);
@@ -114,14 +115,14 @@ async fn notifications_in_every_envelope_ingest_each_object_once() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(version, Some(1), "{app_id}");
     for again in [&via_sqs, &via_eventbridge, &test_event] {
-        let summary = ingest_s3_notification(&lake, &source, again, &limits)
+        let summary = ingest_s3_notification(&pipeline, &source, again, &limits)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(summary.objects, 0, "{again}");
     }
     let garbage =
         serde_json::json!({"Records": [{"eventSource": "aws:sqs", "body": "{truncated"}]});
-    let error = ingest_s3_notification(&lake, &source, &garbage, &limits).await;
+    let error = ingest_s3_notification(&pipeline, &source, &garbage, &limits).await;
     assert!(error.is_err_and(|e| e.to_string().contains("malformed JSON")));
 }
 
@@ -157,7 +158,7 @@ async fn bad_objects_in_s3_are_rejected_with_reasons_and_large_ones_not_download
     )
     .await;
 
-    let lake = s3_lake(&lake_bucket);
+    let pipeline = pipeline(&s3_lake(&lake_bucket)).await;
     // A cap of 256 KiB stands in for an object of several GB: it must not be downloaded.
     let limits = Limits {
         max_object_bytes: 256 * 1024,
@@ -165,9 +166,15 @@ async fn bad_objects_in_s3_are_rejected_with_reasons_and_large_ones_not_download
     };
     let location =
         S3Location::parse(&format!("s3://{source_bucket}/a/")).unwrap_or_else(|| panic!("uri"));
-    let summary = ingest_s3(&lake, &S3Source::new(client), &location, &limits, &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let summary = ingest_s3(
+        &pipeline,
+        &S3Source::new(client),
+        &location,
+        &limits,
+        &|_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.objects, 4);
     assert_eq!(summary.tables[&Table::Cloudtrail].added, 1);
     assert_eq!(summary.tables[&Table::Rejects].added, 3, "{summary:?}");
@@ -186,6 +193,13 @@ async fn bad_objects_in_s3_are_rejected_with_reasons_and_large_ones_not_download
         reasons.iter().any(|r| r.starts_with("malformed JSON")),
         "{reasons:?}"
     );
+}
+
+async fn pipeline(lake: &Lake) -> auditq_ingest::Pipeline {
+    auditq_ingest::PipelineBuilder::new(lake.clone())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn trail_rows(prefix: &str, n: usize) -> Vec<TrailEvent> {
@@ -212,13 +226,13 @@ async fn two_writers_appending_at_once_lose_no_commit() {
     bucket(&client, &lake_bucket).await;
     let lake = s3_lake(&lake_bucket);
     // Create the table first so both writers race on commits, not on creation.
-    lake.append(trail_rows("seed", 1))
+    lake.append(&trail_rows("seed", 1))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let rounds = 5;
     let writer = |name: &'static str, lake: Lake| async move {
         for round in 0..rounds {
-            lake.append(trail_rows(&format!("{name}-{round}"), 10))
+            lake.append(&trail_rows(&format!("{name}-{round}"), 10))
                 .await
                 .unwrap_or_else(|e| panic!("{name} round {round}: {e}"));
         }
@@ -254,7 +268,7 @@ async fn two_writers_appending_at_once_lose_no_commit() {
     assert_eq!(
         delta.version(),
         Some(2 * rounds as u64),
-        "one commit per append, none lost"
+        "one commit per append, none lost (the seed's created the table)"
     );
     // Racing writers still leave one digest per commit, in one unbroken chain: the seed commit
     // (unsigned: written without a key) is the only finding.
@@ -307,12 +321,12 @@ async fn an_object_s3_refuses_is_set_aside_and_tried_again() {
     put(&client, &source_bucket, "t/3.json", record("refused-c")).await;
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let pipeline = pipeline(&Lake::new(dir.path().join("lake").display().to_string())).await;
     let source = S3Source::new(client);
     let location =
         S3Location::parse(&format!("s3://{source_bucket}/t/")).unwrap_or_else(|| panic!("uri"));
     let limits = Limits::default();
-    let summary = ingest_s3(&lake, &source, &location, &limits, &|_| {})
+    let summary = ingest_s3(&pipeline, &source, &location, &limits, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.tables[&Table::Cloudtrail].added, 2, "{summary:?}");
@@ -326,7 +340,7 @@ async fn an_object_s3_refuses_is_set_aside_and_tried_again() {
     assert!(reason.starts_with("GetObject refused (403)"), "{reason}");
 
     // The next run reads only the refused object again; its reject is not stored twice.
-    let again = ingest_s3(&lake, &source, &location, &limits, &|_| {})
+    let again = ingest_s3(&pipeline, &source, &location, &limits, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((again.objects, again.skipped), (1, 2), "{again:?}");

@@ -53,7 +53,11 @@ async fn bad_input_is_rejected_with_reasons_and_the_rest_is_ingested() {
         max_decompressed_bytes: 16 * 1024 * 1024,
         ..Limits::default()
     };
-    let summary = ingest_paths(&lake, std::slice::from_ref(&input), &limits, &|_| {})
+    let pipeline = auditq_ingest::PipelineBuilder::new(lake.clone())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let summary = ingest_paths(&pipeline, std::slice::from_ref(&input), &limits, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -109,7 +113,7 @@ async fn bad_input_is_rejected_with_reasons_and_the_rest_is_ingested() {
     );
 
     // Reading the same bad input again stores nothing new.
-    let again = ingest_paths(&lake, &[input], &limits, &|_| {})
+    let again = ingest_paths(&pipeline, &[input], &limits, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.tables[&Table::Rejects].added, 0);

@@ -1,11 +1,10 @@
 //! A Session Manager stream read while the session is still going: what was stored while a
 //! command was being typed is revised when the grown stream is read again.
 
-use auditq_ingest::pipeline::store_at;
+use auditq_ingest::lake::Filter;
 use auditq_ingest::ssm::StreamChunk;
-use auditq_ingest::{Lake, Parsed};
+use auditq_ingest::{Lake, Parsed, PipelineBuilder};
 use auditq_model::{Command, Table};
-use datafusion::prelude::lit;
 
 fn chunk(second: u32, lines: &[&str]) -> StreamChunk {
     StreamChunk {
@@ -23,7 +22,7 @@ fn chunk(second: u32, lines: &[&str]) -> StreamChunk {
 
 async fn stored(lake: &Lake) -> Vec<(i64, String)> {
     let mut rows: Vec<Command> = lake
-        .rows_matching(Table::Commands, lit(true))
+        .rows(Filter::all())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     rows.sort_by_key(|c| c.seq);
@@ -34,6 +33,10 @@ async fn stored(lake: &Lake) -> Vec<(i64, String)> {
 async fn a_command_stored_while_being_typed_is_revised_by_the_next_read() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let pipeline = PipelineBuilder::new(lake.clone())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut chunks = vec![
         chunk(0, &["$ id", "uid=1000(ec2-user)", "$ "]),
         chunk(1, &["sudo sys"]),
@@ -42,7 +45,8 @@ async fn a_command_stored_while_being_typed_is_revised_by_the_next_read() {
         chunks: chunks.to_vec(),
         ..Parsed::default()
     };
-    store_at(&lake, read(&chunks), &[])
+    pipeline
+        .store(read(&chunks))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -54,7 +58,8 @@ async fn a_command_stored_while_being_typed_is_revised_by_the_next_read() {
         2,
         &["temctl restart nginx", "$ whoami", "ec2-user", "$ "],
     ));
-    let summary = store_at(&lake, read(&chunks), &[])
+    let summary = pipeline
+        .store(read(&chunks))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -69,7 +74,8 @@ async fn a_command_stored_while_being_typed_is_revised_by_the_next_read() {
     assert_eq!((commands.read, commands.added, commands.updated), (3, 1, 1));
 
     // Reading the same stream again changes nothing.
-    let again = store_at(&lake, read(&chunks), &[])
+    let again = pipeline
+        .store(read(&chunks))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let commands = &again.tables[&Table::Commands];

@@ -1,7 +1,7 @@
 //! End to end: ingest `sample-logs/` twice into a temporary lake and ask the scenario's questions
 //! through SQL. The expected answers are the facts in `sample-logs/README.md`.
 
-use auditq_ingest::{IngestSummary, Lake, Limits, ingest_paths};
+use auditq_ingest::{IngestSummary, Lake, Limits, Pipeline, PipelineBuilder, ingest_paths};
 use auditq_model::Table;
 use auditq_query::{OutputFormat, run_sql, write_batches};
 use auditq_tests::repo_root;
@@ -22,9 +22,16 @@ async fn csv(lake: &Lake, sql: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|e| panic!("{e}"))
 }
 
+async fn pipeline(lake: &Lake) -> Pipeline {
+    PipelineBuilder::new(lake.clone())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn ingest(lake: &Lake) -> IngestSummary {
     ingest_paths(
-        lake,
+        &pipeline(lake).await,
         &[repo_root().join("sample-logs")],
         &Limits::default(),
         &|_| {},
@@ -190,10 +197,16 @@ async fn order_of_arrival_does_not_change_the_answer() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let lake = Lake::new(dir.path().join("lake").display().to_string());
     let samples = repo_root().join("sample-logs");
+    let pipeline = pipeline(&lake).await;
     for part in ["s3/ssm-session-logs", "cloudwatch", "s3/cloudtrail"] {
-        ingest_paths(&lake, &[samples.join(part)], &Limits::default(), &|_| {})
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        ingest_paths(
+            &pipeline,
+            &[samples.join(part)],
+            &Limits::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     }
     let sessions = csv(
         &lake,
@@ -249,17 +262,21 @@ async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
         let engine = std::sync::Arc::new(
             auditq_rules::compile_source("default").unwrap_or_else(|e| panic!("{e}")),
         );
-        let (lake, _, _) = auditq_ingest::alerting::Alerting::attach(
-            Lake::new(dir.path().join("lake").display().to_string()),
-            engine,
-            Vec::new(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        let lake = Lake::new(dir.path().join("lake").display().to_string());
+        let pipeline = PipelineBuilder::new(lake.clone())
+            .rules(engine, Vec::new())
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         for part in parts {
-            ingest_paths(&lake, &[samples.join(part)], &Limits::default(), &|_| {})
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            ingest_paths(
+                &pipeline,
+                &[samples.join(part)],
+                &Limits::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         }
         let sessions = csv(
             &lake,

@@ -52,6 +52,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
         }
     };
-    auditq_deploy::service::run(config, &AwsSettings::from_env(), shutdown).await?;
+    auditq_deploy::service::run(
+        config,
+        &AwsSettings::from_vars(|name| std::env::var(name).ok()),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

@@ -13,10 +13,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     auditq_deploy::logging::init();
     let started = std::time::Instant::now();
     let config = Config::from_environment()?;
-    let handler = Arc::new(Handler::new(&config, &AwsSettings::from_env()).await?);
+    let handler = Arc::new(
+        Handler::new(
+            &config,
+            &AwsSettings::from_vars(|name| std::env::var(name).ok()),
+        )
+        .await?,
+    );
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
-        lake = handler.lake().location(),
+        lake = handler.pipeline().lake().location(),
         "auditq handler ready"
     );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

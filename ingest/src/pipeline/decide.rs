@@ -1,0 +1,579 @@
+//! What a batch changes, decided from the batch and the stored rows it loaded: pure functions,
+//! no I/O, so that every decision of the write path is unit-tested with literals.
+//!
+//! The steps, in order:
+//! 1. sessions: the batch's fragments of each session are folded with its stored row;
+//! 2. host correlation ([`crate::correlate`]): sshd logins join the SSH and port-forwarding
+//!    sessions they belong to (stored or new), SSH logins no Session Manager session carried
+//!    become sessions of their own, the host's sudo and auditd commands are attributed to them
+//!    (earlier ones too), and sessions with no record settle to `pending`, then `none`;
+//! 3. commands learn who and where from their session;
+//! 4. rows already stored are dropped (their ids were loaded), and stored rows that changed are
+//!    replaced: a stream command revised by a longer read of its stream, the commands of a
+//!    session whose CloudTrail record arrived after them, host commands attributed late.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use auditq_model::{
+    Command, HostEvent, Position, Reject, Row, Session, Table, Timestamp, TrailEvent,
+};
+use auditq_rules::EventView;
+use chrono::{Duration, NaiveDate};
+
+use super::batch::Batch;
+use super::summary::TableCount;
+use crate::correlate::{self, Link};
+use crate::session::{SessionFragment, enrich_command, merge};
+
+/// The stored rows a batch could collide with or update, loaded once before anything is
+/// decided ([`super::load`]). Each set may hold more than the decisions use: they re-apply
+/// their own conditions.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// Sessions by id: those the batch has fragments of, and those its SSH logins would make.
+    pub sessions: HashMap<String, Session>,
+    /// SSH and port-forwarding sessions on the targets of the batch's sshd logins.
+    pub ssh_sessions: Vec<Session>,
+    /// Sessions known only from the host, on the targets of the batch's unattributed host
+    /// commands.
+    pub host_only: Vec<Session>,
+    /// Sessions still waiting for a recording (`logged = pending`).
+    pub pending: Vec<Session>,
+    /// sshd logins on the targets of the SSH sessions the batch changes.
+    pub logins: Vec<HostEvent>,
+    /// The stored commands of the sessions whose commands the batch carries, or whose who and
+    /// where it learns.
+    pub session_commands: Vec<Command>,
+    /// Host commands not attributed to a session yet, on the targets the batch links.
+    pub unattributed: Vec<Command>,
+    /// Ids of the batch's rows already stored, per table.
+    pub ids: HashMap<Table, HashSet<String>>,
+    /// Ids of alerts already stored for the batch's events and sessions.
+    pub alerts: HashSet<String>,
+}
+
+impl Stored {
+    fn has(&self, table: Table, id: &str) -> bool {
+        self.ids.get(&table).is_some_and(|ids| ids.contains(id))
+    }
+}
+
+/// What the write path does with a batch.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    /// New CloudTrail records.
+    pub trail: Vec<TrailEvent>,
+    /// New host log lines.
+    pub host: Vec<HostEvent>,
+    /// New commands.
+    pub commands: Vec<Command>,
+    /// New rejects.
+    pub rejects: Vec<Reject>,
+    /// The batch's source positions.
+    pub positions: Vec<Position>,
+    /// Sessions whose row is new or changed (each replaces the stored one).
+    pub sessions: Vec<Session>,
+    /// Stored commands whose row changed, and when the stored version happened (where to find
+    /// it).
+    pub replaced_commands: Vec<(Command, Timestamp)>,
+    /// Of those, the stream commands a longer read revised (rules see their new text).
+    pub revised: Vec<Command>,
+    /// Rows read and added per table.
+    pub counts: BTreeMap<Table, TableCount>,
+    /// The time of the newest command or CloudTrail record read.
+    pub newest_event: Option<Timestamp>,
+    /// Secrets replaced by tokens.
+    pub redactions: usize,
+}
+
+impl Decision {
+    /// What rules see: every new event, the new text of revised commands, and every new or
+    /// changed session.
+    pub fn events(&self) -> Vec<&(dyn EventView + Sync)> {
+        let mut events: Vec<&(dyn EventView + Sync)> = Vec::with_capacity(
+            self.trail.len()
+                + self.host.len()
+                + self.commands.len()
+                + self.revised.len()
+                + self.sessions.len(),
+        );
+        events.extend(self.trail.iter().map(|e| e as &(dyn EventView + Sync)));
+        events.extend(self.host.iter().map(|e| e as &(dyn EventView + Sync)));
+        events.extend(self.commands.iter().map(|e| e as &(dyn EventView + Sync)));
+        events.extend(self.revised.iter().map(|e| e as &(dyn EventView + Sync)));
+        events.extend(self.sessions.iter().map(|e| e as &(dyn EventView + Sync)));
+        events
+    }
+}
+
+/// The days from the day before `from` to the day of `to`: where rows timed between them are
+/// (the day before for clocks that differ across midnight).
+pub fn days_around(from: Timestamp, to: Timestamp) -> (NaiveDate, NaiveDate) {
+    (
+        (from - Duration::days(1)).date_naive(),
+        to.date_naive().max((from - Duration::days(1)).date_naive()),
+    )
+}
+
+fn within(date: NaiveDate, (from, to): (NaiveDate, NaiveDate)) -> bool {
+    date >= from && date <= to
+}
+
+/// The sessions the batch's fragments make, folded with their stored rows; which of them are
+/// new or changed; and their counts.
+pub fn merge_sessions(
+    fragments: &BTreeMap<String, Vec<SessionFragment>>,
+    stored: &HashMap<String, Session>,
+) -> (HashMap<String, Session>, Vec<Session>, TableCount) {
+    let mut sessions = HashMap::new();
+    let mut changed = Vec::new();
+    let mut count = TableCount::default();
+    for (id, group) in fragments {
+        let old = stored.get(id);
+        let mut group: Vec<&SessionFragment> = group.iter().collect();
+        let from_row = old.map(SessionFragment::from_row);
+        group.extend(from_row.as_ref());
+        let Some(session) = merge(group) else {
+            continue;
+        };
+        count.read += 1;
+        match old {
+            None => count.added += 1,
+            Some(old) if *old != session => count.updated += 1,
+            Some(_) => {}
+        }
+        if old != Some(&session) {
+            changed.push(session.clone());
+        }
+        sessions.insert(id.clone(), session);
+    }
+    (sessions, changed, count)
+}
+
+/// The sessions the batch's direct SSH logins would make, by id.
+pub fn host_session_ids(host: &[HostEvent]) -> Vec<String> {
+    host.iter()
+        .filter(|e| correlate::is_login(e) && !correlate::is_tunnelled(e.source_ip.as_deref()))
+        .filter_map(correlate::host_session)
+        .map(|s| s.session_id)
+        .collect()
+}
+
+/// The sessions whose CloudTrail record the batch brings after their commands were stored:
+/// their stored commands learn who and where.
+pub fn learning_sessions(changed: &[Session], stored: &HashMap<String, Session>) -> Vec<String> {
+    changed
+        .iter()
+        .filter(|s| s.start_event_id.is_some())
+        .filter(|s| {
+            stored
+                .get(&s.session_id)
+                .is_some_and(|old| old.start_event_id.is_none())
+        })
+        .map(|s| s.session_id.clone())
+        .collect()
+}
+
+/// Decides what a batch changes.
+pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) -> Decision {
+    let Batch {
+        trail,
+        fragments,
+        mut commands,
+        mut host,
+        rejects,
+        positions,
+        redactions,
+    } = batch;
+    let mut decision = Decision {
+        positions,
+        redactions,
+        ..Decision::default()
+    };
+
+    // 1. Sessions.
+    let (mut sessions, mut changed, mut count) = merge_sessions(&fragments, &stored.sessions);
+
+    // 2. Host correlation.
+    let correlated = correlate_hosts(
+        &mut sessions,
+        &mut changed,
+        &mut host,
+        &mut commands,
+        stored,
+        grace,
+        now,
+    );
+    count.read += correlated.host_sessions;
+    count.added += correlated.new_sessions;
+    decision.counts.insert(Table::Sessions, count);
+    decision.newest_event = trail
+        .iter()
+        .map(|e| e.time)
+        .chain(commands.iter().map(|c| c.time))
+        .max();
+
+    // 3. Commands learn who and where.
+    for command in &mut commands {
+        if let Some(session) = command.session_id.as_ref().and_then(|id| sessions.get(id)) {
+            enrich_command(command, session);
+        }
+    }
+
+    // 4. New rows, and stored rows that changed.
+    let stored_commands: HashMap<&str, &Command> = stored
+        .session_commands
+        .iter()
+        .map(|c| (c.event_id.as_str(), c))
+        .collect();
+    let mut replaced: BTreeMap<String, (Command, Timestamp)> = BTreeMap::new();
+    // A live stream is read again as it grows: a command stored while still being typed (or a
+    // line later abandoned) is revised to what the grown stream says.
+    for new in commands.iter().filter(|c| c.source == "stream") {
+        if let Some(old) = stored_commands.get(new.event_id.as_str())
+            && old.source == new.source
+            && (old.cmd != new.cmd
+                || old.time != new.time
+                || old.run_as != new.run_as
+                || old.cwd != new.cwd)
+        {
+            decision.revised.push(new.clone());
+            replaced.insert(new.event_id.clone(), (new.clone(), old.time));
+        }
+    }
+    // Commands stored before their session's CloudTrail record arrived learn who/where now.
+    let learned: HashSet<String> = learning_sessions(&changed, &stored.sessions)
+        .into_iter()
+        .collect();
+    for old in stored
+        .session_commands
+        .iter()
+        .filter(|c| c.session_id.as_ref().is_some_and(|s| learned.contains(s)))
+    {
+        let mut command = replaced
+            .get(&old.event_id)
+            .map_or_else(|| old.clone(), |(c, _)| c.clone());
+        if let Some(session) = command.session_id.as_ref().and_then(|id| sessions.get(id)) {
+            enrich_command(&mut command, session);
+        }
+        replaced.insert(old.event_id.clone(), (command, old.time));
+    }
+    for command in correlated.attributed {
+        let time = command.time;
+        replaced
+            .entry(command.event_id.clone())
+            .or_insert((command, time));
+    }
+    decision.replaced_commands = replaced.into_values().collect();
+
+    let read = commands.len();
+    decision.commands = fresh(commands, |c| {
+        stored.has(Table::Commands, &c.event_id)
+            || stored_commands.contains_key(c.event_id.as_str())
+    });
+    decision.counts.insert(
+        Table::Commands,
+        TableCount {
+            read,
+            added: decision.commands.len(),
+            updated: decision.revised.len(),
+        },
+    );
+    let read = trail.len();
+    decision.trail = fresh(trail, |e| stored.has(Table::Cloudtrail, &e.event_id));
+    decision.counts.insert(
+        Table::Cloudtrail,
+        TableCount::new(read, decision.trail.len()),
+    );
+    let read = host.len();
+    decision.host = fresh(host, |e| stored.has(Table::HostEvents, &e.event_id));
+    decision.counts.insert(
+        Table::HostEvents,
+        TableCount::new(read, decision.host.len()),
+    );
+    let read = rejects.len();
+    decision.rejects = fresh(rejects, |r| stored.has(Table::Rejects, &r.event_id));
+    decision.counts.insert(
+        Table::Rejects,
+        TableCount::new(read, decision.rejects.len()),
+    );
+    decision.sessions = changed;
+    decision
+}
+
+/// The rows not stored yet, each id once (the first of repeats, as CloudTrail's duplicate
+/// deliveries within a batch).
+fn fresh<R: Row>(rows: Vec<R>, stored: impl Fn(&R) -> bool) -> Vec<R> {
+    let mut seen = HashSet::new();
+    rows.into_iter()
+        .filter(|r| !stored(r) && seen.insert(r.id().to_string()))
+        .collect()
+}
+
+impl TableCount {
+    fn new(read: usize, added: usize) -> Self {
+        TableCount {
+            read,
+            added,
+            updated: 0,
+        }
+    }
+}
+
+/// What correlating host logs changed.
+#[derive(Debug, Default)]
+struct Correlated {
+    /// Sessions of SSH logins no Session Manager session carried.
+    host_sessions: usize,
+    /// Those of them new to the lake.
+    new_sessions: usize,
+    /// Stored host commands attributed to a session now.
+    attributed: Vec<Command>,
+}
+
+fn upsert(changed: &mut Vec<Session>, session: Session) {
+    match changed
+        .iter_mut()
+        .find(|s| s.session_id == session.session_id)
+    {
+        Some(existing) => *existing = session,
+        None => changed.push(session),
+    }
+}
+
+/// Links sshd logins to the SSH and port-forwarding sessions they belong to (either may be in
+/// this batch or stored), makes sessions of SSH logins no Session Manager session carried,
+/// attributes the host's sudo and auditd commands to them, and settles `logged` of sessions
+/// without any record (`pending`, then `none` after the grace).
+fn correlate_hosts(
+    sessions: &mut HashMap<String, Session>,
+    changed: &mut Vec<Session>,
+    host: &mut [HostEvent],
+    commands: &mut [Command],
+    stored: &Stored,
+    grace: Duration,
+    now: Timestamp,
+) -> Correlated {
+    let span = Duration::seconds(correlate::OPEN_SESSION_SPAN);
+    let mut result = Correlated::default();
+    let mut linked: Vec<(Session, HostEvent)> = Vec::new();
+
+    // 1. Logins in this batch, against sessions in this batch or stored.
+    let logins: Vec<usize> = (0..host.len())
+        .filter(|&i| correlate::is_login(&host[i]))
+        .collect();
+    if !logins.is_empty() {
+        let targets: HashSet<&str> = logins
+            .iter()
+            .filter_map(|&i| host[i].target.as_deref())
+            .collect();
+        // (Logins from files with no instance id name only their host: they can only be
+        // sessions of their own, below.)
+        let first = logins.iter().map(|&i| host[i].time).min().unwrap_or(now);
+        let last = logins.iter().map(|&i| host[i].time).max().unwrap_or(now);
+        let days = days_around(first - span, last);
+        let mut candidates: HashMap<String, Session> = stored
+            .ssh_sessions
+            .iter()
+            .filter(|s| s.target.as_deref().is_some_and(|t| targets.contains(t)))
+            .filter(|s| matches!(s.kind.as_str(), "ssh" | "port_forward"))
+            .filter(|s| within(s.date, days))
+            .map(|s| (s.session_id.clone(), s.clone()))
+            .collect();
+        for session in sessions.values() {
+            candidates.insert(session.session_id.clone(), session.clone());
+        }
+        let candidates: Vec<&Session> = candidates.values().collect();
+        let mut direct = Vec::new();
+        for &i in &logins {
+            let login = &host[i];
+            if correlate::is_tunnelled(login.source_ip.as_deref()) {
+                if let Some(session) = correlate::session_for_login(login, &candidates) {
+                    linked.push((session.clone(), login.clone()));
+                }
+            } else if let Some(session) = correlate::host_session(login) {
+                direct.push((session, login.clone()));
+            }
+        }
+        result.host_sessions = direct.len();
+        for (session, login) in direct {
+            let known = stored.sessions.get(&session.session_id);
+            if known != Some(&session) {
+                if known.is_none() {
+                    result.new_sessions += 1;
+                }
+                upsert(changed, session.clone());
+                sessions.insert(session.session_id.clone(), session.clone());
+            }
+            linked.push((session, login));
+        }
+    }
+
+    // 2. SSH sessions of this batch against logins already stored.
+    let already: HashSet<&str> = linked.iter().map(|(l, _)| l.session_id.as_str()).collect();
+    let waiting: Vec<Session> = changed
+        .iter()
+        .filter(|s| correlate::carries_ssh(s) && s.target.is_some())
+        .filter(|s| !already.contains(s.session_id.as_str()))
+        .cloned()
+        .collect();
+    if !waiting.is_empty() {
+        let targets: HashSet<&str> = waiting.iter().filter_map(|s| s.target.as_deref()).collect();
+        let windows: Vec<(Timestamp, Timestamp)> =
+            waiting.iter().filter_map(correlate::window).collect();
+        let first = windows.iter().map(|w| w.0).min().unwrap_or(now);
+        let last = windows.iter().map(|w| w.1).max().unwrap_or(now);
+        let days = days_around(first, last);
+        let candidates: Vec<&Session> = waiting.iter().collect();
+        let mut linked_ids: HashSet<String> =
+            linked.iter().map(|(s, _)| s.session_id.clone()).collect();
+        for login in stored
+            .logins
+            .iter()
+            .filter(|l| l.target.as_deref().is_some_and(|t| targets.contains(t)))
+            .filter(|l| l.program == "sshd" && l.action == "login" && within(l.date, days))
+            .filter(|l| correlate::is_tunnelled(l.source_ip.as_deref()))
+        {
+            if let Some(session) = correlate::session_for_login(login, &candidates)
+                && linked_ids.insert(session.session_id.clone())
+            {
+                linked.push((session.clone(), login.clone()));
+            }
+        }
+    }
+
+    // 3. Each linked session reads host_only with the OS user; the login names its session.
+    let host_index: HashMap<String, usize> = host
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.event_id.clone(), i))
+        .collect();
+    let mut links: Vec<(Link, Session)> = Vec::new();
+    for (session, login) in &linked {
+        let current = sessions
+            .get(&session.session_id)
+            .cloned()
+            .unwrap_or_else(|| session.clone());
+        let Some(updated) = correlate::with_login(&current, login) else {
+            continue;
+        };
+        if updated != current || !sessions.contains_key(&updated.session_id) {
+            upsert(changed, updated.clone());
+        }
+        sessions.insert(updated.session_id.clone(), updated.clone());
+        if let Some(&at) = host_index.get(login.event_id.as_str()) {
+            host[at].session_id = Some(updated.session_id.clone());
+        }
+        if let (Some((from, to)), Some(target)) =
+            (correlate::window(&updated), updated.target.clone())
+        {
+            let from = from.min(login.time);
+            links.push((
+                Link {
+                    session_id: updated.session_id.clone(),
+                    target,
+                    os_user: login.user.clone(),
+                    from,
+                    to: to.max(from),
+                },
+                updated,
+            ));
+        }
+    }
+
+    // Host lines that arrive after their session was linked (a later read of the same
+    // stream): the sessions already known from the host on those machines.
+    let unowned: Vec<&Command> = commands
+        .iter()
+        .filter(|c| c.session_id.is_none() && matches!(c.source.as_str(), "sudo" | "auditd"))
+        .collect();
+    if !unowned.is_empty() {
+        let targets: HashSet<&str> = unowned.iter().filter_map(|c| c.target.as_deref()).collect();
+        let first = unowned.iter().map(|c| c.time).min().unwrap_or(now);
+        let last = unowned.iter().map(|c| c.time).max().unwrap_or(now);
+        let days = days_around(first - span, last);
+        let linked_sessions: HashSet<String> =
+            links.iter().map(|(l, _)| l.session_id.clone()).collect();
+        for session in stored
+            .host_only
+            .iter()
+            .filter(|s| s.target.as_deref().is_some_and(|t| targets.contains(t)))
+            .filter(|s| s.logged == "host_only" && within(s.date, days))
+        {
+            if linked_sessions.contains(&session.session_id) {
+                continue;
+            }
+            if let (Some((from, to)), Some(target)) =
+                (correlate::window(session), session.target.clone())
+            {
+                links.push((
+                    Link {
+                        session_id: session.session_id.clone(),
+                        target,
+                        os_user: session.run_as.clone(),
+                        from,
+                        to,
+                    },
+                    session.clone(),
+                ));
+            }
+        }
+    }
+
+    // 4. The host's own events and commands in those windows, by that OS user.
+    for event in host.iter_mut().filter(|e| e.session_id.is_none()) {
+        if let Some((link, _)) = links.iter().find(|(l, _)| {
+            l.owns(
+                event.target.as_deref().or(event.host.as_deref()),
+                event.time,
+                event.user.as_deref(),
+            )
+        }) {
+            event.session_id = Some(link.session_id.clone());
+        }
+    }
+    correlate::attribute_commands(commands, &links);
+    if !links.is_empty() {
+        let targets: HashSet<&str> = links.iter().map(|(l, _)| l.target.as_str()).collect();
+        let first = links.iter().map(|(l, _)| l.from).min().unwrap_or(now);
+        let last = links.iter().map(|(l, _)| l.to).max().unwrap_or(now);
+        let days = days_around(first, last);
+        let batch_ids: HashSet<&str> = commands.iter().map(|c| c.event_id.as_str()).collect();
+        let mut earlier: Vec<Command> = stored
+            .unattributed
+            .iter()
+            .filter(|c| c.target.as_deref().is_some_and(|t| targets.contains(t)))
+            .filter(|c| matches!(c.source.as_str(), "sudo" | "auditd"))
+            .filter(|c| c.session_id.is_none() && within(c.date, days))
+            .filter(|c| !batch_ids.contains(c.event_id.as_str()))
+            .cloned()
+            .collect();
+        if correlate::attribute_commands(&mut earlier, &links) > 0 {
+            earlier.retain(|c| c.session_id.is_some());
+            result.attributed = earlier;
+        }
+    }
+
+    // 5. Sessions with no record: pending within the grace, then none.
+    for session in changed.iter_mut() {
+        correlate::settle_logged(session, now, grace);
+        sessions.insert(session.session_id.clone(), session.clone());
+    }
+    let recent = days_around(now - Duration::days(30), now + Duration::days(1));
+    for session in stored
+        .pending
+        .iter()
+        .filter(|s| s.logged == "pending" && within(s.date, recent))
+    {
+        if changed.iter().any(|s| s.session_id == session.session_id) {
+            continue;
+        }
+        let mut session = session.clone();
+        correlate::settle_logged(&mut session, now, grace);
+        if session.logged != "pending" {
+            sessions.insert(session.session_id.clone(), session.clone());
+            changed.push(session);
+        }
+    }
+    result
+}

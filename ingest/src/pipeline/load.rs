@@ -1,0 +1,255 @@
+//! Loading what a batch needs from the lake, once, before anything is decided.
+//!
+//! Every read names the batch's own keys (ids, session ids, instance ids) and, where rows have
+//! a time, the batch's own times, so the lake reads the row groups that can hold them and its
+//! cost follows the batch, not the table ([`crate::lake::Filter`]). The reads come in two
+//! rounds, each run concurrently: the first needs only the batch; the second needs the stored
+//! sessions of the first (which SSH sessions now wait for a login, which sessions learn their
+//! CloudTrail record). Nothing is read after a decision, and nothing the batch writes is read
+//! back.
+
+use std::collections::{HashMap, HashSet};
+
+use auditq_model::{Alert, Command, HostEvent, Session, Table, Timestamp};
+use chrono::Duration;
+
+use super::batch::Batch;
+use super::decide::{Stored, days_around, host_session_ids, learning_sessions, merge_sessions};
+use crate::correlate;
+use crate::error::Result;
+use crate::lake::{Filter, Lake};
+
+/// How far apart two copies of one record's time may be: none (a duplicate carries the same
+/// time), plus a second for clocks rounded differently by two routes of one record.
+const SAME_TIME: i64 = 1;
+
+/// Loads the stored rows `batch` could collide with or update.
+pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp) -> Result<Stored> {
+    let span = Duration::seconds(correlate::OPEN_SESSION_SPAN);
+
+    // Round 1: from the batch alone.
+    let mut session_ids: Vec<String> = batch.fragments.keys().cloned().collect();
+    session_ids.extend(host_session_ids(&batch.host));
+    let sessions = lake.rows::<Session>(Filter::all().any_of("session_id", session_ids));
+
+    let logins: Vec<&HostEvent> = batch
+        .host
+        .iter()
+        .filter(|e| correlate::is_login(e))
+        .collect();
+    let ssh_sessions = async {
+        let targets: Vec<&str> = logins.iter().filter_map(|l| l.target.as_deref()).collect();
+        let (Some(first), Some(last)) = (
+            logins.iter().map(|l| l.time).min(),
+            logins.iter().map(|l| l.time).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let (from, to) = days_around(first - span, last);
+        lake.rows::<Session>(
+            Filter::all()
+                .dates(from, to)
+                .any_of("target", targets)
+                .any_of("kind", ["ssh", "port_forward"]),
+        )
+        .await
+    };
+
+    let unowned: Vec<&Command> = batch
+        .commands
+        .iter()
+        .filter(|c| c.session_id.is_none() && matches!(c.source.as_str(), "sudo" | "auditd"))
+        .collect();
+    let host_only = async {
+        let targets: Vec<&str> = unowned.iter().filter_map(|c| c.target.as_deref()).collect();
+        let (Some(first), Some(last)) = (
+            unowned.iter().map(|c| c.time).min(),
+            unowned.iter().map(|c| c.time).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let (from, to) = days_around(first - span, last);
+        lake.rows::<Session>(
+            Filter::all()
+                .dates(from, to)
+                .any_of("target", targets)
+                .any_of("logged", ["host_only"]),
+        )
+        .await
+    };
+
+    let (from, to) = days_around(now - Duration::days(30), now + Duration::days(1));
+    let pending = lake.rows::<Session>(Filter::all().dates(from, to).any_of("logged", ["pending"]));
+
+    // Commands of the batch's sessions: a stream is read again from its head, a transcript may
+    // be uploaded again, so its commands are looked for by session, wherever they are.
+    let recorded: HashSet<String> = batch
+        .commands
+        .iter()
+        .filter(|c| matches!(c.source.as_str(), "stream" | "transcript"))
+        .filter_map(|c| c.session_id.clone())
+        .collect();
+    let session_commands = lake.rows::<Command>(Filter::all().any_of("session_id", recorded));
+
+    // Everything else is looked up by its own id near its own time: a duplicate (CloudTrail's
+    // repeated deliveries, a host log read twice) carries the same time.
+    let same = Duration::seconds(SAME_TIME);
+    let trail_ids = lake.ids(
+        Table::Cloudtrail,
+        Filter::all()
+            .near("time", batch.trail.iter().map(|e| e.time), same)
+            .any_of("event_id", batch.trail.iter().map(|e| e.event_id.clone())),
+    );
+    let host_ids = lake.ids(
+        Table::HostEvents,
+        Filter::all()
+            .near("time", batch.host.iter().map(|e| e.time), same)
+            .any_of("event_id", batch.host.iter().map(|e| e.event_id.clone())),
+    );
+    let loose: Vec<&Command> = batch
+        .commands
+        .iter()
+        .filter(|c| !matches!(c.source.as_str(), "stream" | "transcript"))
+        .collect();
+    let command_ids = lake.ids(
+        Table::Commands,
+        Filter::all()
+            .near("time", loose.iter().map(|c| c.time), same)
+            .any_of("event_id", loose.iter().map(|c| c.event_id.clone())),
+    );
+    // A reject's time is when it was set aside, which a retry changes: looked up by id alone
+    // (rejects are few).
+    let reject_ids = lake.ids(
+        Table::Rejects,
+        Filter::all().any_of("event_id", batch.rejects.iter().map(|r| r.event_id.clone())),
+    );
+
+    let (sessions, ssh_sessions, host_only, pending, session_commands) =
+        futures::try_join!(sessions, ssh_sessions, host_only, pending, session_commands)?;
+    let (trail_ids, host_ids, command_ids, reject_ids) =
+        futures::try_join!(trail_ids, host_ids, command_ids, reject_ids)?;
+    let mut stored = Stored {
+        sessions: sessions
+            .into_iter()
+            .map(|s| (s.session_id.clone(), s))
+            .collect(),
+        ssh_sessions,
+        host_only,
+        pending,
+        session_commands,
+        ids: HashMap::from([
+            (Table::Cloudtrail, trail_ids),
+            (Table::HostEvents, host_ids),
+            (Table::Commands, command_ids),
+            (Table::Rejects, reject_ids),
+        ]),
+        ..Stored::default()
+    };
+
+    // Round 2: what the stored sessions make necessary.
+    let (_, changed, _) = merge_sessions(&batch.fragments, &stored.sessions);
+    let learned = learning_sessions(&changed, &stored.sessions);
+    let learned_commands = lake.rows::<Command>(Filter::all().any_of("session_id", learned));
+
+    // SSH sessions that may now meet a stored login (a superset: decisions narrow it).
+    let waiting: Vec<&Session> = changed
+        .iter()
+        .chain(&stored.ssh_sessions)
+        .filter(|s| correlate::carries_ssh(s) && s.target.is_some())
+        .collect();
+    let windows: Vec<(Timestamp, Timestamp)> = waiting
+        .iter()
+        .filter_map(|s| correlate::window(s))
+        .collect();
+    let stored_logins = async {
+        let (Some(first), Some(last)) = (
+            windows.iter().map(|w| w.0).min(),
+            windows.iter().map(|w| w.1).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let (from, to) = days_around(first, last);
+        lake.rows::<HostEvent>(
+            Filter::all()
+                .dates(from, to)
+                .any_of("target", waiting.iter().filter_map(|s| s.target.clone()))
+                .any_of("program", ["sshd"])
+                .any_of("action", ["login"]),
+        )
+        .await
+    };
+
+    // Host commands not attributed yet, on every target a session may be linked on now.
+    let mut spans: Vec<(String, Timestamp, Timestamp)> = Vec::new();
+    for login in &logins {
+        if let Some(target) = &login.target {
+            spans.push((target.clone(), login.time - span, login.time + span));
+        }
+    }
+    for session in waiting.iter().copied().chain(&stored.host_only) {
+        if let (Some((from, to)), Some(target)) = (correlate::window(session), &session.target) {
+            spans.push((target.clone(), from, to));
+        }
+    }
+    let unattributed = async {
+        let (Some(first), Some(last)) = (
+            spans.iter().map(|s| s.1).min(),
+            spans.iter().map(|s| s.2).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let (from, to) = days_around(first, last);
+        lake.rows::<Command>(
+            Filter::all()
+                .dates(from, to)
+                .any_of("target", spans.iter().map(|s| s.0.clone()))
+                .any_of("source", ["sudo", "auditd"])
+                .is_null("session_id"),
+        )
+        .await
+    };
+
+    // Alerts already raised for the batch's events and sessions (a batch replayed after a
+    // crash raises nothing twice).
+    let mut alerted: Vec<String> = batch
+        .trail
+        .iter()
+        .map(|e| e.event_id.clone())
+        .chain(batch.host.iter().map(|e| e.event_id.clone()))
+        .chain(batch.commands.iter().map(|c| c.event_id.clone()))
+        .chain(batch.fragments.keys().cloned())
+        .collect();
+    alerted.extend(host_session_ids(&batch.host));
+    alerted.extend(
+        stored
+            .ssh_sessions
+            .iter()
+            .chain(&stored.host_only)
+            .chain(&stored.pending)
+            .map(|s| s.session_id.clone()),
+    );
+    let alerts = lake.ids(Table::Alerts, Filter::all().any_of("event_id", alerted));
+
+    let (learned_commands, logins, unattributed, alerts) =
+        futures::try_join!(learned_commands, stored_logins, unattributed, alerts)?;
+    let known: HashSet<String> = stored
+        .session_commands
+        .iter()
+        .map(|c| c.event_id.clone())
+        .collect();
+    stored.session_commands.extend(
+        learned_commands
+            .into_iter()
+            .filter(|c| !known.contains(&c.event_id)),
+    );
+    stored.logins = logins;
+    stored.unattributed = unattributed;
+    stored.alerts = alerts;
+    Ok(stored)
+}
+
+/// Stored alerts by id (to mark those the outbox delivered as published).
+pub async fn alerts_by_id(lake: &Lake, ids: &[String]) -> Result<Vec<Alert>> {
+    lake.rows::<Alert>(Filter::all().any_of("alert_id", ids.iter().cloned()))
+        .await
+}

@@ -1,0 +1,217 @@
+//! The pipeline: from parsed objects to committed rows and published alerts, one batch at a
+//! time.
+//!
+//! A [`Pipeline`] is built once ([`PipelineBuilder`], used alike by the `auditq` command, the
+//! Lambda handler and the ECS service) and owns every stage; the [`Lake`] under it only stores
+//! rows. Each batch walks the stages once, in order:
+//!
+//! | stage | where | I/O |
+//! |---|---|---|
+//! | assemble streams, redact secrets | [`batch`] | none |
+//! | load the stored rows the batch could collide with or update | [`load`] | reads, two concurrent rounds |
+//! | decide new rows, changed sessions, correlations, replacements | [`decide`] | none |
+//! | rules, shared rule state, publish | [`crate::alerting`] | rule state, sinks |
+//! | write: at most one commit per table, positions last | [`Pipeline::store`] | commits |
+//!
+//! Adding a table or a correlation step means a field in [`decide::Stored`] (and its read in
+//! [`load`]), a step in [`decide::decide`] with its unit test, and a commit in
+//! [`Pipeline::store`]; the lake does not change.
+
+pub mod batch;
+pub mod builder;
+pub mod decide;
+pub mod load;
+pub mod summary;
+
+pub use builder::PipelineBuilder;
+pub use summary::{IngestSummary, TableCount};
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use auditq_model::{Alert, Position, Table};
+use deltalake::kernel::Transaction;
+
+use crate::alerting::{AlertCounts, Alerting};
+use crate::error::Result;
+use crate::lake::{Filter, Lake, Replace};
+use crate::parse::Parsed;
+use crate::redact::Redactor;
+use batch::Batch;
+
+/// The write path: redaction, correlation settings, rules and alerting, over one lake.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    lake: Lake,
+    redactor: Arc<Redactor>,
+    unlogged_grace: chrono::Duration,
+    alerting: Option<Arc<Alerting>>,
+}
+
+impl Pipeline {
+    /// The lake it writes.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// The alerting stage, when rules are configured.
+    pub fn alerting(&self) -> Option<&Alerting> {
+        self.alerting.as_deref()
+    }
+
+    /// How long after a session ends a missing recording is still awaited.
+    pub fn unlogged_grace(&self) -> chrono::Duration {
+        self.unlogged_grace
+    }
+
+    /// Stores one batch of parsed objects (no source positions to record).
+    pub async fn store(&self, parsed: Parsed) -> Result<IngestSummary> {
+        self.store_at(parsed, Vec::new()).await
+    }
+
+    /// Stores one batch, committing the source `positions` it covers with every table's
+    /// commit (Delta application transactions) and in the `positions` table last, once
+    /// everything the batch produced is durable.
+    pub async fn store_at(
+        &self,
+        parsed: Parsed,
+        positions: Vec<Position>,
+    ) -> Result<IngestSummary> {
+        let _batch = self.lake.batch_guard().await;
+        let now = chrono::Utc::now();
+        let mut reject_reasons = std::collections::BTreeMap::new();
+        for reject in &parsed.rejects {
+            let reason = reject
+                .reason
+                .split(':')
+                .next()
+                .unwrap_or(&reject.reason)
+                .to_string();
+            *reject_reasons.entry(reason).or_insert(0) += 1;
+        }
+        let batch = Batch::prepare(parsed, positions, &self.redactor);
+        let stored = load::load(&self.lake, &batch, now).await?;
+        let decision = decide::decide(batch, &stored, self.unlogged_grace, now);
+
+        // Alerts are out (delivered or in the outbox) before anything of the batch is committed.
+        let mut alerts = Vec::new();
+        let mut counts = AlertCounts::default();
+        if let Some(alerting) = &self.alerting {
+            let mut events = decision.events();
+            let mut notices = alerting.detect(&mut events, now).await?;
+            counts.raised = notices.len();
+            let mut seen = HashSet::new();
+            notices.retain(|n| {
+                !stored.alerts.contains(&n.alert_id) && seen.insert(n.alert_id.clone())
+            });
+            let report = alerting.publish(&notices).await?;
+            counts.delivered = report.delivered.len();
+            counts.kept = report.kept.len();
+            let delivered: HashSet<&String> = report.delivered.iter().collect();
+            alerts = notices
+                .iter()
+                .map(|n| n.to_row(delivered.contains(&n.alert_id)))
+                .collect::<Vec<Alert>>();
+        }
+
+        let txns = transactions(&decision.positions);
+        let mut summary = IngestSummary {
+            tables: decision.counts.clone(),
+            reject_reasons,
+            newest_event: decision.newest_event,
+            redactions: decision.redactions,
+            ..IngestSummary::default()
+        };
+        if self.alerting.is_some() {
+            let added = self.lake.commit(&alerts, None, &txns).await?.added;
+            summary.tables.insert(
+                Table::Alerts,
+                TableCount {
+                    read: counts.raised,
+                    added,
+                    updated: 0,
+                },
+            );
+            summary.alerts = counts;
+        }
+
+        // Commands before sessions: a crash in between leaves a session that learned its
+        // CloudTrail record looking unchanged-from-before to the next run, which does this
+        // again (a crash after would leave its commands without who/where for good).
+        let commands_and_sessions = async {
+            let replaced: Vec<_> = decision
+                .replaced_commands
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect();
+            let replace = Replace::keys("event_id", replaced.iter().map(|c| c.event_id.clone()))
+                .within(Filter::all().near(
+                    "time",
+                    decision.replaced_commands.iter().map(|(_, at)| *at),
+                    chrono::Duration::seconds(1),
+                ));
+            let mut rows = decision.commands.clone();
+            rows.extend(replaced);
+            self.lake.commit(&rows, Some(&replace), &txns).await?;
+            let sessions = Replace::keys(
+                "session_id",
+                decision.sessions.iter().map(|s| s.session_id.clone()),
+            );
+            self.lake
+                .commit(&decision.sessions, Some(&sessions), &txns)
+                .await
+        };
+        futures::try_join!(
+            commands_and_sessions,
+            self.lake.commit(&decision.trail, None, &txns),
+            self.lake.commit(&decision.host, None, &txns),
+            self.lake.commit(&decision.rejects, None, &txns),
+        )?;
+        // Positions last: they say everything above is durable.
+        self.lake.commit(&decision.positions, None, &txns).await?;
+        Ok(summary)
+    }
+
+    /// Delivers what earlier runs kept in the outbox and marks those alerts published.
+    /// Returns how many were delivered and how many are still kept.
+    pub async fn flush_outbox(&self) -> Result<(usize, usize)> {
+        let Some(alerting) = &self.alerting else {
+            return Ok((0, 0));
+        };
+        let report = alerting.flush_outbox().await?;
+        if !report.delivered.is_empty() {
+            let _batch = self.lake.batch_guard().await;
+            let mut rows = load::alerts_by_id(&self.lake, &report.delivered).await?;
+            for row in &mut rows {
+                row.published = true;
+            }
+            let keys: BTreeSet<String> = rows.iter().map(|r| r.alert_id.clone()).collect();
+            let replace = Replace::keys("alert_id", keys).within(Filter::all().near(
+                "time",
+                rows.iter().map(|r| r.time),
+                chrono::Duration::seconds(1),
+            ));
+            self.lake.commit(&rows, Some(&replace), &[]).await?;
+        }
+        Ok((report.delivered.len(), alerting.kept().await?))
+    }
+}
+
+/// The key of a position's Delta application transaction: S3 positions are per object and
+/// ETag; stream positions per stream.
+pub fn position_key(position: &Position) -> String {
+    let detail = if position.source.starts_with("s3://") {
+        position.detail.as_str()
+    } else {
+        ""
+    };
+    format!("{}@{detail}", position.source)
+}
+
+/// Delta application transactions for positions: app id [`position_key`], version.
+fn transactions(positions: &[Position]) -> Vec<Transaction> {
+    positions
+        .iter()
+        .map(|p| Transaction::new(position_key(p), p.version))
+        .collect()
+}
