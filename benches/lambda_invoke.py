@@ -13,6 +13,7 @@ next, is refused, and exits. Peak memory is the process's high-water resident se
 """
 
 import base64
+import datetime
 import gzip
 import http.server
 import json
@@ -29,19 +30,24 @@ import boto3
 ROOT = Path(__file__).resolve().parent.parent
 
 
+START = datetime.datetime(2026, 10, 6, 12, 0, tzinfo=datetime.timezone.utc)
+
+
 def trail_batch(target_bytes, first_id=0):
     """A subscription payload of CloudTrail records from the sample logs, ids made unique, about
-    `target_bytes` of uncompressed JSON."""
+    `target_bytes` of uncompressed JSON. Their times follow on from the previous batch's (80 ms
+    apart, about a minute a batch), as a live trail's do."""
     records = []
     for path in sorted((ROOT / "sample-logs/s3/cloudtrail").rglob("*.json.gz")):
         records.extend(json.loads(gzip.decompress(path.read_bytes()))["Records"])
     events, size, n = [], 0, first_id
-    now = int(time.time() * 1000)
     while size < target_bytes:
         record = dict(records[n % len(records)])
         record["eventID"] = str(uuid.UUID(int=n))
+        at = START + datetime.timedelta(milliseconds=80 * n)
+        record["eventTime"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
         message = json.dumps(record)
-        events.append({"id": str(n), "timestamp": now, "message": message})
+        events.append({"id": str(n), "timestamp": int(at.timestamp() * 1000), "message": message})
         size += len(message)
         n += 1
     payload = {
@@ -119,7 +125,7 @@ class RuntimeApi(http.server.BaseHTTPRequestHandler):
 def main():
     bootstrap = sys.argv[1]
     batch_bytes = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-    invocations = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    invocations = int(sys.argv[3]) if len(sys.argv) > 3 else 100
     if "AWS_ENDPOINT_URL" not in os.environ:
         sys.exit("AWS_ENDPOINT_URL is not set: start moto as ./scripts/test.sh does")
     suffix = uuid.uuid4().hex[:8]
@@ -166,12 +172,27 @@ def main():
     )
     print(f"cold init (process start to first /next): {(RuntimeApi.handed[0] - started) * 1000:.0f} ms")
     print(f"peak memory (VmHWM) after init: {RuntimeApi.peaks[0] / 1024:.1f} MiB")
+    times = []
     for n, (handed, (answered, path, answer)) in enumerate(zip(RuntimeApi.handed, RuntimeApi.answers)):
-        print(
-            f"invocation {n + 1}: {(answered - handed) * 1000:.0f} ms, "
-            f"peak memory so far {RuntimeApi.peaks[n + 1] / 1024:.1f} MiB, "
-            f"{path.rsplit('/', 1)[-1]}: {answer[:120]}"
-        )
+        times.append((answered - handed) * 1000)
+        if n < 3 or n >= invocations - 3 or "error" in path:
+            print(
+                f"invocation {n + 1}: {times[-1]:.0f} ms, "
+                f"peak memory so far {RuntimeApi.peaks[n + 1] / 1024:.1f} MiB, "
+                f"{path.rsplit('/', 1)[-1]}: {answer[:120]}"
+            )
+    ordered = sorted(times)
+    tenth = max(1, len(times) // 10)
+    first, last = sum(times[:tenth]) / tenth, sum(times[-tenth:]) / tenth
+    print(
+        f"{len(times)} invocations: min {ordered[0]:.0f} ms, median {ordered[len(times) // 2]:.0f} ms, "
+        f"max {ordered[-1]:.0f} ms; {sum(t > 500 for t in times)} over 500 ms; "
+        f"peak memory {max(RuntimeApi.peaks) / 1024:.1f} MiB"
+    )
+    print(
+        f"first {tenth} invocations average {first:.0f} ms, last {tenth} {last:.0f} ms: "
+        f"the last {last / first:.2f}x the first (goal: at most 1.30x)"
+    )
 
 
 if __name__ == "__main__":

@@ -61,4 +61,4 @@ unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
 # Signing keys the tests make (digests, README "Security") go here, not into ~/.config.
 export AUDITQ_CONFIG_DIR="$PWD/target/test-config"
 unset AUDITQ_SIGNING_KEY AUDITQ_SIGNING_KEY_FILE AUDITQ_PUBLIC_KEY
-cargo test --workspace --locked
+cargo test --workspace --locked "$@"

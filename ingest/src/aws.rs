@@ -196,7 +196,8 @@ impl S3Source {
     }
 
     /// Reads and parses one object; one larger than the cap is rejected without downloading.
-    pub async fn read(&self, object: &S3Object, limits: &Limits) -> Result<Parsed> {
+    /// Also returns about how many bytes it held once decompressed.
+    pub async fn read(&self, object: &S3Object, limits: &Limits) -> Result<(Parsed, u64)> {
         let uri = object.uri();
         let at = Object {
             origin: &uri,
@@ -211,9 +212,14 @@ impl S3Source {
             parsed
                 .rejects
                 .push(reject(at, "object", "unknown", &reason, &[]));
-            return Ok(parsed);
+            return Ok((parsed, 0));
         }
-        Ok(parse_object(self.fetch(object).await?, at, limits))
+        let bytes = self.fetch(object).await?;
+        let size = crate::decode::decompressed_size(
+            bytes.len() as u64,
+            crate::decode::gzip_trailer(&bytes),
+        );
+        Ok((parse_object(bytes, at, limits), size))
     }
 
     /// The bytes of one object as listed (refused if it changed since: `If-Match` its ETag).
@@ -634,8 +640,9 @@ async fn ingest_objects(
             current: &object.key,
         });
         match source.read(object, limits).await {
-            Ok(read) => {
+            Ok((read, size)) => {
                 parsed.extend(read);
+                batch_bytes += size;
                 positions.push(position(
                     object.uri(),
                     1,
@@ -649,7 +656,6 @@ async fn ingest_objects(
                 None => return Err(e),
             },
         }
-        batch_bytes += object.size;
         // Rows first, then the positions that say they are durable (in one batch).
         if positions.len() >= limits.batch_files || batch_bytes >= limits.batch_bytes {
             summary.add(

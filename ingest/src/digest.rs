@@ -159,7 +159,7 @@ pub fn load_signing_key(
         return Ok(Some((key, KeySource::File(path.to_path_buf()))));
     }
     if let Some(text) = sources.inline.as_ref().filter(|t| !t.is_empty()) {
-        let key = SigningKey::parse(&text).map_err(|m| bad(format!("${KEY_VARIABLE}"), m))?;
+        let key = SigningKey::parse(text).map_err(|m| bad(format!("${KEY_VARIABLE}"), m))?;
         return Ok(Some((key, KeySource::Environment)));
     }
     let Some(path) = sources.default_file.clone() else {
@@ -202,16 +202,24 @@ pub fn load_signing_key(
     }
 }
 
+/// Writes a file readable by its owner only, whole or not at all: written aside, then linked
+/// into place, so a process starting at the same moment finds either no key or the whole key
+/// (`AlreadyExists` when another process made it first).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
+    let aside = path.with_extension(format!("{}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+    let written = options.open(&aside).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&aside, path));
+    let _ = std::fs::remove_file(&aside);
+    linked
 }
 
 /// A file a digest lists.
@@ -299,6 +307,11 @@ fn relative(root: &StorePath, path: &StorePath) -> String {
             .to_string()
     }
 }
+
+/// How long a digest of the previous commit is waited for (rounds of 50 ms), and how recent
+/// that commit must be for a writer to be still recording it.
+const DIGEST_WAIT_ROUNDS: usize = 60;
+const DIGEST_WAIT_SECONDS: i64 = 30;
 
 fn log_name(version: u64) -> String {
     format!("{version:020}.json")
@@ -456,6 +469,7 @@ impl Digests {
             return Ok(None);
         }
         let hash_of = |bytes: &[u8]| hex(&Sha256::digest(bytes));
+        self.await_digest(table, version - 1).await?;
         match self.store.get(&self.digest_path(table, version - 1)).await {
             Ok(found) => {
                 let bytes = found
@@ -487,6 +501,34 @@ impl Digests {
             version: newest,
             sha256: hash_of(&bytes),
         }))
+    }
+
+    /// When the commit before ours has no digest yet, waits a moment for it: another writer
+    /// that committed just before us writes it right after its commit, and ours must chain to
+    /// it, not past it. A commit nobody records (one forged into the log) is waited for in
+    /// vain, then chained past, and `verify` names it.
+    async fn await_digest(&self, table: Table, version: u64) -> Result<()> {
+        let digest = self.digest_path(table, version);
+        let commit = join(
+            &self.root,
+            &format!("{}/_delta_log/{}", table.name(), log_name(version)),
+        );
+        for _ in 0..DIGEST_WAIT_ROUNDS {
+            match self.store.head(&digest).await {
+                Ok(_) => return Ok(()),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error("_auditq/digests", e)),
+            }
+            match self.store.head(&commit).await {
+                Ok(meta)
+                    if chrono::Utc::now() - meta.last_modified
+                        < chrono::Duration::seconds(DIGEST_WAIT_SECONDS) => {}
+                // No such commit, or one too old for a writer to be recording it now.
+                _ => return Ok(()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     async fn list_digests(&self, table: Table) -> Result<BTreeMap<u64, StorePath>> {

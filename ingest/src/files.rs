@@ -71,12 +71,13 @@ fn io_error(path: &Path, source: std::io::Error) -> IngestError {
 }
 
 /// Cuts `files` into micro-batches of at most `limits.batch_files` files and about
-/// `limits.batch_bytes` bytes (a file larger than that is a batch of its own).
+/// `limits.batch_bytes` bytes once decompressed (a file larger than that is a batch of its
+/// own): what a batch holds in memory, not on disk, is what is bounded.
 pub fn batches<'f>(files: &'f [PathBuf], limits: &Limits) -> Vec<&'f [PathBuf]> {
     let mut batches = Vec::new();
     let (mut start, mut bytes) = (0, 0u64);
     for (i, path) in files.iter().enumerate() {
-        bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        bytes += decompressed_size(path);
         if i + 1 - start >= limits.batch_files || bytes >= limits.batch_bytes {
             batches.push(&files[start..=i]);
             (start, bytes) = (i + 1, 0);
@@ -86,6 +87,25 @@ pub fn batches<'f>(files: &'f [PathBuf], limits: &Limits) -> Vec<&'f [PathBuf]> 
         batches.push(&files[start..]);
     }
     batches
+}
+
+/// About how large a file is once decompressed (see [`crate::decode::decompressed_size`]).
+fn decompressed_size(path: &Path) -> u64 {
+    use std::io::{Read, Seek, SeekFrom};
+    let stored = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let trailer = (|| {
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut head = [0u8; 2];
+        file.read_exact(&mut head).ok()?;
+        if head != [0x1f, 0x8b] || stored < 18 {
+            return None;
+        }
+        file.seek(SeekFrom::End(-4)).ok()?;
+        let mut trailer = [0u8; 4];
+        file.read_exact(&mut trailer).ok()?;
+        Some(trailer)
+    })();
+    crate::decode::decompressed_size(stored, trailer)
 }
 
 /// Reads and parses one file. A file too large to read is rejected, not loaded.

@@ -62,6 +62,24 @@ pub fn maybe_gunzip(bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, DecodeError> 
     }
 }
 
+/// About how many bytes an object holds once decompressed: a gzip member's own record of its
+/// size (the last four bytes, modulo 4 GiB), else its length. For bounding micro-batches by
+/// what they take in memory, not by what they take on disk; never trusted for the cap itself.
+pub fn decompressed_size(stored: u64, gzip_trailer: Option<[u8; 4]>) -> u64 {
+    match gzip_trailer {
+        Some(trailer) => u64::from(u32::from_le_bytes(trailer)).max(stored),
+        None => stored,
+    }
+}
+
+/// The last four bytes of `bytes` if it is gzip (see [`decompressed_size`]).
+pub fn gzip_trailer(bytes: &[u8]) -> Option<[u8; 4]> {
+    if !is_gzip(bytes) || bytes.len() < 18 {
+        return None;
+    }
+    bytes[bytes.len() - 4..].try_into().ok()
+}
+
 /// `awslogs.data`: base64 of gzip of the subscription's JSON, decompressed under a cap.
 pub fn decode_subscription(data: &str, max_decompressed: u64) -> Result<Vec<u8>, String> {
     let compressed = STANDARD
@@ -74,6 +92,20 @@ pub fn decode_subscription(data: &str, max_decompressed: u64) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gzip_member_says_how_large_it_inflates() {
+        let text = vec![b'x'; 100_000];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &text).unwrap_or_else(|e| panic!("{e}"));
+        let gz = gz.finish().unwrap_or_else(|e| panic!("{e}"));
+        assert!(gz.len() < 1_000);
+        assert_eq!(
+            decompressed_size(gz.len() as u64, gzip_trailer(&gz)),
+            100_000
+        );
+        assert_eq!(decompressed_size(5, gzip_trailer(b"plain")), 5);
+    }
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;
 

@@ -178,7 +178,8 @@ impl Detector {
                     .iter()
                     .copied()
                     .zip(ids.iter().cloned())
-                    .filter(|(t, _)| at - *t < within && *t <= at)
+                    // Both sides of `at`: writers and retries deliver events out of order.
+                    .filter(|(t, _)| (at - *t).abs() < within)
                     .collect();
                 *times = kept.iter().map(|(t, _)| *t).collect();
                 *ids = kept.into_iter().map(|(_, id)| id).collect();
@@ -203,9 +204,9 @@ impl Detector {
                 // The alert this window let through, evaluated again: it passes again.
                 return true;
             }
+            // Either side of the last alert: writers deliver events out of order.
             if let Some(last) = self.state.last_alert.get(&key)
-                && at >= *last
-                && at - *last < micros(window)
+                && (at - *last).abs() < micros(window)
             {
                 return false;
             }

@@ -69,11 +69,19 @@ impl Sink {
     async fn send_all(&self, notices: &[&AlertNotice]) -> Vec<Result<(), String>> {
         match self {
             Sink::Sns { client, topic_arn } => {
-                let mut results = Vec::with_capacity(notices.len());
-                for chunk in sns_batches(notices) {
-                    results.extend(publish_batch(client, topic_arn, chunk).await);
-                }
-                results
+                use futures::{FutureExt, StreamExt};
+                // A few calls in flight: a batch of a hundred alerts is out in one round trip
+                // or three, not ten.
+                let calls: Vec<futures::future::BoxFuture<'_, Vec<Result<(), String>>>> =
+                    sns_batches(notices)
+                        .into_iter()
+                        .map(|chunk| publish_batch(client, topic_arn, chunk).boxed())
+                        .collect();
+                let answers: Vec<Vec<Result<(), String>>> = futures::stream::iter(calls)
+                    .buffered(SNS_CALLS_IN_FLIGHT)
+                    .collect()
+                    .await;
+                answers.into_iter().flatten().collect()
             }
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();
@@ -111,6 +119,8 @@ impl Sink {
 /// Most alerts a `PublishBatch` call takes, and most bytes of messages it takes.
 const SNS_BATCH: usize = 10;
 const SNS_BATCH_BYTES: usize = 200 * 1024;
+/// `PublishBatch` calls a sink keeps in flight at once.
+const SNS_CALLS_IN_FLIGHT: usize = 4;
 
 /// Alerts in groups SNS takes in one `PublishBatch` call.
 fn sns_batches<'a>(notices: &'a [&'a AlertNotice]) -> Vec<&'a [&'a AlertNotice]> {

@@ -117,7 +117,7 @@ impl Lake {
             }
             let mut writer = RecordBatchWriter::for_table(&delta)
                 .map_err(|e| self.lake_error(table, e))?
-                .with_writer_properties(writer_properties(table, rows))
+                .with_writer_properties(writer_properties(table, rows, self.row_group_rows))
                 .with_target_file_size(TARGET_FILE_BYTES);
             for file in files.iter() {
                 let groups: Vec<usize> =

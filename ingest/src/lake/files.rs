@@ -15,13 +15,16 @@ use parquet::bloom_filter::Sbbf;
 /// The default budget: 64 MiB, about the bloom filters of 50 million ids.
 pub(crate) const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
+/// Bloom filters of a file by (row group, column); `None` for a column chunk that has none.
+type Blooms = HashMap<(usize, usize), Option<Arc<Sbbf>>>;
+
 /// What is known of one data file.
 #[derive(Debug)]
 pub(crate) struct FileIndex {
     /// Its footer, as the Parquet reader wants it.
     pub metadata: ArrowReaderMetadata,
     /// Bloom filters read so far, by (row group, column); `None` when the file has none.
-    blooms: Mutex<HashMap<(usize, usize), Option<Arc<Sbbf>>>>,
+    blooms: Mutex<Blooms>,
 }
 
 impl FileIndex {

@@ -66,6 +66,8 @@ pub struct Lake {
     files: Arc<files::FileCache>,
     /// What reads have cost so far (for tests and benchmarks).
     stats: Arc<scan::ScanCounters>,
+    /// Rows per row group of the files written.
+    row_group_rows: usize,
 }
 
 impl Lake {
@@ -80,7 +82,15 @@ impl Lake {
             digests: Arc::default(),
             files: Arc::new(files::FileCache::new(files::DEFAULT_CACHE_BYTES)),
             stats: Arc::default(),
+            row_group_rows: write::ROW_GROUP_ROWS,
         }
+    }
+
+    /// Rows per row group of the files this lake writes (64Ki by default: small enough that
+    /// statistics and bloom filters skip most of a large file, large enough to scan fast).
+    pub fn with_row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
     }
 
     /// Object-store options (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `AWS_REGION`, retries); the

@@ -75,36 +75,44 @@ pub struct Committed {
 /// file, large enough to scan fast.
 pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-/// The columns each table's files carry bloom filters on (the keys batches look rows up by),
-/// with the most distinct values a row group is expected to hold in each (`None`: as many as it
-/// has rows).
+/// The columns each table's files carry bloom filters on, with the most distinct values a row
+/// group is expected to hold in each (`None`: as many as it has rows): the keys batches look
+/// rows up by, and `user` and `target`, which audit questions filter on (DataFusion skips row
+/// groups by them too).
 pub fn bloom_columns(table: Table) -> &'static [(&'static str, Option<u64>)] {
     match table {
         Table::Commands => &[
             ("event_id", None),
             ("session_id", None),
             ("target", Some(4096)),
+            ("user", Some(4096)),
         ],
         Table::Sessions => &[
             ("session_id", None),
             ("target", Some(4096)),
+            ("user", Some(4096)),
             ("logged", Some(16)),
         ],
         Table::Alerts => &[("alert_id", None), ("event_id", None)],
         Table::Positions => &[("source", None)],
-        Table::HostEvents => &[("event_id", None), ("target", Some(4096))],
-        Table::Cloudtrail | Table::Rejects => &[("event_id", None)],
+        Table::HostEvents => &[
+            ("event_id", None),
+            ("target", Some(4096)),
+            ("user", Some(4096)),
+        ],
+        Table::Cloudtrail => &[("event_id", None), ("user", Some(4096))],
+        Table::Rejects => &[("event_id", None)],
     }
 }
 
 /// How files of `table` holding about `rows` rows are written.
-pub(crate) fn writer_properties(table: Table, rows: usize) -> WriterProperties {
+pub(crate) fn writer_properties(table: Table, rows: usize, group: usize) -> WriterProperties {
     // Filters sized for what a row group will hold, then folded down to what it holds: 1% false
     // positives costs about 1.2 bytes per distinct value.
-    let rows = rows.clamp(1, ROW_GROUP_ROWS) as u64;
+    let rows = rows.clamp(1, group) as u64;
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        .set_max_row_group_row_count(Some(group));
     for (column, distinct) in bloom_columns(table) {
         let ndv = distinct.map_or(rows, |d| d.min(rows));
         let column = deltalake::parquet::schema::types::ColumnPath::from(*column);
@@ -207,8 +215,7 @@ impl Lake {
                 Some(_) => RecordBatchWriter::for_table(&delta),
                 None => RecordBatchWriter::try_new(
                     ensure_table_uri(self.table_location(table))
-                        .map_err(|e| self.lake_error(table, e))?
-                        .to_string(),
+                        .map_err(|e| self.lake_error(table, e))?,
                     schema.clone(),
                     Some(vec![table.partition_column().to_string()]),
                     Some(self.storage_options.clone()),
@@ -216,7 +223,7 @@ impl Lake {
             };
             let mut writer = writer
                 .map_err(|e| self.lake_error(table, e))?
-                .with_writer_properties(writer_properties(table, rows));
+                .with_writer_properties(writer_properties(table, rows, self.row_group_rows));
             writer
                 .write(all)
                 .await

@@ -577,3 +577,260 @@ fn correlate_hosts(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{Limits, Object, parse_object};
+
+    fn at(text: &str) -> Timestamp {
+        crate::time::parse_rfc3339(text).unwrap_or_else(|| panic!("{text}"))
+    }
+
+    const TARGET: &str = "i-0d4e5f60718293a44";
+
+    fn trail(ids: &[&str]) -> Vec<TrailEvent> {
+        let records: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                format!(
+                    r#"{{"eventTime":"2026-10-06T12:00:00Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","eventID":"{id}"}}"#
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        let object = Object {
+            origin: "test",
+            modified: at("2026-10-06T12:05:00Z"),
+        };
+        parse_object(body.into_bytes(), object, &Limits::default()).trail
+    }
+
+    fn ssh_session(id: &str, start: &str, end: &str) -> Session {
+        let fragment = SessionFragment {
+            from_trail: true,
+            user: Some("bob".into()),
+            principal_arn: Some("arn:aws:iam::111122223333:user/bob".into()),
+            started_at: Some(at(start)),
+            ended_at: Some(at(end)),
+            target: Some(TARGET.into()),
+            document: Some("AWS-StartSSHSession".into()),
+            start_event_id: Some(format!("start-{id}")),
+            ..SessionFragment::new(id.into())
+        };
+        merge([&fragment]).unwrap_or_else(|| panic!("no session"))
+    }
+
+    fn login(time: &str) -> HostEvent {
+        HostEvent {
+            event_id: format!("login-{time}"),
+            time: at(time),
+            date: at(time).date_naive(),
+            user: Some("ec2-user".into()),
+            run_as: None,
+            host: Some("ip-10-0-0-44".into()),
+            target: Some(TARGET.into()),
+            source_ip: Some("127.0.0.1".into()),
+            program: "sshd".into(),
+            action: "login".into(),
+            outcome: Some("success".into()),
+            cmd: None,
+            raw: String::new(),
+            origin: "secure".into(),
+            pid: Some(1),
+            tty: None,
+            cwd: None,
+            auth: Some("publickey".into()),
+            key: None,
+            reason: None,
+            audit_key: None,
+            session_id: None,
+        }
+    }
+
+    fn command(id: &str, time: &str, source: &str, user: Option<&str>) -> Command {
+        Command {
+            event_id: id.into(),
+            time: at(time),
+            date: at(time).date_naive(),
+            user: user.map(str::to_string),
+            principal_arn: None,
+            run_as: Some("root".into()),
+            target: Some(TARGET.into()),
+            account: None,
+            region: None,
+            source_ip: None,
+            cmd: "/usr/sbin/visudo".into(),
+            cwd: None,
+            session_id: None,
+            seq: 0,
+            source: source.into(),
+            origin: "secure".into(),
+        }
+    }
+
+    fn grace() -> Duration {
+        Duration::minutes(15)
+    }
+
+    #[test]
+    fn records_already_stored_or_repeated_in_the_batch_are_not_new() {
+        let batch = Batch {
+            trail: trail(&["e1", "e2", "e2", "e3"]),
+            ..Batch::default()
+        };
+        let stored = Stored {
+            ids: HashMap::from([(Table::Cloudtrail, HashSet::from(["e1".to_string()]))]),
+            ..Stored::default()
+        };
+        let decision = decide(batch, &stored, grace(), at("2026-10-06T12:10:00Z"));
+        let ids: Vec<&str> = decision.trail.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e2", "e3"]);
+        assert_eq!(decision.counts[&Table::Cloudtrail], TableCount::new(4, 2));
+        assert_eq!(decision.events().len(), 2, "rules see only the new records");
+    }
+
+    #[test]
+    fn a_login_joins_a_stored_ssh_session_and_its_user_s_earlier_sudo_commands_follow() {
+        let session = ssh_session("bob-2", "2026-10-06T16:00:12Z", "2026-10-06T16:45:50Z");
+        let batch = Batch {
+            host: vec![login("2026-10-06T16:00:14Z")],
+            ..Batch::default()
+        };
+        let stored = Stored {
+            ssh_sessions: vec![session.clone()],
+            unattributed: vec![
+                command("sudo-1", "2026-10-06T16:02:40Z", "sudo", Some("ec2-user")),
+                command("sudo-other", "2026-10-06T16:03:00Z", "sudo", Some("backup")),
+                command(
+                    "sudo-late",
+                    "2026-10-06T17:30:00Z",
+                    "sudo",
+                    Some("ec2-user"),
+                ),
+            ],
+            ..Stored::default()
+        };
+        let decision = decide(batch, &stored, grace(), at("2026-10-06T18:00:00Z"));
+        let changed: Vec<(&str, &str, Option<&str>)> = decision
+            .sessions
+            .iter()
+            .map(|s| {
+                (
+                    s.session_id.as_str(),
+                    s.logged.as_str(),
+                    s.run_as.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(changed, [("bob-2", "host_only", Some("ec2-user"))]);
+        assert_eq!(decision.host[0].session_id.as_deref(), Some("bob-2"));
+        let attributed: Vec<(&str, Option<&str>, Option<&str>)> = decision
+            .replaced_commands
+            .iter()
+            .map(|(c, _)| {
+                (
+                    c.event_id.as_str(),
+                    c.session_id.as_deref(),
+                    c.user.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(attributed, [("sudo-1", Some("bob-2"), Some("bob"))]);
+    }
+
+    #[test]
+    fn commands_stored_before_their_session_s_cloudtrail_record_learn_who_and_where() {
+        let recorded = SessionFragment {
+            first_seen: Some(at("2026-10-05T09:12:05Z")),
+            last_seen: Some(at("2026-10-05T09:20:00Z")),
+            stream_uri: Some("cwl://aws/ssm/sessions/alice-1".into()),
+            target: Some(TARGET.into()),
+            ..SessionFragment::new("alice-1".into())
+        };
+        let before = merge([&recorded]).unwrap_or_else(|| panic!("no session"));
+        let mut earlier = command("cmd-1", "2026-10-05T09:13:00Z", "stream", None);
+        earlier.session_id = Some("alice-1".into());
+        let start = SessionFragment {
+            from_trail: true,
+            user: Some("alice".into()),
+            source_ip: Some("203.0.113.10".into()),
+            account: Some("111122223333".into()),
+            started_at: Some(at("2026-10-05T09:12:03Z")),
+            target: Some(TARGET.into()),
+            start_event_id: Some("start".into()),
+            ..SessionFragment::new("alice-1".into())
+        };
+        let batch = Batch {
+            fragments: BTreeMap::from([("alice-1".to_string(), vec![start])]),
+            ..Batch::default()
+        };
+        let stored = Stored {
+            sessions: HashMap::from([("alice-1".to_string(), before)]),
+            session_commands: vec![earlier],
+            ..Stored::default()
+        };
+        assert_eq!(
+            learning_sessions(
+                &merge_sessions(&batch.fragments, &stored.sessions).1,
+                &stored.sessions
+            ),
+            ["alice-1"]
+        );
+        let decision = decide(batch, &stored, grace(), at("2026-10-05T10:00:00Z"));
+        assert_eq!(decision.sessions.len(), 1);
+        assert_eq!(decision.sessions[0].user.as_deref(), Some("alice"));
+        let learned: Vec<(&str, Option<&str>, Option<&str>)> = decision
+            .replaced_commands
+            .iter()
+            .map(|(c, _)| {
+                (
+                    c.event_id.as_str(),
+                    c.user.as_deref(),
+                    c.source_ip.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(learned, [("cmd-1", Some("alice"), Some("203.0.113.10"))]);
+        assert_eq!(
+            decision.counts[&Table::Sessions],
+            TableCount {
+                read: 1,
+                added: 0,
+                updated: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_stored_pending_session_settles_to_none_once_its_grace_has_passed() {
+        let mut forward = ssh_session("dave-1", "2026-10-06T17:10:00Z", "2026-10-06T17:55:30Z");
+        forward.document = Some("AWS-StartPortForwardingSession".into());
+        forward.kind = "port_forward".into();
+        forward.logged = "pending".into();
+        let stored = Stored {
+            pending: vec![forward],
+            ..Stored::default()
+        };
+        let early = decide(
+            Batch::default(),
+            &stored,
+            grace(),
+            at("2026-10-06T18:00:00Z"),
+        );
+        assert!(early.sessions.is_empty(), "still within the grace");
+        let late = decide(
+            Batch::default(),
+            &stored,
+            grace(),
+            at("2026-10-06T18:10:31Z"),
+        );
+        let settled: Vec<(&str, &str)> = late
+            .sessions
+            .iter()
+            .map(|s| (s.session_id.as_str(), s.logged.as_str()))
+            .collect();
+        assert_eq!(settled, [("dave-1", "none")]);
+        assert_eq!(late.events().len(), 1, "rules see the settled session");
+    }
+}

@@ -1,0 +1,273 @@
+//! The scale bench's auditq side (`benches/scale.sh` runs it): one 1 MB CloudTrail batch stored
+//! into a lake whose day partition already holds N rows.
+//!
+//! ```sh
+//! cargo run --release -p auditq-ingest --example scale -- build DIR ROWS   # the lake, once
+//! cargo run --release -p auditq-ingest --example scale -- batch DIR OUT.json  # the batch file
+//! cargo run --release -p auditq-ingest --example scale -- store DIR BATCH.json
+//! ```
+//!
+//! `build` writes ROWS CloudTrail records spread over 2026-10-06 (in 10-minute micro-batches
+//! of a day's traffic, compacted, as the service leaves a day), `batch` writes a CloudTrail
+//! delivery of about 1 MB: records of a five-minute window at 14:00, 5% of them repeating stored
+//! ones (a second delivery of the same events). `store` runs it through the pipeline with the
+//! default rules (alerts recorded, not published), then a second batch of the next five
+//! minutes, and prints one JSON line: the time of each, what the lookups decoded, the time the
+//! old design's read of the whole partition's ids takes on the same lake, and the peak resident
+//! memory.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditq_ingest::lake::Filter;
+use auditq_ingest::parse::{Limits, Object, parse_object};
+use auditq_ingest::{Lake, PipelineBuilder};
+use auditq_model::{Table, Timestamp, TrailEvent};
+use chrono::{Duration, TimeZone, Utc};
+
+const EVENTS: [(&str, &str); 8] = [
+    ("ec2.amazonaws.com", "DescribeInstances"),
+    ("s3.amazonaws.com", "GetObject"),
+    ("sts.amazonaws.com", "AssumeRole"),
+    ("kms.amazonaws.com", "Decrypt"),
+    ("iam.amazonaws.com", "ListRoles"),
+    ("ssm.amazonaws.com", "GetParameter"),
+    ("logs.amazonaws.com", "PutLogEvents"),
+    ("lambda.amazonaws.com", "Invoke"),
+];
+
+/// A small deterministic generator (xorshift), so every run builds the same lake.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn day_start() -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 10, 6, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+/// The id of the `n`th stored record (what its CloudTrail `eventID` was).
+fn stored_id(n: u64) -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        n.wrapping_mul(2_654_435_761) as u32,
+        n % 0xffff,
+        n % 0xfff,
+        (n / 7) % 0xfff,
+        n
+    )
+}
+
+fn record(n: u64, time: Timestamp, random: &mut Random) -> TrailEvent {
+    let (source, name) = EVENTS[(random.next() % EVENTS.len() as u64) as usize];
+    let user = format!("user{}", random.next() % 500);
+    TrailEvent {
+        event_id: stored_id(n),
+        time,
+        date: time.date_naive(),
+        principal_arn: Some(format!("arn:aws:iam::111122223333:user/{user}")),
+        principal_type: Some("IAMUser".into()),
+        user: Some(user),
+        access_key_id: Some(format!("AKIA{:016X}", random.next() % 1_000_000)),
+        mfa: Some(false),
+        account: Some("111122223333".into()),
+        region: Some("eu-west-1".into()),
+        source_ip: Some(format!("198.51.100.{}", random.next() % 250)),
+        user_agent: Some("aws-cli/2.15.0 Python/3.11.6 Linux/6.1".into()),
+        event_source: source.into(),
+        event_name: name.into(),
+        event_type: Some("AwsApiCall".into()),
+        error_code: None,
+        error_message: None,
+        read_only: Some(true),
+        session_id: None,
+        request: Some(format!(
+            r#"{{"bucketName":"data-{}","key":"reports/{}/part-{}.parquet","maxResults":100}}"#,
+            random.next() % 50,
+            random.next() % 1000,
+            random.next() % 100
+        )),
+        response: None,
+        additional: Some(
+            r#"{"SignatureVersion":"SigV4","AuthenticationMethod":"AuthHeader"}"#.into(),
+        ),
+        resources: None,
+        origin: "s3://trail/AWSLogs/111122223333/CloudTrail/eu-west-1/2026/10/06/x.json.gz".into(),
+    }
+}
+
+/// The time of the `n`th of `rows` records spread over the day.
+fn time_of(n: u64, rows: u64) -> Timestamp {
+    day_start() + Duration::microseconds((n as i128 * 86_400_000_000 / rows as i128) as i64)
+}
+
+async fn build(dir: &Path, rows: u64) -> anyhow::Result<()> {
+    let lake = Lake::new(dir.display().to_string());
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    // Ten-minute micro-batches of a day's traffic, compacted every 50 as the service does.
+    let batches = 144u64;
+    let started = Instant::now();
+    for b in 0..batches {
+        let from = rows * b / batches;
+        let to = rows * (b + 1) / batches;
+        let chunk: Vec<TrailEvent> = (from..to)
+            .map(|n| record(n, time_of(n, rows), &mut random))
+            .collect();
+        lake.append(&chunk).await?;
+        if b % 50 == 49 {
+            lake.compact(std::time::Duration::ZERO).await?;
+        }
+    }
+    lake.compact(std::time::Duration::ZERO).await?;
+    eprintln!("built {rows} rows in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// The batch of five minutes from `start`: about 1 MB of CloudTrail JSON, 5% of its records
+/// repeating stored ones (same eventID and eventTime).
+fn batch(rows: u64, start: Timestamp, tag: &str) -> Vec<u8> {
+    let mut random = Random(0x2545_f491_4f6c_dd1d ^ start.timestamp() as u64);
+    let mut records = Vec::new();
+    let mut size = 0;
+    let mut n = 0u64;
+    while size < 1_000_000 {
+        let time = start + Duration::milliseconds((n * 300_000 / 770) as i64);
+        let (id, time) = if n.is_multiple_of(20) && rows > 0 {
+            // The stored record nearest this time, delivered again.
+            let stored = (time - day_start()).num_microseconds().unwrap_or(0) as u128
+                * rows as u128
+                / 86_400_000_000u128;
+            let stored = stored as u64;
+            (stored_id(stored), time_of(stored, rows))
+        } else {
+            (format!("{tag}-{n:06}-{:016x}", random.next()), time)
+        };
+        let (source, name) = EVENTS[(random.next() % EVENTS.len() as u64) as usize];
+        let user = format!("user{}", random.next() % 500);
+        let text = format!(
+            r#"{{"eventVersion":"1.09","userIdentity":{{"type":"IAMUser","principalId":"AIDA{:016X}","arn":"arn:aws:iam::111122223333:user/{user}","accountId":"111122223333","accessKeyId":"AKIA{:016X}","userName":"{user}"}},"eventTime":"{}","eventSource":"{source}","eventName":"{name}","awsRegion":"eu-west-1","sourceIPAddress":"198.51.100.{}","userAgent":"aws-cli/2.15.0 Python/3.11.6 Linux/6.1","requestParameters":{{"bucketName":"data-{}","key":"reports/{}/part-{}.parquet","maxResults":100}},"responseElements":null,"additionalEventData":{{"SignatureVersion":"SigV4","CipherSuite":"TLS_AES_128_GCM_SHA256","bytesTransferredIn":0,"AuthenticationMethod":"AuthHeader","x-amz-id-2":"{:032x}"}},"requestID":"{:032x}","eventID":"{id}","readOnly":true,"eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"111122223333","eventCategory":"Data","tlsDetails":{{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"data.s3.eu-west-1.amazonaws.com"}}}}"#,
+            random.next(),
+            random.next() % 1_000_000,
+            time.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            random.next() % 250,
+            random.next() % 50,
+            random.next() % 1000,
+            random.next() % 100,
+            random.next() as u128 * random.next() as u128,
+            random.next() as u128 * random.next() as u128,
+        );
+        size += text.len() + 1;
+        records.push(text);
+        n += 1;
+    }
+    format!(r#"{{"Records":[{}]}}"#, records.join(",")).into_bytes()
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn store(dir: &Path, rows: u64) -> anyhow::Result<()> {
+    let lake = Lake::new(dir.display().to_string());
+    let engine = Arc::new(auditq_rules::compile_source("default")?);
+    let pipeline = PipelineBuilder::new(lake.clone())
+        .redaction_key(Some(b"scale bench".to_vec()))
+        .rules(engine, Vec::new())
+        .build()
+        .await?;
+    let mut runs = Vec::new();
+    for (i, minute) in [(0, 0), (1, 5)] {
+        let start = day_start() + Duration::hours(14) + Duration::minutes(minute);
+        let bytes = batch(rows, start, &format!("batch{i}"));
+        let size = bytes.len();
+        let at = Object {
+            origin: "cwl://aws/cloudtrail/111122223333_CloudTrail_eu-west-1",
+            modified: start,
+        };
+        let parsed = parse_object(bytes, at, &Limits::default());
+        let records = parsed.trail.len();
+        let before = lake.scan_stats();
+        let started = Instant::now();
+        let summary = pipeline.store(parsed).await?;
+        let elapsed = started.elapsed();
+        let cost = lake.scan_stats() - before;
+        let trail = summary.tables[&Table::Cloudtrail];
+        runs.push(serde_json::json!({
+            "bytes": size,
+            "records": records,
+            "added": trail.added,
+            "duplicates": trail.read - trail.added,
+            "ms": elapsed.as_secs_f64() * 1000.0,
+            "files_considered": cost.files,
+            "footers_read": cost.footers_read,
+            "blooms_read": cost.blooms_read,
+            "row_groups_decoded": cost.row_groups,
+            "rows_decoded": cost.rows,
+        }));
+    }
+    // The old design read every id stored for the batch's day before each batch.
+    let day = day_start().date_naive();
+    let started = Instant::now();
+    let ids = lake
+        .ids(Table::Cloudtrail, Filter::all().dates(day, day))
+        .await?;
+    let old_ms = started.elapsed().as_secs_f64() * 1000.0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "rows": rows,
+            "first": runs[0],
+            "second": runs[1],
+            "day_ids": ids.len(),
+            "read_day_ids_ms": old_ms,
+            "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
+        })
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: scale build DIR ROWS | batch ROWS OUT | store DIR ROWS";
+    match args.get(1).map(String::as_str) {
+        Some("build") => {
+            let (Some(dir), Some(rows)) = (args.get(2), args.get(3)) else {
+                anyhow::bail!(usage);
+            };
+            build(Path::new(dir), rows.parse()?).await
+        }
+        Some("batch") => {
+            let (Some(rows), Some(out)) = (args.get(2), args.get(3)) else {
+                anyhow::bail!(usage);
+            };
+            let start = day_start() + Duration::hours(14);
+            std::fs::write(out, batch(rows.parse()?, start, "batch0"))?;
+            Ok(())
+        }
+        Some("store") => {
+            let (Some(dir), Some(rows)) = (args.get(2), args.get(3)) else {
+                anyhow::bail!(usage);
+            };
+            store(Path::new(dir), rows.parse()?).await
+        }
+        _ => anyhow::bail!(usage),
+    }
+}

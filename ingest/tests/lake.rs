@@ -1,0 +1,158 @@
+//! The lake's reads and writes on a real Delta table in a temporary directory: what a lookup
+//! costs as the partition fills, and what a replacement rewrites.
+
+use std::collections::BTreeSet;
+
+use auditq_ingest::Lake;
+use auditq_ingest::lake::{Filter, Replace};
+use auditq_ingest::parse::{Limits, Object, parse_object};
+use auditq_model::{Table, Timestamp, TrailEvent};
+
+fn at(text: &str) -> Timestamp {
+    auditq_ingest::time::parse_rfc3339(text).unwrap_or_else(|| panic!("{text}"))
+}
+
+/// `n` CloudTrail records `prefix-0..n`, one a second from `start`.
+fn records(prefix: &str, start: &str, n: usize) -> Vec<TrailEvent> {
+    let start = at(start);
+    let records: Vec<String> = (0..n)
+        .map(|i| {
+            let time = (start + chrono::Duration::seconds(i as i64))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+            format!(
+                r#"{{"eventTime":"{time}","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","eventID":"{prefix}-{i}"}}"#
+            )
+        })
+        .collect();
+    let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+    let object = Object {
+        origin: prefix,
+        modified: start,
+    };
+    let trail = parse_object(body.into_bytes(), object, &Limits::default()).trail;
+    assert_eq!(trail.len(), n);
+    trail
+}
+
+/// The ids of `batch` already stored, looked up as the pipeline does.
+async fn known(lake: &Lake, batch: &[TrailEvent]) -> BTreeSet<String> {
+    let filter = Filter::all()
+        .near(
+            "time",
+            batch.iter().map(|e| e.time),
+            chrono::Duration::seconds(1),
+        )
+        .any_of("event_id", batch.iter().map(|e| e.event_id.clone()));
+    lake.ids(Table::Cloudtrail, filter)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .collect()
+}
+
+/// Fills the day with batches of 600 records (ten minutes each), as real-time ingest does,
+/// and compacts.
+async fn fill(lake: &Lake, from_hour: u32, hours: u32) {
+    for hour in from_hour..from_hour + hours {
+        for part in 0..6 {
+            let start = format!("2026-10-06T{hour:02}:{:02}:00Z", part * 10);
+            let rows = records(&format!("h{hour}-{part}"), &start, 600);
+            lake.append(&rows).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    lake.compact(std::time::Duration::from_secs(7 * 24 * 3600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn looking_up_a_batch_s_ids_costs_the_same_however_full_the_partition() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Small row groups stand in for the 64Ki rows of a real day.
+    let lake = Lake::new(dir.path().join("lake").display().to_string()).with_row_group_rows(1_000);
+    fill(&lake, 0, 4).await;
+
+    // A batch of the next hour: 5 of its records repeat stored ones (a second delivery of the
+    // 03:50 file), the rest are new.
+    let mut batch = records("h3-5", "2026-10-06T03:50:00Z", 5);
+    batch.extend(records("new", "2026-10-06T03:52:00Z", 100));
+    let before = lake.scan_stats();
+    let found = known(&lake, &batch).await;
+    let small = lake.scan_stats() - before;
+    let expected: BTreeSet<String> = (0..5).map(|i| format!("h3-5-{i}")).collect();
+    assert_eq!(found, expected);
+
+    // Five times as many hours stored: the same lookup decodes the same rows.
+    fill(&lake, 4, 16).await;
+    let before = lake.scan_stats();
+    assert_eq!(known(&lake, &batch).await, expected);
+    let large = lake.scan_stats() - before;
+    assert!(
+        small.rows > 0 && small.rows <= 3_000,
+        "{small:?}: a few row groups near 03:50, not the day"
+    );
+    assert_eq!(
+        (large.rows, large.row_groups),
+        (small.rows, small.row_groups),
+        "{small:?} then {large:?}"
+    );
+
+    // Ids that are not stored are ruled out by the bloom filters without decoding a row.
+    let absent = records("absent", "2026-10-06T03:50:00Z", 50);
+    let before = lake.scan_stats();
+    assert!(known(&lake, &absent).await.is_empty());
+    let cost = lake.scan_stats() - before;
+    assert!(cost.rows <= 1_000, "{cost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replacement_rewrites_only_the_files_holding_its_keys_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let morning = records("m", "2026-10-06T08:00:00Z", 10);
+    let evening = records("e", "2026-10-06T20:00:00Z", 10);
+    lake.append(&morning)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = lake
+        .append(&evening)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut changed = morning[3].clone();
+    changed.user = Some("changed".into());
+    let replace = Replace::keys("event_id", [changed.event_id.clone()]);
+    let done = lake
+        .commit(std::slice::from_ref(&changed), Some(&replace), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (done.added, done.removed, done.rewritten),
+        (1, 1, 1),
+        "{done:?}"
+    );
+    assert_eq!(done.version.map(|v| v - 1), second.version, "one commit");
+
+    let rows: Vec<TrailEvent> = lake
+        .rows(Filter::all())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 20);
+    let users: Vec<Option<&str>> = rows
+        .iter()
+        .filter(|r| r.event_id == changed.event_id)
+        .map(|r| r.user.as_deref())
+        .collect();
+    assert_eq!(users, [Some("changed")]);
+    // The evening file was not touched: still one file of its own.
+    let delta = lake
+        .open(Table::Cloudtrail)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let files: Vec<String> = delta
+        .get_file_uris()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+}
