@@ -18,7 +18,10 @@ site = os.path.dirname(duckdb.__file__)
 ext = glob.glob(os.path.join(os.path.dirname(site), "duckdb_ext", "extensions", "*", "*", "delta.duckdb_extension"))
 con = duckdb.connect()
 con.execute(f"LOAD '{ext[0]}'")
-table = f"delta_scan('{lake}/cloudtrail')"
+if os.path.isdir(f"{lake}/cloudtrail/_delta_log"):
+    table = f"delta_scan('{lake}/cloudtrail')"
+else:  # an empty lake: nothing to compare with
+    table = "(select ''::varchar as event_id, now() as time, '2026-10-06'::date as date where false)"
 read = f"""create or replace temp table b as
   select r.eventID as event_id, r.eventTime::timestamptz as time, r as record
   from (select unnest(Records) as r from read_json('{batch}', maximum_object_size = 100000000))"""

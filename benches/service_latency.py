@@ -28,7 +28,7 @@ TEMPLATE = "alice-0a7f3c9e1b2d4f601"
 
 def main():
     binary = sys.argv[1]
-    sessions = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    sessions = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     follow = sys.argv[3] if len(sys.argv) > 3 else "live_tail"
     if "AWS_ENDPOINT_URL" not in os.environ:
         sys.exit("AWS_ENDPOINT_URL is not set: start moto as ./scripts/test.sh does")
@@ -96,7 +96,9 @@ def main():
             sent = time.monotonic()
             found = None
             while found is None and time.monotonic() - sent < 30:
-                page = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
+                # A long poll returns as soon as a message arrives, without spinning on the
+                # emulator the service also talks to.
+                page = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
                 for message in page.get("Messages", []):
                     alert = json.loads(json.loads(message["Body"])["Message"])
                     sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])

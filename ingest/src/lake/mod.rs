@@ -10,7 +10,7 @@
 //! [`Filter`] selects, [`Lake::commit`] appends rows and replaces the rows stored under some keys
 //! in one commit per table, [`Lake::compact`] merges small files, and every commit of the lake's
 //! own gets a signed digest ([`crate::digest`]). Deciding which rows are new, which sessions
-//! changed or which alerts to raise is the pipeline's ([`crate::pipeline`]); the lake knows
+//! changed or which alerts to raise is the pipeline's; the lake knows
 //! nothing of rules, redaction or correlation.
 //!
 //! Why it reads and writes Parquet itself rather than through DataFusion: a batch's reads are
@@ -52,9 +52,10 @@ use crate::error::{IngestError, Result};
 pub struct Lake {
     location: String,
     storage_options: HashMap<String, String>,
-    /// The last snapshot of each table this process loaded or wrote, shared by clones: opening
-    /// a table again reads only the commits since.
-    snapshots: Arc<std::sync::Mutex<HashMap<Table, DeltaTable>>>,
+    /// The last snapshot of each table this process loaded or wrote, and when it was last
+    /// brought up to date, shared by clones: opening a table again reads only the commits since,
+    /// and not at all within [`FRESH_FOR`].
+    snapshots: Arc<std::sync::Mutex<HashMap<Table, (DeltaTable, std::time::Instant)>>>,
     /// Batches of this process share it; compaction takes it alone, so a compaction never
     /// removes a file a batch's replacement is also removing (Delta would fail one of the two).
     batches: Arc<tokio::sync::RwLock<()>>,
@@ -69,6 +70,12 @@ pub struct Lake {
     /// Rows per row group of the files written.
     row_group_rows: usize,
 }
+
+/// How long a table's snapshot is used without asking storage for newer commits: the reads of
+/// one batch (a dozen lookups, spread over a few tables) list each table's log once, not once a
+/// lookup. A commit of another writer within this window is seen by the next batch; a commit of
+/// this process is seen at once (it updates the snapshot).
+const FRESH_FOR: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Lake {
     /// A lake at `location` (created on first write).
@@ -271,7 +278,8 @@ impl Lake {
             .ok()
             .and_then(|snapshots| snapshots.get(&table).cloned());
         let delta = match cached {
-            Some(mut delta) => {
+            Some((delta, at)) if at.elapsed() < FRESH_FOR => return Ok(delta),
+            Some((mut delta, _)) => {
                 if let Err(e) = delta.update_incremental(None).await {
                     return Err(self
                         .damaged_log(table)
@@ -346,7 +354,7 @@ impl Lake {
         if delta.version().is_some()
             && let Ok(mut snapshots) = self.snapshots.lock()
         {
-            snapshots.insert(table, delta.clone());
+            snapshots.insert(table, (delta.clone(), std::time::Instant::now()));
         }
     }
 

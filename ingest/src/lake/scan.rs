@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
 };
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
@@ -38,7 +38,7 @@ use crate::error::{IngestError, Result};
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     dates: Option<(NaiveDate, NaiveDate)>,
-    times: Option<(&'static str, Vec<(i64, i64)>)>,
+    times: Option<(&'static str, TimeRanges)>,
     any_of: Vec<(&'static str, Arc<HashSet<String>>)>,
     null: Vec<&'static str>,
 }
@@ -63,8 +63,8 @@ impl Filter {
     pub fn between(mut self, column: &'static str, from: Timestamp, to: Timestamp) -> Self {
         let range = (from.timestamp_micros(), to.timestamp_micros());
         match &mut self.times {
-            Some((c, ranges)) if *c == column => ranges.push(range),
-            _ => self.times = Some((column, vec![range])),
+            Some((c, ranges)) if *c == column => ranges.add(range),
+            _ => self.times = Some((column, TimeRanges::new(vec![range]))),
         }
         self
     }
@@ -89,15 +89,17 @@ impl Filter {
         }
         self.times = Some((
             column,
-            ranges
-                .into_iter()
-                .map(|(a, b)| {
-                    (
-                        (a - slack).timestamp_micros(),
-                        (b + slack).timestamp_micros(),
-                    )
-                })
-                .collect(),
+            TimeRanges::new(
+                ranges
+                    .into_iter()
+                    .map(|(a, b)| {
+                        (
+                            (a - slack).timestamp_micros(),
+                            (b + slack).timestamp_micros(),
+                        )
+                    })
+                    .collect(),
+            ),
         ));
         self
     }
@@ -131,6 +133,30 @@ impl Filter {
         self.times.is_some() || !self.any_of.is_empty() || !self.null.is_empty()
     }
 
+    /// The filter's row conditions one by one, the cheapest to check first.
+    fn split(&self) -> Vec<Filter> {
+        let mut parts = Vec::new();
+        if let Some(times) = &self.times {
+            parts.push(Filter {
+                times: Some(times.clone()),
+                ..Filter::default()
+            });
+        }
+        for column in &self.null {
+            parts.push(Filter {
+                null: vec![column],
+                ..Filter::default()
+            });
+        }
+        for any_of in &self.any_of {
+            parts.push(Filter {
+                any_of: vec![any_of.clone()],
+                ..Filter::default()
+            });
+        }
+        parts
+    }
+
     /// The columns the conditions look at.
     fn columns(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.times
@@ -149,11 +175,44 @@ impl Filter {
 
     fn overlaps(&self, bounds: TimeBounds) -> bool {
         match (&self.times, bounds) {
-            (Some((_, ranges)), Some((min, max))) => {
-                ranges.iter().any(|(from, to)| *from <= max && *to >= min)
-            }
+            (Some((_, ranges)), Some((min, max))) => ranges.overlaps(min, max),
             _ => true,
         }
+    }
+}
+
+/// Time ranges (microseconds, inclusive), sorted and merged, so that a batch of many scattered
+/// times is looked up by binary search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TimeRanges(Vec<(i64, i64)>);
+
+impl TimeRanges {
+    fn new(mut ranges: Vec<(i64, i64)>) -> Self {
+        ranges.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+        for (from, to) in ranges {
+            match merged.last_mut() {
+                Some(last) if from <= last.1 => last.1 = last.1.max(to),
+                _ => merged.push((from, to)),
+            }
+        }
+        Self(merged)
+    }
+
+    fn add(&mut self, range: (i64, i64)) {
+        let mut ranges = std::mem::take(&mut self.0);
+        ranges.push(range);
+        *self = Self::new(ranges);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether any range meets `min..=max`.
+    fn overlaps(&self, min: i64, max: i64) -> bool {
+        let first = self.0.partition_point(|(_, to)| *to < min);
+        self.0.get(first).is_some_and(|(from, _)| *from <= max)
     }
 }
 
@@ -451,7 +510,7 @@ impl Lake {
                 && let Some(i) = position(column)
                 && let Some(Statistics::Int64(s)) = group.column(i).statistics()
                 && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
-                && !ranges.iter().any(|(from, to)| from <= max && to >= min)
+                && !ranges.overlaps(*min, *max)
             {
                 continue;
             }
@@ -592,32 +651,40 @@ impl Lake {
             .with_row_groups(row_groups.to_vec())
             .with_projection(mask)
             .with_batch_size(8192);
+        if let Some(selection) = time_pages(candidate, row_groups, filter) {
+            builder = builder.with_row_selection(selection);
+        }
         if filter.has_conditions() {
-            // The conditions' columns are decoded first; the rest only for rows they keep.
+            // One predicate a condition, cheapest first (time, then nulls, then keys): each
+            // decodes its column only for the rows the ones before kept, and the other columns
+            // are decoded only for the rows all of them keep.
             let schema = candidate
                 .index
                 .metadata
                 .metadata()
                 .file_metadata()
                 .schema_descr();
-            let wanted: HashSet<&str> = filter.columns().collect();
-            let roots: Vec<usize> = schema
-                .root_schema()
-                .get_fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| wanted.contains(f.name()))
-                .map(|(i, _)| i)
-                .collect();
-            let conditions = filter.clone();
-            let predicate = ArrowPredicateFn::new(
-                ProjectionMask::roots(schema, roots),
-                move |batch: RecordBatch| {
-                    matching(&batch, &conditions, table)
-                        .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))
-                },
-            );
-            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+            let mut predicates: Vec<Box<dyn parquet::arrow::arrow_reader::ArrowPredicate>> =
+                Vec::new();
+            for condition in filter.split() {
+                let wanted: HashSet<&str> = condition.columns().collect();
+                let roots: Vec<usize> = schema
+                    .root_schema()
+                    .get_fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| wanted.contains(f.name()))
+                    .map(|(i, _)| i)
+                    .collect();
+                predicates.push(Box::new(ArrowPredicateFn::new(
+                    ProjectionMask::roots(schema, roots),
+                    move |batch: RecordBatch| {
+                        matching(&batch, &condition, table)
+                            .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))
+                    },
+                )));
+            }
+            builder = builder.with_row_filter(RowFilter::new(predicates));
         }
         let stream = builder
             .build()
@@ -642,6 +709,55 @@ impl Lake {
             .map(|batch| with_date(batch, candidate.date, table))
             .collect()
     }
+}
+
+/// The rows of `row_groups` whose pages of the filter's time column can hold its times, from the
+/// page index: files are sorted by time, so a lookup near a batch's times decodes a page or two
+/// of each column, not the row group.
+fn time_pages(
+    candidate: &Candidate,
+    row_groups: &[usize],
+    filter: &Filter,
+) -> Option<RowSelection> {
+    use parquet::file::page_index::column_index::ColumnIndexMetaData;
+    let (column, ranges) = filter.times.as_ref()?;
+    let metadata = candidate.index.metadata.metadata();
+    let (column_index, offset_index) = (metadata.column_index()?, metadata.offset_index()?);
+    let position = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == *column)?;
+    let mut selectors = Vec::new();
+    for &rg in row_groups {
+        let rows = usize::try_from(metadata.row_group(rg).num_rows()).ok()?;
+        let pages = offset_index.get(rg)?.get(position)?.page_locations();
+        let index = match column_index.get(rg)?.get(position)? {
+            ColumnIndexMetaData::INT64(index) if !pages.is_empty() => index,
+            _ => {
+                selectors.push(RowSelector::select(rows));
+                continue;
+            }
+        };
+        for (p, page) in pages.iter().enumerate() {
+            let first = usize::try_from(page.first_row_index).ok()?;
+            let end = match pages.get(p + 1) {
+                Some(next) => usize::try_from(next.first_row_index).ok()?,
+                None => rows,
+            };
+            let keep = match (index.min_value(p), index.max_value(p)) {
+                (Some(min), Some(max)) => ranges.overlaps(*min, *max),
+                _ => true,
+            };
+            selectors.push(if keep {
+                RowSelector::select(end - first)
+            } else {
+                RowSelector::skip(end - first)
+            });
+        }
+    }
+    Some(RowSelection::from(selectors))
 }
 
 /// Reads a data file's byte ranges from the table's object store.
@@ -688,7 +804,10 @@ impl AsyncFileReader for StoreReader {
         Box::pin(async move {
             let size = self.size;
             // One read takes the footer of most files written here.
+            // The page index too: pages whose rows a lookup's conditions all rule out are not
+            // even read.
             let metadata = ParquetMetaDataReader::new()
+                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
                 .with_prefetch_hint(Some(64 * 1024))
                 .load_and_finish(self, size)
                 .await?;
@@ -769,7 +888,7 @@ pub(super) fn matching(batch: &RecordBatch, filter: &Filter, table: Table) -> Re
                 for (i, keep) in keep.iter_mut().enumerate() {
                     *keep &= micros.is_valid(i) && {
                         let t = micros.value(i);
-                        ranges.iter().any(|(from, to)| t >= *from && t <= *to)
+                        ranges.overlaps(t, t)
                     };
                 }
             }
@@ -864,8 +983,8 @@ mod tests {
         };
         assert_eq!(*column, "time");
         assert_eq!(
-            ranges,
-            &vec![
+            ranges.0,
+            vec![
                 (
                     at("2026-10-05T09:59:00Z").timestamp_micros(),
                     at("2026-10-05T10:01:30Z").timestamp_micros()

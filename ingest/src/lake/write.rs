@@ -75,6 +75,9 @@ pub struct Committed {
 /// file, large enough to scan fast.
 pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
 
+/// Rows per data page (at most).
+const PAGE_ROWS: usize = 4096;
+
 /// The columns each table's files carry bloom filters on, with the most distinct values a row
 /// group is expected to hold in each (`None`: as many as it has rows): the keys batches look
 /// rows up by, and `user` and `target`, which audit questions filter on (DataFusion skips row
@@ -112,7 +115,24 @@ pub(crate) fn writer_properties(table: Table, rows: usize, group: usize) -> Writ
     let rows = rows.clamp(1, group) as u64;
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(group));
+        .set_max_row_group_row_count(Some(group))
+        // Pages of a few thousand rows: with the page index, a lookup near a batch's times
+        // reads a page or two of a row group, not all of it.
+        .set_data_page_row_count_limit(PAGE_ROWS);
+    // Ids and times are (nearly) unique: a dictionary of them is a page as large as the data,
+    // read whole whenever one value of its column chunk is.
+    for column in [
+        table.id_column(),
+        "time",
+        "started_at",
+        "ended_at",
+        "detected_at",
+        "ingested_at",
+    ] {
+        if table.schema().field_with_name(column).is_ok() {
+            builder = builder.set_column_dictionary_enabled(column.into(), false);
+        }
+    }
     for (column, distinct) in bloom_columns(table) {
         let ndv = distinct.map_or(rows, |d| d.min(rows));
         let column = deltalake::parquet::schema::types::ColumnPath::from(*column);

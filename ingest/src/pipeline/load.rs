@@ -23,8 +23,9 @@ use crate::lake::{Filter, Lake};
 /// time), plus a second for clocks rounded differently by two routes of one record.
 const SAME_TIME: i64 = 1;
 
-/// Loads the stored rows `batch` could collide with or update.
-pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp) -> Result<Stored> {
+/// Loads the stored rows `batch` could collide with or update (and, when `alerting`, the
+/// alerts already raised for its events).
+pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) -> Result<Stored> {
     let span = Duration::seconds(correlate::OPEN_SESSION_SPAN);
 
     // Round 1: from the batch alone.
@@ -211,23 +212,26 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp) -> Result<Stored> 
 
     // Alerts already raised for the batch's events and sessions (a batch replayed after a
     // crash raises nothing twice).
-    let mut alerted: Vec<String> = batch
-        .trail
-        .iter()
-        .map(|e| e.event_id.clone())
-        .chain(batch.host.iter().map(|e| e.event_id.clone()))
-        .chain(batch.commands.iter().map(|c| c.event_id.clone()))
-        .chain(batch.fragments.keys().cloned())
-        .collect();
-    alerted.extend(host_session_ids(&batch.host));
-    alerted.extend(
-        stored
-            .ssh_sessions
+    let mut alerted: Vec<String> = Vec::new();
+    if alerting {
+        alerted = batch
+            .trail
             .iter()
-            .chain(&stored.host_only)
-            .chain(&stored.pending)
-            .map(|s| s.session_id.clone()),
-    );
+            .map(|e| e.event_id.clone())
+            .chain(batch.host.iter().map(|e| e.event_id.clone()))
+            .chain(batch.commands.iter().map(|c| c.event_id.clone()))
+            .chain(batch.fragments.keys().cloned())
+            .collect();
+        alerted.extend(host_session_ids(&batch.host));
+        alerted.extend(
+            stored
+                .ssh_sessions
+                .iter()
+                .chain(&stored.host_only)
+                .chain(&stored.pending)
+                .map(|s| s.session_id.clone()),
+        );
+    }
     let alerts = lake.ids(Table::Alerts, Filter::all().any_of("event_id", alerted));
 
     let (learned_commands, logins, unattributed, alerts) =

@@ -24,7 +24,7 @@ pub mod load;
 pub mod summary;
 
 pub use builder::PipelineBuilder;
-pub use summary::{IngestSummary, TableCount};
+pub use summary::{IngestSummary, StageTimes, TableCount};
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -89,9 +89,15 @@ impl Pipeline {
                 .to_string();
             *reject_reasons.entry(reason).or_insert(0) += 1;
         }
+        let mut stages = StageTimes::default();
+        let clock = std::time::Instant::now();
         let batch = Batch::prepare(parsed, positions, &self.redactor);
-        let stored = load::load(&self.lake, &batch, now).await?;
+        let stored = load::load(&self.lake, &batch, now, self.alerting.is_some()).await?;
+        stages.load = clock.elapsed();
+        let clock = std::time::Instant::now();
         let decision = decide::decide(batch, &stored, self.unlogged_grace, now);
+        stages.decide = clock.elapsed();
+        let clock = std::time::Instant::now();
 
         // Alerts are out (delivered or in the outbox) before anything of the batch is committed.
         let mut alerts = Vec::new();
@@ -114,6 +120,8 @@ impl Pipeline {
                 .collect::<Vec<Alert>>();
         }
 
+        stages.alerts = clock.elapsed();
+        let clock = std::time::Instant::now();
         let txns = transactions(&decision.positions);
         let mut summary = IngestSummary {
             tables: decision.counts.clone(),
@@ -169,6 +177,8 @@ impl Pipeline {
         )?;
         // Positions last: they say everything above is durable.
         self.lake.commit(&decision.positions, None, &txns).await?;
+        stages.write = clock.elapsed();
+        summary.stages = stages;
         Ok(summary)
     }
 

@@ -17,6 +17,19 @@ pub struct TableCount {
     pub updated: usize,
 }
 
+/// Where a batch's time went, by stage (summed over batches).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Loading the stored rows the batch needs.
+    pub load: std::time::Duration,
+    /// Deciding (pure).
+    pub decide: std::time::Duration,
+    /// Rules, the shared rule state, publishing.
+    pub alerts: std::time::Duration,
+    /// Committing every table.
+    pub write: std::time::Duration,
+}
+
 /// What an ingest did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestSummary {
@@ -34,6 +47,8 @@ pub struct IngestSummary {
     pub newest_event: Option<Timestamp>,
     /// Secrets replaced by tokens before storing (see [`crate::redact`]).
     pub redactions: usize,
+    /// Where the time went.
+    pub stages: StageTimes,
 }
 
 impl IngestSummary {
@@ -60,5 +75,9 @@ impl IngestSummary {
         self.alerts.kept += other.alerts.kept;
         self.newest_event = self.newest_event.max(other.newest_event);
         self.redactions += other.redactions;
+        self.stages.load += other.stages.load;
+        self.stages.decide += other.stages.decide;
+        self.stages.alerts += other.stages.alerts;
+        self.stages.write += other.stages.write;
     }
 }
