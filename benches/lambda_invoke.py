@@ -136,10 +136,19 @@ def main():
     s3.create_bucket(Bucket=bucket)
     topic = sns.create_topic(Name=f"auditq-bench-{suffix}")["TopicArn"]
 
+    # Every COMPACT_EVERY ingest invocations (each about a minute of a live trail) the schedule
+    # sends a compaction, as lambda.yaml's default rate(15 minutes) does.
+    compact_every = int(os.environ.get("BENCH_COMPACT_EVERY", "15"))
+    schedule = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
     next_id = 0
-    for _ in range(invocations):
+    kinds = []
+    for n in range(invocations):
         event, records, raw, encoded, next_id = trail_batch(batch_bytes, next_id)
         RuntimeApi.events.append(event)
+        kinds.append("ingest")
+        if compact_every and (n + 1) % compact_every == 0 and n + 1 < invocations:
+            RuntimeApi.events.append(schedule)
+            kinds.append("compact")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(
@@ -150,10 +159,10 @@ def main():
         AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
         AWS_LAMBDA_LOG_STREAM_NAME="bench",
         AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/auditq",
-        AUDITQ_DATA=f"s3://{bucket}/lake",
+        AUDITQ_DATA=os.environ.get("BENCH_DATA", f"s3://{bucket}/lake"),
         AUDITQ_RULES="default",
         AUDITQ_SNS_TOPIC_ARN=topic,
-        RUST_LOG="info",
+        RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info"),
     )
     log = Path(f"/tmp/auditq-bench-log-{suffix}")
     started = time.monotonic()
@@ -168,19 +177,28 @@ def main():
     print(f"binary: {bootstrap} ({size / 1e6:.1f} MB)")
     print(
         f"each batch: {records} CloudTrail records, {raw / 1e6:.2f} MB of JSON, "
-        f"{encoded / 1e6:.2f} MB as awslogs.data; {invocations} invocation(s) in one container"
+        f"{encoded / 1e6:.2f} MB as awslogs.data; {invocations} ingest invocation(s) in one container, "
+        f"and a compaction after every {compact_every}"
     )
     print(f"cold init (process start to first /next): {(RuntimeApi.handed[0] - started) * 1000:.0f} ms")
     print(f"peak memory (VmHWM) after init: {RuntimeApi.peaks[0] / 1024:.1f} MiB")
-    times = []
-    for n, (handed, (answered, path, answer)) in enumerate(zip(RuntimeApi.handed, RuntimeApi.answers)):
-        times.append((answered - handed) * 1000)
-        if n < 3 or n >= invocations - 3 or "error" in path:
+    times, compactions = [], []
+    for n, (kind, handed, (answered, path, answer)) in enumerate(
+        zip(kinds, RuntimeApi.handed, RuntimeApi.answers)
+    ):
+        took = (answered - handed) * 1000
+        if kind == "compact":
+            compactions.append(took)
+        else:
+            times.append(took)
+        if n < 3 or n >= len(kinds) - 3 or "error" in path or kind == "compact":
             print(
-                f"invocation {n + 1}: {times[-1]:.0f} ms, "
+                f"invocation {n + 1} ({kind}): {took:.0f} ms, "
                 f"peak memory so far {RuntimeApi.peaks[n + 1] / 1024:.1f} MiB, "
-                f"{path.rsplit('/', 1)[-1]}: {answer[:120]}"
+                f"{path.rsplit('/', 1)[-1]}: {answer[:160]}"
             )
+    if compactions:
+        print(f"{len(compactions)} compaction invocations: {', '.join(f'{t:.0f}' for t in compactions)} ms")
     ordered = sorted(times)
     tenth = max(1, len(times) // 10)
     first, last = sum(times[:tenth]) / tenth, sum(times[-tenth:]) / tenth

@@ -160,13 +160,15 @@ pub struct Compaction {
     /// VACUUM deletes files no version younger than this reads. Environment:
     /// `AUDITQ_VACUUM_RETENTION_HOURS`.
     pub vacuum_retention_hours: u64,
+    /// VACUUM runs at most this often (it lists every file of each table); merging small files
+    /// runs at every compaction. Environment: `AUDITQ_VACUUM_EVERY_HOURS`.
+    pub vacuum_every_hours: u64,
     /// The ECS service compacts the lake this often (0: never, when the Lambda's schedule
     /// does it). Environment: `AUDITQ_COMPACT_EVERY_HOURS`.
     pub every_hours: u64,
-    /// ... and after this many batches (0: only by time). Every batch commits a small file to
-    /// each table it touches, and every batch reads today's files of several tables, so a busy
-    /// follower slows down until they are compacted. Environment:
-    /// `AUDITQ_COMPACT_EVERY_BATCHES`.
+    /// ... and merges small files after this many batches (0: only by time). Every batch
+    /// commits a small file to each table it touches, and every commit's bookkeeping grows with
+    /// the files a table has. Environment: `AUDITQ_COMPACT_EVERY_BATCHES`.
     pub every_batches: u64,
 }
 
@@ -206,6 +208,7 @@ impl Default for Compaction {
     fn default() -> Self {
         Self {
             vacuum_retention_hours: 168,
+            vacuum_every_hours: 24,
             every_hours: 24,
             every_batches: 20,
         }
@@ -317,6 +320,9 @@ impl Config {
         if let Some(hours) = var("AUDITQ_VACUUM_RETENTION_HOURS") {
             self.compaction.vacuum_retention_hours =
                 number("AUDITQ_VACUUM_RETENTION_HOURS", hours)?;
+        }
+        if let Some(hours) = var("AUDITQ_VACUUM_EVERY_HOURS") {
+            self.compaction.vacuum_every_hours = number("AUDITQ_VACUUM_EVERY_HOURS", hours)?;
         }
         if let Some(batches) = var("AUDITQ_COMPACT_EVERY_BATCHES") {
             self.compaction.every_batches = number("AUDITQ_COMPACT_EVERY_BATCHES", batches)?;

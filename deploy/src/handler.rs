@@ -5,7 +5,7 @@
 //! | CloudWatch Logs subscription (`awslogs.data`) | CloudTrail records and host log lines (sshd, sudo, su, auditd from the CloudWatch agent) are parsed from the batch itself; a Session Manager stream is read again from its head (its commands are numbered from the session's first chunk, and a batch holds only the newest chunks); `CONTROL_MESSAGE` is acknowledged and ignored |
 //! | SQS batch of S3 notifications | each message's objects are ingested; failed messages are reported in `batchItemFailures`, so only they return to the queue |
 //! | S3 notification (direct, through SNS, or EventBridge "Object Created") | the objects are ingested |
-//! | EventBridge "Scheduled Event" | the lake is compacted (small files merged, then VACUUM) |
+//! | EventBridge "Scheduled Event" | the lake's small files are merged (every few minutes), and VACUUM runs once a day |
 //!
 //! Every invocation first delivers what the alert outbox kept. Input the handler cannot read is
 //! set aside in `rejects` with its reason (and, for SQS, reported as failed so it reaches the
@@ -30,6 +30,7 @@ pub struct Handler {
     clients: AwsClients,
     limits: Limits,
     retention: Duration,
+    vacuum_every: Duration,
 }
 
 /// The kinds of event the handler recognises.
@@ -76,6 +77,7 @@ impl Handler {
             clients,
             limits: config.limits(),
             retention: config.vacuum_retention(),
+            vacuum_every: Duration::from_secs(config.compaction.vacuum_every_hours * 3600),
         })
     }
 
@@ -240,20 +242,30 @@ impl Handler {
         Ok(answer)
     }
 
+    /// The schedule: small files merged every time (it runs every few minutes), VACUUM when the
+    /// last one is older than `compaction.vacuum_every_hours`.
     async fn compact(&self) -> Result<Value, HandlerError> {
-        let done = self.pipeline.lake().compact(self.retention).await?;
-        let tables: Vec<Value> = done
+        let lake = self.pipeline.lake();
+        let merged = lake.merge_small_files().await?;
+        let vacuumed = lake
+            .vacuum_if_due(self.retention, self.vacuum_every)
+            .await?;
+        let tables: Vec<Value> = merged
             .iter()
             .map(|c| {
                 json!({
                     "table": c.table,
                     "files_removed": c.files_removed,
                     "files_added": c.files_added,
-                    "files_vacuumed": c.files_vacuumed,
+                    "files_vacuumed": vacuumed
+                        .iter()
+                        .flatten()
+                        .find(|(t, _)| *t == c.table)
+                        .map_or(0, |(_, n)| *n),
                 })
             })
             .collect();
-        Ok(json!({ "compacted": tables }))
+        Ok(json!({ "compacted": tables, "vacuumed": vacuumed.is_some() }))
     }
 
     /// Stores a reject for input that cannot be read at all.
@@ -298,6 +310,12 @@ pub fn summary_json(summary: &IngestSummary) -> Value {
             "raised": summary.alerts.raised,
             "delivered": summary.alerts.delivered,
             "kept": summary.alerts.kept,
+        },
+        "stages_ms": {
+            "load": summary.stages.load.as_millis() as u64,
+            "decide": summary.stages.decide.as_millis() as u64,
+            "alerts": summary.stages.alerts.as_millis() as u64,
+            "write": summary.stages.write.as_millis() as u64,
         },
     })
 }

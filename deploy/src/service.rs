@@ -192,18 +192,25 @@ pub async fn run(
                 }
                 last = (tokio::time::Instant::now(), shared.metrics.batches());
                 let started = std::time::Instant::now();
-                match shared
-                    .pipeline
-                    .lake()
-                    .compact(shared.config.vacuum_retention())
-                    .await
-                {
-                    Ok(done) => {
-                        let removed: u64 = done.iter().map(|c| c.files_removed).sum();
-                        let added: u64 = done.iter().map(|c| c.files_added).sum();
+                let lake = shared.pipeline.lake();
+                let vacuum_every =
+                    Duration::from_secs(shared.config.compaction.vacuum_every_hours * 3600);
+                let compacted = async {
+                    let merged = lake.merge_small_files().await?;
+                    let vacuumed = lake
+                        .vacuum_if_due(shared.config.vacuum_retention(), vacuum_every)
+                        .await?;
+                    Ok::<_, auditq_ingest::IngestError>((merged, vacuumed))
+                };
+                match compacted.await {
+                    Ok((merged, vacuumed)) => {
+                        let removed: u64 = merged.iter().map(|c| c.files_removed).sum();
+                        let added: u64 = merged.iter().map(|c| c.files_added).sum();
+                        let deleted: usize = vacuumed.iter().flatten().map(|(_, n)| n).sum();
                         tracing::info!(
                             files_removed = removed,
                             files_added = added,
+                            files_vacuumed = deleted,
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "lake compacted"
                         );

@@ -156,3 +156,60 @@ async fn a_replacement_rewrites_only_the_files_holding_its_keys_in_one_commit() 
         .collect();
     assert_eq!(files.len(), 2, "{files:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frequent_compaction_merges_every_time_and_vacuums_once_per_period() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for part in 0..3 {
+        let start = format!("2026-10-06T08:{:02}:00Z", part * 10);
+        let rows = records(&format!("p{part}"), &start, 10);
+        lake.append(&rows).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let files = |lake: &Lake| {
+        let lake = lake.clone();
+        async move {
+            lake.open(Table::Cloudtrail)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .get_file_uris()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .count()
+        }
+    };
+    assert_eq!(files(&lake).await, 3);
+
+    let merged = lake
+        .merge_small_files()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let trail = merged
+        .iter()
+        .find(|c| c.table == "cloudtrail")
+        .unwrap_or_else(|| panic!("{merged:?}"));
+    assert_eq!(
+        (trail.files_removed, trail.files_added),
+        (3, 1),
+        "{merged:?}"
+    );
+    assert_eq!(files(&lake).await, 1);
+
+    // The first run vacuums (none recorded), the next within the period does not, and a run
+    // with a zero period does again.
+    let first = lake.vacuum_if_due(week, day).await;
+    assert!(matches!(first, Ok(Some(_))), "{first:?}");
+    assert!(dir.path().join("lake/_auditq/vacuumed-at").is_file());
+    let second = lake.vacuum_if_due(week, day).await;
+    assert!(matches!(second, Ok(None)), "{second:?}");
+    let third = lake.vacuum_if_due(week, std::time::Duration::ZERO).await;
+    assert!(matches!(third, Ok(Some(_))), "{third:?}");
+
+    // Merging lost no row.
+    let rows: Vec<TrailEvent> = lake
+        .rows(Filter::all())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 30);
+}

@@ -120,7 +120,7 @@ impl Sink {
 const SNS_BATCH: usize = 10;
 const SNS_BATCH_BYTES: usize = 200 * 1024;
 /// `PublishBatch` calls a sink keeps in flight at once.
-const SNS_CALLS_IN_FLIGHT: usize = 4;
+const SNS_CALLS_IN_FLIGHT: usize = 10;
 
 /// Alerts in groups SNS takes in one `PublishBatch` call.
 fn sns_batches<'a>(notices: &'a [&'a AlertNotice]) -> Vec<&'a [&'a AlertNotice]> {

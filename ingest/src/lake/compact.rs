@@ -53,24 +53,91 @@ impl Lake {
     /// `retention` must exceed the longest query and time-travel anyone needs (Delta's default,
     /// and ours, is 7 days). Tables never written are skipped.
     pub async fn compact(&self, retention: Duration) -> Result<Vec<Compaction>> {
-        let retention = chrono::Duration::from_std(retention)
-            .map_err(|e| self.lake_error(Table::Commands, e))?;
+        let mut done = self.merge_small_files().await?;
+        for (table, vacuumed) in self.vacuum(retention).await? {
+            if let Some(entry) = done.iter_mut().find(|c| c.table == table) {
+                entry.files_vacuumed = vacuumed;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Merges the small files of every stored table (see the module): cheap, as it rewrites
+    /// only files under [`TARGET_FILE_BYTES`], so it can run every few minutes and keep the
+    /// number of files (which every commit's bookkeeping grows with) small.
+    pub async fn merge_small_files(&self) -> Result<Vec<Compaction>> {
         let mut done = Vec::new();
         for table in Table::ALL {
             if self.open(table).await?.version().is_none() {
                 continue;
             }
             // One table at a time holds batches back, so a follower waits for one table's merge
-            // at most, not the whole lake's. VACUUM only deletes files no version within the
-            // retention reads, so it needs no lock.
-            let (before, removed, added) = {
-                let _alone = self.batches.write().await;
-                let delta = self.open(table).await?;
-                let before = delta.version();
-                let (removed, added) = self.merge_small_files(table).await?;
-                (before, removed, added)
-            };
+            // at most, not the whole lake's.
+            let _alone = self.batches.write().await;
+            let before = self.open(table).await?.version();
+            let (removed, added) = self.merge_table(table).await?;
+            let after = self.open(table).await?.version();
+            self.record_digests(table, before, after).await?;
+            done.push(Compaction {
+                table: table.name(),
+                files_removed: removed,
+                files_added: added,
+                files_vacuumed: 0,
+            });
+        }
+        Ok(done)
+    }
+
+    /// [`Lake::vacuum`] if the last one (recorded in `_auditq/vacuumed-at` beside the tables) is
+    /// older than `every`, or none is recorded; `None` when it was not due. So a compaction that
+    /// runs every few minutes vacuums once a day.
+    pub async fn vacuum_if_due(
+        &self,
+        retention: Duration,
+        every: Duration,
+    ) -> Result<Option<Vec<(&'static str, usize)>>> {
+        use object_store::ObjectStoreExt;
+        let (store, root) = self.object_store()?;
+        let marker = root.join("_auditq").join("vacuumed-at");
+        let error = |e: object_store::Error| crate::error::IngestError::Object {
+            location: format!("{}/_auditq/vacuumed-at", self.location()),
+            source: Box::new(e),
+        };
+        let last = match store.get(&marker).await {
+            Ok(found) => {
+                let bytes = found.bytes().await.map_err(error)?;
+                crate::time::parse_rfc3339(String::from_utf8_lossy(&bytes).trim())
+            }
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(error(e)),
+        };
+        let now = chrono::Utc::now();
+        let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+        if last.is_some_and(|last| now - last < every) {
+            return Ok(None);
+        }
+        let done = self.vacuum(retention).await?;
+        store
+            .put(&marker, now.to_rfc3339().into_bytes().into())
+            .await
+            .map_err(error)?;
+        Ok(Some(done))
+    }
+
+    /// VACUUM of every stored table: deletes the files no version younger than `retention`
+    /// reads. It lists every file of each table, so it belongs in a daily job, not after every
+    /// merge. Returns how many files each table lost. It needs no lock: a file a version within
+    /// the retention reads is never deleted.
+    pub async fn vacuum(&self, retention: Duration) -> Result<Vec<(&'static str, usize)>> {
+        let retention = chrono::Duration::from_std(retention)
+            .map_err(|e| self.lake_error(Table::Commands, e))?;
+        let mut done = Vec::new();
+        for table in Table::ALL {
             let delta = self.open(table).await?;
+            if delta.version().is_none() {
+                continue;
+            }
+            let before = delta.version();
             let (delta, vacuumed) = delta
                 .vacuum()
                 .with_retention_period(retention)
@@ -79,18 +146,13 @@ impl Lake {
                 .map_err(|e| self.lake_error(table, e))?;
             self.remember(table, &delta);
             self.record_digests(table, before, delta.version()).await?;
-            done.push(Compaction {
-                table: table.name(),
-                files_removed: removed,
-                files_added: added,
-                files_vacuumed: vacuumed.files_deleted.len(),
-            });
+            done.push((table.name(), vacuumed.files_deleted.len()));
         }
         Ok(done)
     }
 
     /// Merges each day's small files into one commit; returns how many files went and came.
-    async fn merge_small_files(&self, table: Table) -> Result<(u64, u64)> {
+    async fn merge_table(&self, table: Table) -> Result<(u64, u64)> {
         let mut delta = self.open(table).await?;
         let mut days: BTreeMap<Option<NaiveDate>, Vec<Candidate>> = BTreeMap::new();
         for file in self.listed(table, &delta, &Filter::all())? {
@@ -144,18 +206,21 @@ impl Lake {
             .iter()
             .filter(|a| matches!(a, Action::Add(_)))
             .count() as u64;
-        let commit = CommitBuilder::from(CommitProperties::default())
-            .with_actions(actions)
-            .build(
-                Some(delta.snapshot().map_err(|e| self.lake_error(table, e))?),
-                delta.log_store(),
-                DeltaOperation::Optimize {
-                    predicate: None,
-                    target_size: TARGET_FILE_BYTES as i64,
-                },
-            )
-            .await
-            .map_err(|e| self.lake_error(table, e))?;
+        // Log files past the table's log retention (30 days) are deleted here, not after every
+        // batch's commit.
+        let commit =
+            CommitBuilder::from(CommitProperties::default().with_cleanup_expired_logs(Some(true)))
+                .with_actions(actions)
+                .build(
+                    Some(delta.snapshot().map_err(|e| self.lake_error(table, e))?),
+                    delta.log_store(),
+                    DeltaOperation::Optimize {
+                        predicate: None,
+                        target_size: TARGET_FILE_BYTES as i64,
+                    },
+                )
+                .await
+                .map_err(|e| self.lake_error(table, e))?;
         delta.state = Some(commit.snapshot());
         self.remember(table, &delta);
         Ok((removed, added))

@@ -211,28 +211,49 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     };
 
     // Alerts already raised for the batch's events and sessions (a batch replayed after a
-    // crash raises nothing twice).
-    let mut alerted: Vec<String> = Vec::new();
+    // crash raises nothing twice), looked up near the time each alert carries: its event's
+    // time, or its session's start (which an earlier record of the session may still move: a
+    // day of slack).
+    let mut events: Vec<(String, Timestamp)> = Vec::new();
+    let mut sessions: Vec<(String, Timestamp)> = Vec::new();
     if alerting {
-        alerted = batch
-            .trail
-            .iter()
-            .map(|e| e.event_id.clone())
-            .chain(batch.host.iter().map(|e| e.event_id.clone()))
-            .chain(batch.commands.iter().map(|c| c.event_id.clone()))
-            .chain(batch.fragments.keys().cloned())
-            .collect();
-        alerted.extend(host_session_ids(&batch.host));
-        alerted.extend(
-            stored
-                .ssh_sessions
-                .iter()
+        events.extend(batch.trail.iter().map(|e| (e.event_id.clone(), e.time)));
+        events.extend(batch.host.iter().map(|e| (e.event_id.clone(), e.time)));
+        events.extend(batch.commands.iter().map(|c| (c.event_id.clone(), c.time)));
+        let (batch_sessions, _, _) = merge_sessions(&batch.fragments, &stored.sessions);
+        sessions.extend(
+            batch_sessions
+                .values()
+                .chain(&stored.ssh_sessions)
                 .chain(&stored.host_only)
                 .chain(&stored.pending)
-                .map(|s| s.session_id.clone()),
+                .chain(stored.sessions.values())
+                .filter_map(|s| Some((s.session_id.clone(), s.started_at.or(s.ended_at)?))),
+        );
+        sessions.extend(
+            batch
+                .host
+                .iter()
+                .filter(|e| correlate::is_login(e))
+                .filter_map(|e| Some((correlate::host_session(e)?.session_id, e.time))),
         );
     }
-    let alerts = lake.ids(Table::Alerts, Filter::all().any_of("event_id", alerted));
+    let alerts_of = |keys: Vec<(String, Timestamp)>, slack: Duration| {
+        lake.ids(
+            Table::Alerts,
+            Filter::all()
+                .near("time", keys.iter().map(|(_, t)| *t), slack)
+                .any_of("event_id", keys.into_iter().map(|(id, _)| id)),
+        )
+    };
+    let alerts = async {
+        let (mut by_event, by_session) = futures::try_join!(
+            alerts_of(events, Duration::seconds(SAME_TIME)),
+            alerts_of(sessions, Duration::days(1)),
+        )?;
+        by_event.extend(by_session);
+        Ok::<_, crate::error::IngestError>(by_event)
+    };
 
     let (learned_commands, logins, unattributed, alerts) =
         futures::try_join!(learned_commands, stored_logins, unattributed, alerts)?;
