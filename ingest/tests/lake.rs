@@ -213,3 +213,47 @@ async fn a_frequent_compaction_merges_every_time_and_vacuums_once_per_period() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rows.len(), 30);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_spanning_days_are_each_found_near_their_own_time() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let monday = records("mon", "2026-10-05T08:00:00Z", 10);
+    let tuesday = records("tue", "2026-10-06T08:00:00Z", 10);
+    lake.append(&monday).await.unwrap_or_else(|e| panic!("{e}"));
+    lake.append(&tuesday)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // A backfill's batch: half of each day repeated with its own time; a Tuesday id carrying
+    // a Monday time (not a copy of the stored record, though a new key of the batch sits at its
+    // stored time); ids never stored.
+    let mut keys: Vec<(String, Timestamp)> = monday[..5]
+        .iter()
+        .chain(&tuesday[..5])
+        .map(|e| (e.event_id.clone(), e.time))
+        .collect();
+    keys.push((tuesday[7].event_id.clone(), monday[7].time));
+    keys.extend(
+        records("new", "2026-10-06T08:00:07Z", 5)
+            .into_iter()
+            .map(|e| (e.event_id, e.time)),
+    );
+    let found: BTreeSet<String> = lake
+        .ids_near(
+            Table::Cloudtrail,
+            "event_id",
+            keys,
+            chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .collect();
+    let expected: BTreeSet<String> = monday[..5]
+        .iter()
+        .chain(&tuesday[..5])
+        .map(|e| e.event_id.clone())
+        .collect();
+    assert_eq!(found, expected);
+}

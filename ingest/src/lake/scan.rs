@@ -6,7 +6,7 @@
 //! ids near its own times, the sessions it touches) therefore read the row groups that can hold
 //! them, however full the partition is.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -289,6 +289,9 @@ pub(crate) struct Candidate {
 /// How many files are looked at at once.
 const CONCURRENT_FILES: usize = 16;
 
+/// Days looked up at once by [`Lake::ids_near`].
+const CONCURRENT_DAYS: usize = 4;
+
 impl Lake {
     /// The stored rows of `R`'s table that `filter` selects.
     pub async fn rows<R: Row>(&self, filter: Filter) -> Result<Vec<R>> {
@@ -316,6 +319,39 @@ impl Lake {
             );
         }
         Ok(ids)
+    }
+
+    /// The ids of the stored rows whose `key` column holds one of `keys`' values, each within
+    /// `slack` of its own time (the table's time column): a duplicate carries its original's
+    /// time. Keys are looked up a day at a time, so each file is checked for the keys of its own
+    /// day only: a backfill's batch, whose records span weeks, costs its keys times the files of
+    /// their day, not times every file of every day it touches.
+    pub async fn ids_near(
+        &self,
+        table: Table,
+        key: &'static str,
+        keys: impl IntoIterator<Item = (String, Timestamp)>,
+        slack: chrono::Duration,
+    ) -> Result<HashSet<String>> {
+        let mut days: BTreeMap<NaiveDate, Vec<(String, Timestamp)>> = BTreeMap::new();
+        for (value, time) in keys {
+            days.entry(time.date_naive())
+                .or_default()
+                .push((value, time));
+        }
+        let time = super::cluster_column(table);
+        let lookups = days.into_values().map(|keys| {
+            let filter = Filter::all()
+                .near(time, keys.iter().map(|(_, t)| *t), slack)
+                .any_of(key, keys.into_iter().map(|(value, _)| value));
+            self.ids(table, filter)
+        });
+        let mut found = HashSet::new();
+        let mut days = futures::stream::iter(lookups).buffer_unordered(CONCURRENT_DAYS);
+        while let Some(ids) = days.try_next().await? {
+            found.extend(ids);
+        }
+        Ok(found)
     }
 
     /// The selected rows, with the given columns (all of the table's, `date` included, when

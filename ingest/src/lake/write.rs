@@ -228,8 +228,13 @@ impl Lake {
             parts.push(conform(&batch, table)?);
         }
         parts.push(conform(&new, table)?);
+        let added = new.num_rows();
+        // Only the sorted copy lives on while it is written: the batch as built and the
+        // parts it was put together from go now.
+        drop(new);
         let all = concat_batches(&schema, &parts)
             .map_err(|source| IngestError::Arrow { table, source })?;
+        drop(parts);
         let all = sorted(all, table)?;
         let rows = all.num_rows();
 
@@ -264,7 +269,7 @@ impl Lake {
                 Ok(created) => {
                     return Ok(Committed {
                         version: created.version(),
-                        added: new.num_rows(),
+                        added,
                         removed: 0,
                         rewritten: 0,
                     });
@@ -315,7 +320,7 @@ impl Lake {
         );
         Ok(Committed {
             version: Some(version),
-            added: new.num_rows(),
+            added,
             removed,
             rewritten,
         })

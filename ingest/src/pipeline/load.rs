@@ -95,28 +95,28 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     // Everything else is looked up by its own id near its own time: a duplicate (CloudTrail's
     // repeated deliveries, a host log read twice) carries the same time.
     let same = Duration::seconds(SAME_TIME);
-    let trail_ids = lake.ids(
+    let trail_ids = lake.ids_near(
         Table::Cloudtrail,
-        Filter::all()
-            .near("time", batch.trail.iter().map(|e| e.time), same)
-            .any_of("event_id", batch.trail.iter().map(|e| e.event_id.clone())),
+        "event_id",
+        batch.trail.iter().map(|e| (e.event_id.clone(), e.time)),
+        same,
     );
-    let host_ids = lake.ids(
+    let host_ids = lake.ids_near(
         Table::HostEvents,
-        Filter::all()
-            .near("time", batch.host.iter().map(|e| e.time), same)
-            .any_of("event_id", batch.host.iter().map(|e| e.event_id.clone())),
+        "event_id",
+        batch.host.iter().map(|e| (e.event_id.clone(), e.time)),
+        same,
     );
     let loose: Vec<&Command> = batch
         .commands
         .iter()
         .filter(|c| !matches!(c.source.as_str(), "stream" | "transcript"))
         .collect();
-    let command_ids = lake.ids(
+    let command_ids = lake.ids_near(
         Table::Commands,
-        Filter::all()
-            .near("time", loose.iter().map(|c| c.time), same)
-            .any_of("event_id", loose.iter().map(|c| c.event_id.clone())),
+        "event_id",
+        loose.iter().map(|c| (c.event_id.clone(), c.time)),
+        same,
     );
     // A reject's time is when it was set aside, which a retry changes: looked up by id alone
     // (rejects are few).
@@ -239,12 +239,7 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
         );
     }
     let alerts_of = |keys: Vec<(String, Timestamp)>, slack: Duration| {
-        lake.ids(
-            Table::Alerts,
-            Filter::all()
-                .near("time", keys.iter().map(|(_, t)| *t), slack)
-                .any_of("event_id", keys.into_iter().map(|(id, _)| id)),
-        )
+        lake.ids_near(Table::Alerts, "event_id", keys, slack)
     };
     let alerts = async {
         let (mut by_event, by_session) = futures::try_join!(
