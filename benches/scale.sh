@@ -46,10 +46,10 @@ d, rows = sys.argv[1], sys.argv[2:]
 res = [(int(n), json.load(open(f"{d}/auditq-{n}.json")), json.load(open(f"{d}/duckdb-{n}.json"))) for n in rows]
 print("auditq: 1 cold batch (a new process: footers and bloom filters read), then 10 warm ones (the next")
 print("five-minute windows); DuckDB: the first batch, after connecting and loading its Delta extension.")
-print(f"{'rows in the day':>16} | {'cold batch':>10} | {'warm median':>11} | {'warm p90':>8} | {'rows decoded':>12} | {'peak RSS':>8} | {'read day ids':>12} | {'DuckDB anti-join':>16} | {'DuckDB near':>11}")
+print(f"{'rows in the day':>16} | {'cold batch':>10} | {'warm median':>11} | {'warm p90':>8} | {'rows in groups read':>19} | {'peak RSS':>8} | {'read day ids':>12} | {'DuckDB anti-join':>16} | {'DuckDB near':>11}")
 for n, a, k in res:
     decoded = statistics.median(b["rows_decoded"] for b in a["batches"][1:])
-    print(f"{n:>16,} | {a['first']['ms']:>7.0f} ms | {a['warm_median_ms']:>8.0f} ms | {a['warm_p90_ms']:>5.0f} ms | {decoded:>12,.0f} | {a['peak_rss_mib']:>4.0f} MiB | {a['read_day_ids_ms']:>9.0f} ms | {k['anti_join_ms']:>13.0f} ms | {k['near_ms']:>8.0f} ms")
+    print(f"{n:>16,} | {a['first']['ms']:>7.0f} ms | {a['warm_median_ms']:>8.0f} ms | {a['warm_p90_ms']:>5.0f} ms | {decoded:>19,.0f} | {a['peak_rss_mib']:>4.0f} MiB | {a['read_day_ids_ms']:>9.0f} ms | {k['anti_join_ms']:>13.0f} ms | {k['near_ms']:>8.0f} ms")
 base = res[0][1]
 for n, a, k in res[1:]:
     print(f"{n:,} rows against 0: warm {a['warm_median_ms'] / base['warm_median_ms']:.2f}x, cold {a['first']['ms'] / base['first']['ms']:.2f}x (goal: within 1.3x)")

@@ -216,7 +216,7 @@ impl TimeRanges {
     }
 }
 
-/// What reads have cost: files considered and opened, row groups and rows decoded.
+/// What reads have cost: files considered and opened, row groups read and their rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScanStats {
     /// Data files in the partitions and time ranges read (before their footers are looked at).
@@ -227,8 +227,8 @@ pub struct ScanStats {
     pub blooms_read: u64,
     /// Row groups decoded.
     pub row_groups: u64,
-    /// Rows in the row groups decoded (the filter's columns of each; the rest only of rows
-    /// it keeps).
+    /// Rows in the row groups read: an upper bound of what is decoded, as only the pages near
+    /// the filter's times are, and the columns not in the filter only for the rows it keeps.
     pub rows: u64,
 }
 
