@@ -108,25 +108,43 @@ impl Default for QueryLimits {
 
 /// [`context`] with every table seen through `filters` (see [`filters`]).
 pub async fn context_with(lake: &Lake, filters: &Filters) -> Result<SessionContext, QueryError> {
-    context_limited(lake, filters, &QueryLimits::default()).await
+    context_limited(lake, filters, &QueryLimits::default(), &[]).await
 }
 
-/// [`context_with`] whose statements may hold at most `limits.max_memory`.
+/// The DataFusion options a user set as variables, named as DataFusion names them
+/// (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=1` for `datafusion.execution.target_partitions`),
+/// looked up with `var` (the binary passes the environment's), for [`context_limited`].
+pub fn datafusion_settings(var: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    datafusion::config::ConfigOptions::default()
+        .entries()
+        .into_iter()
+        .filter_map(|entry| {
+            let value = var(&entry.key.to_uppercase().replace('.', "_"))?;
+            Some((entry.key, value))
+        })
+        .collect()
+}
+
+/// [`context_with`] whose statements may hold at most `limits.max_memory`, with the DataFusion
+/// options `settings` (key, value) over auditq's defaults.
 pub async fn context_limited(
     lake: &Lake,
     filters: &Filters,
     limits: &QueryLimits,
+    settings: &[(String, String)],
 ) -> Result<SessionContext, QueryError> {
     // Filters are evaluated inside the Parquet reader, most selective first, and the other
     // columns are decoded only for the rows that pass (late materialisation): an audit
-    // question usually selects a few rows of many. `DATAFUSION_*` variables override.
-    let mut config = SessionConfig::from_env()
-        .map_err(QueryError::Execution)?
-        .with_information_schema(true);
+    // question usually selects a few rows of many.
+    let mut config = SessionConfig::new().with_information_schema(true);
     let parquet = &mut config.options_mut().execution.parquet;
-    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS").is_none() {
-        parquet.pushdown_filters = true;
-        parquet.reorder_filters = true;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    for (key, value) in settings {
+        config
+            .options_mut()
+            .set(key, value)
+            .map_err(QueryError::Execution)?;
     }
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_limit(limits.max_memory, 1.0)
@@ -614,6 +632,52 @@ pub fn catalogue() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn datafusion_options_come_from_the_variables_the_binary_passes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let lake = Lake::new(dir.path().display().to_string());
+        let set = datafusion_settings(|name| match name {
+            "DATAFUSION_EXECUTION_TARGET_PARTITIONS" => Some("3".into()),
+            "DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS" => Some("false".into()),
+            _ => None,
+        });
+        let mut sorted = set.clone();
+        sorted.sort();
+        let expected: Vec<(String, String)> = vec![
+            (
+                "datafusion.execution.parquet.pushdown_filters".into(),
+                "false".into(),
+            ),
+            ("datafusion.execution.target_partitions".into(), "3".into()),
+        ];
+        assert_eq!(sorted, expected);
+        let ctx = context_limited(&lake, &Filters::default(), &QueryLimits::default(), &set)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let options = ctx.state().config().options().clone();
+        assert_eq!(options.execution.target_partitions, 3);
+        assert!(!options.execution.parquet.pushdown_filters);
+
+        // Nothing set: auditq's defaults, whatever this process's environment holds.
+        let ctx = context_limited(&lake, &Filters::default(), &QueryLimits::default(), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let options = ctx.state().config().options().clone();
+        assert!(options.execution.parquet.pushdown_filters);
+        assert!(options.execution.parquet.reorder_filters);
+
+        // A value DataFusion refuses is an error, not ignored.
+        let bad = [(
+            "datafusion.execution.target_partitions".to_string(),
+            "many".to_string(),
+        )];
+        assert!(
+            context_limited(&lake, &Filters::default(), &QueryLimits::default(), &bad)
+                .await
+                .is_err()
+        );
+    }
 
     #[test]
     fn default_from_is_added_on_the_parsed_statement() {

@@ -290,6 +290,8 @@ struct Output {
     file: Option<PathBuf>,
     show_sql: bool,
     limits: QueryLimits,
+    /// DataFusion options the user set (`DATAFUSION_*` variables).
+    datafusion: Vec<(String, String)>,
 }
 
 impl Output {
@@ -318,7 +320,7 @@ async fn answer(
         eprintln!("{sql};");
     }
     load_samples_if_first_run(lake, explicit, writing).await?;
-    let ctx = auditq_query::context_limited(lake, filters, &out.limits).await?;
+    let ctx = auditq_query::context_limited(lake, filters, &out.limits, &out.datafusion).await?;
     let plan = auditq_query::plan_sql(&ctx, sql).await?;
     let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
     let batches = auditq_query::collect_limited(&ctx, plan, &out.limits).await?;
@@ -396,6 +398,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             max_memory: cli.max_memory.saturating_mul(1 << 20),
             timeout: std::time::Duration::from_secs(cli.timeout.max(1)),
         },
+        datafusion: auditq_query::datafusion_settings(|name| std::env::var(name).ok()),
     };
     let var = |name: &str| std::env::var(name).ok();
     let aws = AwsSettings::from_vars(var);
@@ -504,7 +507,13 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Tables) => {
             load_samples_if_first_run(&lake, explicit, &writing).await?;
-            let ctx = auditq_query::context_with(&lake, &filters).await?;
+            let ctx = auditq_query::context_limited(
+                &lake,
+                &filters,
+                &QueryLimits::default(),
+                &out.datafusion,
+            )
+            .await?;
             let text = auditq_query::describe_tables(&ctx).await?;
             std::io::stdout().lock().write_all(text.as_bytes())?;
         }
@@ -596,7 +605,13 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             if period.to <= period.from {
                 anyhow::bail!("--to must be after --from");
             }
-            let ctx = auditq_query::context_with(&lake, &filters).await?;
+            let ctx = auditq_query::context_limited(
+                &lake,
+                &filters,
+                &QueryLimits::default(),
+                &out.datafusion,
+            )
+            .await?;
             let html = auditq_query::report::build(
                 &ctx,
                 &period,
