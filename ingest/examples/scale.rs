@@ -5,6 +5,8 @@
 //! cargo run --release -p auditq-ingest --example scale -- build DIR ROWS   # the lake, once
 //! cargo run --release -p auditq-ingest --example scale -- batch ROWS OUT.json  # the first batch
 //! cargo run --release -p auditq-ingest --example scale -- store DIR ROWS [BATCHES]
+//! cargo run --release -p auditq-ingest --example scale -- history DIR DAYS   # the lake, once
+//! cargo run --release -p auditq-ingest --example scale -- store DIR 0 [BATCHES]
 //! ```
 //!
 //! `build` writes ROWS CloudTrail records spread over 2026-10-06 (in 10-minute micro-batches
@@ -16,6 +18,10 @@
 //! and prints one JSON line: the time of each batch and what its lookups decoded, the peak
 //! resident memory after them, and then the time the old design's read of the whole day's ids
 //! takes on the same lake.
+//!
+//! `history` writes DAYS days before 2026-10-06 instead, 1,000 records and one file each (as
+//! compaction leaves a day), each its own commit: the table's file count, not the day's rows,
+//! is what grows; `store DIR 0` then stores the same batches into its empty 2026-10-06.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -130,6 +136,26 @@ async fn build(dir: &Path, rows: u64) -> anyhow::Result<()> {
     }
     lake.compact(std::time::Duration::ZERO).await?;
     eprintln!("built {rows} rows in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// `days` days before [`day_start`], 1,000 records and one file a day, one commit a day.
+async fn history(dir: &Path, days: u64) -> anyhow::Result<()> {
+    let lake = Lake::new(dir.display().to_string());
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    let started = Instant::now();
+    for day in (1..=days).rev() {
+        let start = day_start() - Duration::days(day as i64);
+        let chunk: Vec<TrailEvent> = (0..1_000u64)
+            .map(|n| {
+                let mut event = record(n, start + Duration::seconds(n as i64 * 86), &mut random);
+                event.event_id = format!("d{day}-{}", event.event_id);
+                event
+            })
+            .collect();
+        lake.append(&chunk).await?;
+    }
+    eprintln!("built {days} days in {:.1?}", started.elapsed());
     Ok(())
 }
 
@@ -272,13 +298,19 @@ async fn store(dir: &Path, rows: u64, batches: usize) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: scale build DIR ROWS | batch ROWS OUT | store DIR ROWS [BATCHES] | ids DIR";
+    let usage = "usage: scale build DIR ROWS | history DIR DAYS | batch ROWS OUT | store DIR ROWS [BATCHES] | ids DIR";
     match args.get(1).map(String::as_str) {
         Some("build") => {
             let (Some(dir), Some(rows)) = (args.get(2), args.get(3)) else {
                 anyhow::bail!(usage);
             };
             build(Path::new(dir), rows.parse()?).await
+        }
+        Some("history") => {
+            let (Some(dir), Some(days)) = (args.get(2), args.get(3)) else {
+                anyhow::bail!(usage);
+            };
+            history(Path::new(dir), days.parse()?).await
         }
         Some("batch") => {
             let (Some(rows), Some(out)) = (args.get(2), args.get(3)) else {
