@@ -7,9 +7,11 @@
 //! operation; Athena, Spark, Trino and DuckDB read the same tables.
 //!
 //! What the lake offers is rows, not meaning: [`Lake::rows`] and [`Lake::ids`] read the rows a
-//! [`Filter`] selects, [`Lake::commit`] appends rows and replaces the rows stored under some keys
-//! in one commit per table, [`Lake::compact`] merges small files, and every commit of the lake's
-//! own gets a signed digest ([`crate::digest`]). Deciding which rows are new, which sessions
+//! [`Filter`] selects ([`Lake::ids_near`]: keys each near its own time, a day at a time),
+//! [`Lake::commit`] appends rows and replaces the rows stored under some keys in one commit per
+//! table, [`Lake::merge_small_files`] (every few minutes) and [`Lake::vacuum_if_due`] (daily)
+//! keep the file count down, and every commit of the lake's own gets a signed digest
+//! ([`crate::digest`]). Deciding which rows are new, which sessions
 //! changed or which alerts to raise is the pipeline's; the lake knows
 //! nothing of rules, redaction or correlation.
 //!
