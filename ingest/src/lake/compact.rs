@@ -63,8 +63,8 @@ impl Lake {
     }
 
     /// Merges the small files of every stored table (see the module): cheap, as it rewrites
-    /// only files under [`TARGET_FILE_BYTES`], so it can run every few minutes and keep the
-    /// number of files (which every commit's bookkeeping grows with) small.
+    /// only files under 128 MiB (`TARGET_FILE_BYTES`), so it can run every few minutes and keep
+    /// the number of files (which every commit's bookkeeping grows with) small.
     pub async fn merge_small_files(&self) -> Result<Vec<Compaction>> {
         let mut done = Vec::new();
         for table in Table::ALL {

@@ -21,7 +21,7 @@
 //! sorted by time ([`cluster_column`]); a lookup prunes files by the partition and the Delta
 //! log's statistics, row groups by their statistics and bloom filters, and decodes only what is
 //! left. Footers and bloom filters of the immutable data files are kept in memory
-//! ([`files::FileCache`]), so a long-running writer reads each file's index once. Writing goes
+//! (`files::FileCache`), so a long-running writer reads each file's index once. Writing goes
 //! through deltalake's own Parquet writer and commit API (no DataFusion), which keeps the
 //! Lambda package small.
 
