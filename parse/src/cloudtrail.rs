@@ -12,7 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::session::SessionFragment;
-use crate::time::parse_rfc3339;
+use crate::time::parse_event_time;
 
 /// The fields of a record auditq reads, borrowed from the record's text. Leaves stay raw until
 /// needed: a delivery of a million records then costs one pass over the bytes and an allocation
@@ -158,7 +158,8 @@ pub fn parse_record(record: &str, origin: &str) -> Result<TrailEvent, String> {
         }
     })?;
     let time_text = text(fields.event_time).ok_or("missing eventTime")?;
-    let time = parse_rfc3339(&time_text).ok_or_else(|| format!("bad eventTime {time_text:?}"))?;
+    let time =
+        parse_event_time(&time_text).ok_or_else(|| format!("bad eventTime {time_text:?}"))?;
     let event_source = text(fields.event_source).ok_or("missing eventSource")?;
     let event_name = text(fields.event_name).ok_or("missing eventName")?;
     let identity: Option<Identity<'_>> = fields
@@ -335,6 +336,24 @@ mod tests {
         assert!(session_fragment(&event).is_none());
         let err = parse_record(record(r#"{"eventSource":"x","eventName":"y"}"#), "f");
         assert_eq!(err, Err("missing eventTime".to_string()));
+    }
+
+    #[test]
+    fn event_time_without_a_zone_is_utc() {
+        let event = parse_record(
+            record(
+                r#"{"eventTime":"2024-01-01 00:00:00.000","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","eventID":"e1"}"#,
+            ),
+            "f",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(event.time.to_rfc3339(), "2024-01-01T00:00:00+00:00");
+        assert_eq!(event.date.to_string(), "2024-01-01");
+        let err = parse_record(
+            record(r#"{"eventTime":"last tuesday","eventSource":"x","eventName":"y"}"#),
+            "f",
+        );
+        assert_eq!(err, Err(r#"bad eventTime "last tuesday""#.to_string()));
     }
 
     #[test]

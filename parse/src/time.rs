@@ -10,6 +10,19 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A CloudTrail `eventTime`: RFC 3339 as CloudTrail writes it, or `YYYY-MM-DD HH:MM:SS[.f]`
+/// (or with a `T`) without a zone, as Athena, CloudTrail Lake exports and SIEM fixtures
+/// re-export it, read as UTC (CloudTrail's times are UTC).
+pub fn parse_event_time(text: &str) -> Option<Timestamp> {
+    parse_rfc3339(text).or_else(|| {
+        let text = text.trim();
+        ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+            .map(|t| t.and_utc())
+    })
+}
+
 /// The date of util-linux `script` headers: `2026-10-06 11:00:06+00:00`, `2020-05-27
 /// 23:00:48+0000`, or older `Wed 27 May 2020 11:00:48 PM UTC` (read as UTC).
 pub fn parse_script_date(text: &str) -> Option<Timestamp> {
@@ -53,5 +66,32 @@ mod tests {
             want.map(|t| t.to_rfc3339())
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn event_times_as_cloudtrail_and_its_re_exports_write_them() {
+        let want = parse_rfc3339("2024-01-01T08:30:05.250Z");
+        assert!(want.is_some());
+        for text in [
+            "2024-01-01T08:30:05.250Z",
+            "2024-01-01T10:30:05.250+02:00",
+            "2024-01-01 08:30:05.250",
+            "2024-01-01T08:30:05.25",
+            " 2024-01-01 08:30:05.250000 ",
+        ] {
+            assert_eq!(parse_event_time(text), want, "{text}");
+        }
+        assert_eq!(
+            parse_event_time("2024-01-01 08:30:05"),
+            parse_rfc3339("2024-01-01T08:30:05Z")
+        );
+        for bad in [
+            "2024-01-01",
+            "01/01/2024 08:30:05",
+            "2024-13-01 08:30:05",
+            "",
+        ] {
+            assert_eq!(parse_event_time(bad), None, "{bad}");
+        }
     }
 }

@@ -870,8 +870,11 @@ fn print_summary(summary: &IngestSummary, out: &mut dyn Write) -> std::io::Resul
             "  rejected {} records (see the rejects table):",
             summary.rejected()
         )?;
-        for (reason, n) in &summary.reject_reasons {
-            writeln!(out, "    {n:>6}  {reason}")?;
+        for (kind, n) in &summary.reject_reasons {
+            match summary.reject_examples.get(kind).filter(|e| *e != kind) {
+                Some(example) => writeln!(out, "    {n:>6}  {kind}, e.g. {example}")?,
+                None => writeln!(out, "    {n:>6}  {kind}")?,
+            }
         }
     }
     Ok(())

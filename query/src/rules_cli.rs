@@ -21,9 +21,10 @@ pub struct AlertingArgs {
     /// Rules to evaluate on every event: `default` (the built-in pack), a YAML file, or a folder.
     #[arg(long, value_name = "default|FILE|DIR")]
     pub rules: Option<String>,
-    /// Where alerts go: `sns://TOPIC_ARN`, `stdout`, `file://PATH` (repeatable). Alerts that
-    /// cannot be delivered are kept in the outbox beside the lake and delivered on the next run.
-    #[arg(long, value_name = "SINK", requires = "rules")]
+    /// Where alerts go: `sns://TOPIC_ARN`, `stdout`, `file://PATH` (repeatable); without
+    /// `--rules`, the default pack raises them. Alerts that cannot be delivered are kept in the
+    /// outbox beside the lake and delivered on the next run.
+    #[arg(long, value_name = "SINK")]
     pub alerts: Vec<String>,
 }
 
@@ -33,12 +34,28 @@ impl AlertingArgs {
         self.alerts.iter().any(|a| a.starts_with("sns://"))
     }
 
-    /// The compiled rules and their sinks, when `--rules` is given.
+    /// The rule source: `--rules`, or the default pack when only `--alerts` is given (said on
+    /// standard error, as the user named where alerts go but not which rules raise them).
+    pub fn source(&self) -> Option<&str> {
+        match (&self.rules, self.alerts.is_empty()) {
+            (Some(rules), _) => Some(rules),
+            (None, false) => {
+                eprintln!(
+                    "auditq: --alerts without --rules: evaluating the default rule pack \
+                     (rules/packs/default; --rules FILE|DIR to choose)"
+                );
+                Some("default")
+            }
+            (None, true) => None,
+        }
+    }
+
+    /// The compiled rules and their sinks, when `--rules` or `--alerts` is given.
     pub fn rules(
         &self,
         sns: Option<aws_sdk_sns::Client>,
     ) -> anyhow::Result<Option<(Arc<Engine>, Vec<Sink>)>> {
-        let Some(rules) = &self.rules else {
+        let Some(rules) = self.source() else {
             return Ok(None);
         };
         let engine = Arc::new(compile(rules)?);

@@ -387,8 +387,8 @@ async fn alerts_wait_in_the_outbox_while_sns_is_down_and_are_delivered_once() {
         "--data", &lake, "ingest", SAMPLES, "--rules", "default", "--alerts", &sink,
     ];
 
-    // SNS goes down after one PublishBatch call: its ten alerts are delivered, the rest wait in
-    // the outbox.
+    // SNS goes down after one PublishBatch call: its alerts (up to ten) are delivered, the
+    // rest wait in the outbox.
     let outage = sns_outage_after(1).await;
     let first = run_with(cwd, &outage, &args);
     let stdout = String::from_utf8_lossy(&first.stdout);
@@ -404,11 +404,14 @@ async fn alerts_wait_in_the_outbox_while_sns_is_down_and_are_delivered_once() {
         .filter(|(_, (_, _, published))| *published)
         .map(|(id, _)| id.clone())
         .collect();
-    assert_eq!(published.len(), 10, "{stored:?}");
+    // Calls go out several at once, so the one that got through may be the batch's last,
+    // shorter one: between 1 and 10 alerts.
+    assert!((1..=10).contains(&published.len()), "{stored:?}");
     assert!(
         stdout.contains(&format!(
-            "10 new delivered, {} kept in the outbox",
-            stored.len() - 10
+            "{} new delivered, {} kept in the outbox",
+            published.len(),
+            stored.len() - published.len()
         )),
         "{stdout}"
     );

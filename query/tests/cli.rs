@@ -161,3 +161,50 @@ fn a_closed_pipe_is_a_success() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// CloudTrail as other tools re-export it: times without a zone are UTC; times no format
+/// reads are rejected, and the summary says so on one line, with a count and an example.
+#[test]
+fn re_exported_cloudtrail_times_are_read_and_bad_ones_grouped() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let record = |time: String, id: usize| {
+        format!(
+            r#"{{"eventTime":"{time}","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","eventID":"ev-{id}","awsRegion":"eu-west-1"}}"#
+        )
+    };
+    let mut records: Vec<String> = (0..40)
+        .map(|i| record(format!("2024-01-01 08:{:02}:{:02}.000", i / 60, i % 60), i))
+        .collect();
+    records.extend((0..30).map(|i| record(format!("01/02/2024 10:{i:02}:00"), 100 + i)));
+    let file = dir.path().join("export.json");
+    std::fs::write(&file, format!(r#"{{"Records":[{}]}}"#, records.join(",")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake");
+    let lake = lake.to_string_lossy();
+    let (ok, stdout, stderr) =
+        output(auditq(dir.path()).args(["--data", &lake, "ingest", &file.to_string_lossy()]));
+    assert!(ok, "{stderr}");
+    let summary = format!("{stdout}{stderr}");
+    assert!(summary.contains("rejected 30 records"), "{summary}");
+    let lines: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains("bad eventTime"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{summary}");
+    assert!(
+        lines[0]
+            .trim_start()
+            .starts_with("30  bad eventTime \"…\", e.g. bad eventTime \"01/02/2024 10:"),
+        "{summary}"
+    );
+
+    let (ok, answer, stderr) = output(auditq(dir.path()).args([
+        "--data",
+        &lake,
+        "--format",
+        "csv",
+        "select count(*) n, min(time) first from cloudtrail",
+    ]));
+    assert!(ok, "{stderr}");
+    assert_eq!(answer, "n,first\n40,2024-01-01T08:00:00Z\n", "{answer}");
+}

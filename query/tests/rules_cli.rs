@@ -295,3 +295,31 @@ fn rules_without_sinks_record_unpublished_alerts() {
     assert!(n.parse::<usize>().unwrap_or(0) > 0, "{csv}");
     assert_eq!(p, "0", "{csv}");
 }
+
+/// `--alerts` alone evaluates the default pack, and says so.
+#[test]
+fn alerts_without_rules_use_the_default_pack_and_say_so() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake");
+    let lake = lake.to_string_lossy();
+    let alerts = dir.path().join("alerts.ndjson");
+    let sink = format!("file://{}", alerts.display());
+    let (ok, _, stderr) = auditq(
+        dir.path(),
+        &["--data", &lake, "ingest", SAMPLES, "--alerts", &sink],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("--alerts without --rules: evaluating the default rule pack"),
+        "{stderr}"
+    );
+    let published = std::fs::read_to_string(&alerts).unwrap_or_default();
+    assert!(published.contains("linux.sudo_root_shell"), "{published}");
+    // Without either, nothing is said and nothing evaluated.
+    let (ok, _, stderr) = auditq(
+        dir.path(),
+        &["--data", &format!("{lake}-2"), "ingest", SAMPLES],
+    );
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("default rule pack"), "{stderr}");
+}

@@ -80,8 +80,15 @@ async fn bad_input_is_rejected_with_reasons_and_the_rest_is_ingested() {
     assert!(
         reasons
             .iter()
-            .any(|r| r.contains("bytes exceeds the 1048576-byte cap")),
+            .any(|r| r.contains("bytes exceeds the N-byte cap")),
         "{reasons:?}"
+    );
+    assert!(
+        summary
+            .reject_examples
+            .values()
+            .any(|r| r.contains("bytes exceeds the 1048576-byte cap")),
+        "{summary:?}"
     );
     assert!(
         reasons.iter().any(|r| r.starts_with("unrecognised format")),

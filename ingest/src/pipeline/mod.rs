@@ -80,14 +80,13 @@ impl Pipeline {
         let _batch = self.lake.batch_guard().await;
         let now = chrono::Utc::now();
         let mut reject_reasons = std::collections::BTreeMap::new();
+        let mut reject_examples = std::collections::BTreeMap::new();
         for reject in &parsed.rejects {
-            let reason = reject
-                .reason
-                .split(':')
-                .next()
-                .unwrap_or(&reject.reason)
-                .to_string();
-            *reject_reasons.entry(reason).or_insert(0) += 1;
+            let kind = summary::reason_kind(&reject.reason);
+            *reject_reasons.entry(kind.clone()).or_insert(0) += 1;
+            reject_examples
+                .entry(kind)
+                .or_insert_with(|| reject.reason.clone());
         }
         let mut stages = StageTimes::default();
         let clock = std::time::Instant::now();
@@ -126,6 +125,7 @@ impl Pipeline {
         let mut summary = IngestSummary {
             tables: decision.counts.clone(),
             reject_reasons,
+            reject_examples,
             newest_event: decision.newest_event,
             redactions: decision.redactions,
             ..IngestSummary::default()
