@@ -287,10 +287,10 @@ pub async fn build(
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#1b1f24}\
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;font-size:12px;margin:.5em 0}th,td{border:1px solid #ccd;padding:3px 6px;text-align:left;vertical-align:top}\
-th{background:#eef1f5}td.n{text-align:right}code,pre,td.c{font-family:ui-monospace,monospace}pre{white-space:pre-wrap;background:#f6f8fa;padding:.5em}\
-.meta{color:#444}.figures{display:flex;flex-wrap:wrap;gap:1em}.figures div{border:1px solid #ccd;padding:.5em 1em;min-width:9em}\
+th{background:#eef1f5}td.n{text-align:right}code,pre,td.c{font-family:ui-monospace,monospace}pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:.5em}\
+.wide{overflow-x:auto;max-width:100%}svg{max-width:100%;height:auto}.meta{color:#444}.figures{display:flex;flex-wrap:wrap;gap:1em}.figures div{border:1px solid #ccd;padding:.5em 1em;min-width:9em}\
 dt{font-size:12px;color:#555}dd{margin:0;font-size:1.6em;font-weight:600}.empty{color:#666;font-style:italic}\
-@media print{details{display:block}section{break-inside:avoid-page}}";
+@media print{details{display:block}section{break-inside:avoid-page}.wide{overflow:visible}}";
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -315,7 +315,8 @@ fn html_table(batches: &[RecordBatch]) -> Result<String, QueryError> {
     if rows == 0 {
         return Ok("<p class=\"empty\">None in this period.</p>\n".to_string());
     }
-    let mut html = String::from("<table><thead><tr>");
+    // A table wider than the page scrolls inside its section, not the page.
+    let mut html = String::from("<div class=\"wide\"><table><thead><tr>");
     let schema = batches[0].schema();
     for field in schema.fields() {
         let _ = write!(html, "<th>{}</th>", escape(field.name()));
@@ -344,7 +345,7 @@ fn html_table(batches: &[RecordBatch]) -> Result<String, QueryError> {
             html.push_str("</tr>\n");
         }
     }
-    html.push_str("</tbody></table>\n");
+    html.push_str("</tbody></table></div>\n");
     Ok(html)
 }
 

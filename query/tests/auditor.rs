@@ -651,3 +651,61 @@ fn an_unrecorded_session_waits_out_the_grace_then_alerts() {
     );
     assert_eq!(csv(&lake, &[state]), "logged,alerts\nnone,1\n");
 }
+
+/// The report at 1280 and 800 px: the page itself never scrolls sideways; a table wider than
+/// the window scrolls inside its own section.
+#[test]
+fn the_report_fits_the_window_at_1280_and_800_px() {
+    let (dir, lake) = sample_lake();
+    let report = dir.path().join("report.html");
+    let report_arg = report.to_string_lossy().into_owned();
+    ok(
+        &lake,
+        &[
+            "report",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "-o",
+            &report_arg,
+        ],
+    );
+    let html = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    // A copy that measures itself once laid out (the report itself runs no script).
+    let probe = "<script>\
+        const wide = Array.from(document.querySelectorAll('.wide'));\
+        document.body.setAttribute('data-fit', [\
+          document.documentElement.scrollWidth, window.innerWidth,\
+          wide.filter(w => w.scrollWidth > w.clientWidth).length,\
+          document.querySelectorAll('table').length - wide.length].join(' '));\
+        </script></body>";
+    let measured = dir.path().join("measured.html");
+    std::fs::write(&measured, html.replace("</body>", probe)).unwrap_or_else(|e| panic!("{e}"));
+    let mut scrolled = Vec::new();
+    for width in [1280, 800] {
+        let (dom, stderr) = headless(
+            dir.path(),
+            &["--dump-dom", &format!("--window-size={width},900")],
+            &measured,
+        );
+        let fit: Vec<i64> = dom
+            .split("data-fit=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no measurement at {width} px: {stderr}"))
+            .split(' ')
+            .map(|n| n.parse().unwrap_or_else(|e| panic!("{n}: {e}")))
+            .collect();
+        let [page, window, scrolling, bare] = fit[..] else {
+            panic!("{fit:?}");
+        };
+        assert_eq!(window, width, "the window is {window} px");
+        assert!(page <= window, "at {width} px the page is {page} px wide");
+        assert_eq!(bare, 0, "every table is in a scrolling section");
+        scrolled.push(scrolling);
+    }
+    // The sessions table is wider than 800 px: it scrolls in its section there.
+    assert!(scrolled[1] >= 1, "{scrolled:?}");
+    assert!(scrolled[1] >= scrolled[0], "{scrolled:?}");
+}
