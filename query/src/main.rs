@@ -45,6 +45,12 @@ struct Cli {
     #[arg(long, global = true, default_value_t = QueryLimits::default().max_rows)]
     max_rows: usize,
 
+    /// Every column in full, even in a terminal (where the table format otherwise fits the
+    /// window: long cells cut, middle columns left out). Piped or redirected output is always
+    /// in full.
+    #[arg(long, global = true)]
+    wide: bool,
+
     /// The most memory a statement's sorts, joins and aggregates may hold, in MiB.
     #[arg(long, global = true, value_name = "MIB", default_value_t = QueryLimits::default().max_memory >> 20)]
     max_memory: usize,
@@ -292,6 +298,9 @@ struct Output {
     limits: QueryLimits,
     /// DataFusion options the user set (`DATAFUSION_*` variables).
     datafusion: Vec<(String, String)>,
+    /// The terminal's width, when the table format is fitted to it (standard output is a
+    /// terminal, no `-o`, no `--wide`).
+    fit_to: Option<usize>,
 }
 
 impl Output {
@@ -320,11 +329,20 @@ async fn answer(
         eprintln!("{sql};");
     }
     load_samples_if_first_run(lake, explicit, writing).await?;
+    let started = std::time::Instant::now();
     let ctx = auditq_query::context_limited(lake, filters, &out.limits, &out.datafusion).await?;
     let plan = auditq_query::plan_sql(&ctx, sql).await?;
     let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
     let batches = auditq_query::collect_limited(&ctx, plan, &out.limits).await?;
+    let elapsed = started.elapsed();
     match (out.format, &out.file) {
+        (OutputFormat::Table, None)
+            if out.fit_to.is_some() && batches.iter().any(|b| b.num_rows() > 0) =>
+        {
+            let width = out.fit_to.unwrap_or(80);
+            let mut sink = out.writer()?;
+            auditq_query::fit::write_fitted(&batches, schema, width, Some(elapsed), &mut sink)?;
+        }
         (OutputFormat::Parquet, Some(path)) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
@@ -399,6 +417,11 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout: std::time::Duration::from_secs(cli.timeout.max(1)),
         },
         datafusion: auditq_query::datafusion_settings(|name| std::env::var(name).ok()),
+        fit_to: (cli.output.is_none() && !cli.wide && std::io::stdout().is_terminal()).then(|| {
+            console::Term::stdout()
+                .size_checked()
+                .map_or(80, |(_, columns)| usize::from(columns))
+        }),
     };
     let var = |name: &str| std::env::var(name).ok();
     let aws = AwsSettings::from_vars(var);

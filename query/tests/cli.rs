@@ -208,3 +208,76 @@ fn re_exported_cloudtrail_times_are_read_and_bad_ones_grouped() {
     assert!(ok, "{stderr}");
     assert_eq!(answer, "n,first\n40,2024-01-01T08:00:00Z\n", "{answer}");
 }
+
+/// Runs `auditq ARGS` in a pseudo-terminal of `columns` columns (util-linux `script`), as a
+/// user at a terminal does; returns what the terminal showed.
+fn in_terminal(cwd: &std::path::Path, columns: u16, args: &[&str]) -> String {
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_auditq"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let script = std::path::Path::new("/usr/bin/script");
+    assert!(
+        script.is_file(),
+        "this test drives auditq through a pseudo-terminal with util-linux `script`, not at {}",
+        script.display()
+    );
+    let out = Command::new(script)
+        .current_dir(cwd)
+        .env_remove("AUDITQ_DATA")
+        .env_remove("COLUMNS")
+        .args([
+            "-qec",
+            &format!("stty cols {columns} rows 50; {}", quoted.join(" ")),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run script: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// In a terminal the table fits the window; piped, or with --wide, every column is in full.
+#[test]
+fn the_table_fits_the_terminal_and_pipes_get_it_whole() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sql = "select * where cmd like 'sudo%' order by time";
+    let (ok, piped, stderr) = output(auditq(dir.path()).arg(sql));
+    assert!(ok, "{stderr}");
+    let widest = piped.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest > 200, "piped: the whole table ({widest} wide)");
+    assert!(
+        piped.contains("session_id") && piped.contains("origin"),
+        "{piped}"
+    );
+
+    let shown = in_terminal(dir.path(), 100, &[sql]);
+    let table: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.starts_with(['┌', '│', '├', '└']))
+        .collect();
+    assert!(table.len() > 4, "{shown}");
+    for line in &table {
+        assert!(
+            line.chars().count() <= 100,
+            "{} wide: {line}",
+            line.chars().count()
+        );
+    }
+    assert!(table[1].contains(" … │"), "{shown}");
+    let footer = shown
+        .lines()
+        .find(|l| l.contains(" rows · "))
+        .unwrap_or_else(|| panic!("no footer: {shown}"));
+    assert!(
+        footer.contains(" columns (") && footer.contains("left out: --wide shows all)"),
+        "{footer}"
+    );
+    assert!(footer.trim_end().ends_with(" s"), "{footer}");
+
+    let wide = in_terminal(dir.path(), 100, &["--wide", sql]);
+    let widest = wide.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest > 200, "--wide: the whole table ({widest} wide)");
+}
