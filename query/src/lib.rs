@@ -31,6 +31,7 @@ pub mod fit;
 pub mod questions;
 pub mod replay;
 pub mod report;
+pub mod shell;
 pub use filters::Filters;
 
 /// The relation a statement without `FROM` reads.

@@ -356,6 +356,198 @@ async fn answer(
     Ok(())
 }
 
+/// What the shell does after an entry.
+enum Flow {
+    Continue,
+    Failed,
+    Quit,
+}
+
+/// `auditq` without a statement: the interactive shell when standard input is a terminal, else
+/// the statements (and dot commands) piped in, one after another; exit 1 if one failed.
+async fn shell(
+    lake: &Lake,
+    explicit: bool,
+    writing: &WriteSettings,
+    filters: &Filters,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
+    use auditq_query::shell::{Completion, Entry, entries};
+    use rustyline::error::ReadlineError;
+    let mut out = out;
+    let mut timer = false;
+    if !std::io::stdin().is_terminal() {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        let (mut found, rest) = entries(&text);
+        if !rest.trim().is_empty() {
+            found.push(Entry::Sql(rest.trim().to_string()));
+        }
+        if found.is_empty() {
+            anyhow::bail!(
+                "give a SQL statement or a subcommand (see auditq --help), or pipe statements in"
+            );
+        }
+        let mut failed = false;
+        for entry in found {
+            match run_entry(
+                entry, lake, explicit, writing, filters, &mut out, &mut timer,
+            )
+            .await?
+            {
+                Flow::Continue => {}
+                Flow::Failed => failed = true,
+                Flow::Quit => break,
+            }
+        }
+        return Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+
+    let history = history_file();
+    let mut editor = rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new()?;
+    editor.set_helper(Some(Completion::default()));
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    eprintln!(
+        "auditq {}: statements end with ';'; .help lists the commands; .quit or Ctrl-D leaves",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut pending = String::new();
+    loop {
+        let prompt = if pending.trim().is_empty() {
+            "auditq> "
+        } else {
+            "   ...> "
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                pending.push_str(&line);
+                pending.push('\n');
+                let (found, rest) = entries(&pending);
+                if found.is_empty() {
+                    continue;
+                }
+                let entered = pending[..pending.len() - rest.len()].trim().to_string();
+                let _ = editor.add_history_entry(entered);
+                if let Some(path) = &history {
+                    let _ = editor.save_history(path);
+                }
+                pending = rest;
+                for entry in found {
+                    if let Flow::Quit = run_entry(
+                        entry, lake, explicit, writing, filters, &mut out, &mut timer,
+                    )
+                    .await?
+                    {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            // Ctrl-C drops the statement being typed.
+            Err(ReadlineError::Interrupted) => pending.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the shell keeps its history: `$XDG_DATA_HOME/auditq/history`, else
+/// `~/.local/share/auditq/history`.
+fn history_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    let dir = base.join("auditq");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join("history"))
+}
+
+/// Runs one entry of the shell; a failed statement is reported and the shell goes on.
+async fn run_entry(
+    entry: auditq_query::shell::Entry,
+    lake: &Lake,
+    explicit: bool,
+    writing: &WriteSettings,
+    filters: &Filters,
+    out: &mut Output,
+    timer: &mut bool,
+) -> anyhow::Result<Flow> {
+    use auditq_query::shell::{DOT_COMMANDS, Entry};
+    let failed = |error: anyhow::Error| {
+        eprintln!("auditq: {error:#}");
+        Ok(Flow::Failed)
+    };
+    match entry {
+        Entry::Sql(sql) => {
+            let started = std::time::Instant::now();
+            if let Err(error) = answer(lake, explicit, writing, filters, &sql, out).await {
+                return failed(error);
+            }
+            if *timer {
+                eprintln!("time: {:.3} s", started.elapsed().as_secs_f64());
+            }
+        }
+        Entry::Dot(name, argument) => match (name.as_str(), argument.as_deref()) {
+            (".quit" | ".exit", _) => return Ok(Flow::Quit),
+            (".help", _) => {
+                for (command, about) in DOT_COMMANDS {
+                    println!("{command:<9} {about}");
+                }
+            }
+            (".tables", _) => {
+                load_samples_if_first_run(lake, explicit, writing).await?;
+                let ctx = match auditq_query::context_limited(
+                    lake,
+                    filters,
+                    &out.limits,
+                    &out.datafusion,
+                )
+                .await
+                {
+                    Ok(ctx) => ctx,
+                    Err(error) => return failed(error.into()),
+                };
+                match auditq_query::describe_tables(&ctx).await {
+                    Ok(text) => print!("{text}"),
+                    Err(error) => return failed(error.into()),
+                }
+            }
+            (".schema", Some(table)) => match auditq_query::describe_schema(table) {
+                Ok(text) => print!("{text}"),
+                Err(error) => return failed(error.into()),
+            },
+            (".format", Some(format)) => {
+                match <OutputFormat as clap::ValueEnum>::from_str(format, true) {
+                    Ok(OutputFormat::Parquet) | Err(_) => {
+                        return failed(anyhow::anyhow!(
+                            "unknown format {format:?}: table, csv, json or ndjson"
+                        ));
+                    }
+                    Ok(format) => out.format = format,
+                }
+            }
+            (".timer", Some("on")) => *timer = true,
+            (".timer", Some("off")) => *timer = false,
+            (".schema" | ".format" | ".timer", _) => {
+                let usage = DOT_COMMANDS
+                    .iter()
+                    .find(|(command, _)| *command == name)
+                    .map_or("", |(_, about)| about);
+                return failed(anyhow::anyhow!("usage: {usage}"));
+            }
+            _ => return failed(anyhow::anyhow!("unknown command {name}: .help lists them")),
+        },
+    }
+    Ok(Flow::Continue)
+}
+
 /// `auditq verify`'s report: per table what was checked, then every problem, one per line.
 fn print_verification(
     verification: &digest::Verification,
@@ -650,7 +842,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => {
             let Some(sql) = cli.sql else {
-                anyhow::bail!("give a SQL statement or a subcommand (see auditq --help)");
+                return shell(&lake, explicit, &writing, &filters, out).await;
             };
             let out = Output {
                 show_sql: false,

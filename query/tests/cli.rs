@@ -212,6 +212,13 @@ fn re_exported_cloudtrail_times_are_read_and_bad_ones_grouped() {
 /// Runs `auditq ARGS` in a pseudo-terminal of `columns` columns (util-linux `script`), as a
 /// user at a terminal does; returns what the terminal showed.
 fn in_terminal(cwd: &std::path::Path, columns: u16, args: &[&str]) -> String {
+    typed_in_terminal(cwd, columns, args, "")
+}
+
+/// [`in_terminal`], with `input` typed in a line at a time, each once the line editor waits
+/// for it (it starts each prompt by turning on bracketed paste, `ESC [?2004h`; what is typed
+/// before that is dropped, as a terminal's line editor drops it).
+fn typed_in_terminal(cwd: &std::path::Path, columns: u16, args: &[&str], input: &str) -> String {
     let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_auditq"))
         .chain(args.iter().copied())
         .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
@@ -222,20 +229,68 @@ fn in_terminal(cwd: &std::path::Path, columns: u16, args: &[&str]) -> String {
         "this test drives auditq through a pseudo-terminal with util-linux `script`, not at {}",
         script.display()
     );
-    let out = Command::new(script)
+    let mut child = Command::new(script)
         .current_dir(cwd)
         .env_remove("AUDITQ_DATA")
         .env_remove("COLUMNS")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", cwd)
         .args([
             "-qec",
             &format!("stty cols {columns} rows 50; {}", quoted.join(" ")),
             "/dev/null",
         ])
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run script: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
-    assert!(out.status.success(), "{text}");
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let reader = {
+        let shown = shown.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shown
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let prompts = || {
+        let shown = shown.lock().unwrap_or_else(|e| e.into_inner());
+        shown.windows(8).filter(|w| w == b"\x1b[?2004h").count()
+    };
+    let mut stdin = child.stdin.take();
+    for (i, line) in input.split_inclusive('\n').enumerate() {
+        let waited = std::time::Instant::now();
+        while prompts() <= i {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(60),
+                "no prompt for line {}: {}",
+                i + 1,
+                String::from_utf8_lossy(&shown.lock().unwrap_or_else(|e| e.into_inner()))
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if let Some(stdin) = stdin.as_mut() {
+            use std::io::Write;
+            stdin
+                .write_all(line.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+            stdin.flush().unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    drop(stdin);
+    let _ = reader.join();
+    let text = String::from_utf8_lossy(&shown.lock().unwrap_or_else(|e| e.into_inner()))
+        .replace("\r\n", "\n");
+    assert!(status.success(), "{text}");
     text
 }
 
@@ -280,4 +335,71 @@ fn the_table_fits_the_terminal_and_pipes_get_it_whole() {
     let wide = in_terminal(dir.path(), 100, &["--wide", sql]);
     let widest = wide.lines().map(|l| l.chars().count()).max().unwrap_or(0);
     assert!(widest > 200, "--wide: the whole table ({widest} wide)");
+}
+
+/// `auditq` alone in a terminal is a shell: statements over several lines, dot commands, and
+/// a history file.
+#[test]
+fn alone_in_a_terminal_it_is_a_shell_with_history() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, stderr) = output(auditq(dir.path()).arg("select 1"));
+    assert!(ok, "{stderr}");
+    let shown = typed_in_terminal(
+        dir.path(),
+        100,
+        &[],
+        "select user, count(*) as sessions\n  from sessions group by user\n  order by user;\n.format csv\nselect count(*) as n from sessions;\n.schema nope\n.quit\n",
+    );
+    assert!(shown.contains("statements end with ';'"), "{shown}");
+    assert!(shown.contains("   ...> "), "a continuation prompt: {shown}");
+    assert!(shown.contains("│ alice "), "{shown}");
+    assert!(shown.contains("n\n11\n"), ".format csv: {shown}");
+    assert!(shown.contains("no table \"nope\""), "{shown}");
+    let history = std::fs::read_to_string(dir.path().join(".local/share/auditq/history"))
+        .unwrap_or_else(|e| panic!("no history: {e}"));
+    assert!(
+        history.contains("select count(*) as n from sessions;"),
+        "{history}"
+    );
+}
+
+/// Statements piped in run one after another, dot commands too; one that fails is reported,
+/// the rest still run, and the exit status says one failed.
+#[test]
+fn piped_statements_run_in_turn() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let run = |input: &str| {
+        let mut child = auditq(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(input.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = run(
+        ".format csv\nselect user, count(*) c from sessions\n group by user order by user;\nselect count(*) n from sessions -- the last one needs no ;\n",
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("user,c\nalice,2\nbob,3\n"), "{stdout}");
+    assert!(stdout.ends_with("n\n11\n"), "{stdout}");
+
+    let (ok, stdout, stderr) = run(
+        ".format csv\nselect nothing from sessions;\ndelete from sessions;\nselect count(*) n from sessions;\n",
+    );
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("nothing"), "{stderr}");
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert!(stdout.contains("n\n11\n"), "{stdout}");
 }
