@@ -169,12 +169,19 @@ impl Pipeline {
                 .commit(&decision.sessions, Some(&sessions), &txns)
                 .await
         };
-        futures::try_join!(
+        // Every commit runs to its end before an error is returned: none is dropped half-way
+        // (deltalake's kernel may be working on it in a blocking task, which must not outlive
+        // the process's runtime).
+        let (sessions, trail, host, rejects) = futures::join!(
             commands_and_sessions,
             self.lake.commit(&decision.trail, None, &txns),
             self.lake.commit(&decision.host, None, &txns),
             self.lake.commit(&decision.rejects, None, &txns),
-        )?;
+        );
+        sessions?;
+        trail?;
+        host?;
+        rejects?;
         // Positions last: they say everything above is durable.
         self.lake.commit(&decision.positions, None, &txns).await?;
         stages.write = clock.elapsed();
