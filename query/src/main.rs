@@ -356,6 +356,20 @@ async fn answer(
     Ok(())
 }
 
+/// `auditq tables` and the shell's `.tables`: the tables, their rows and what they hold.
+async fn tables(
+    lake: &Lake,
+    explicit: bool,
+    writing: &WriteSettings,
+    filters: &Filters,
+    limits: &QueryLimits,
+    out: &Output,
+) -> anyhow::Result<String> {
+    load_samples_if_first_run(lake, explicit, writing).await?;
+    let ctx = auditq_query::context_limited(lake, filters, limits, &out.datafusion).await?;
+    Ok(auditq_query::describe_tables(&ctx).await?)
+}
+
 /// What the shell does after an entry.
 enum Flow {
     Continue,
@@ -502,21 +516,9 @@ async fn run_entry(
                 }
             }
             (".tables", _) => {
-                load_samples_if_first_run(lake, explicit, writing).await?;
-                let ctx = match auditq_query::context_limited(
-                    lake,
-                    filters,
-                    &out.limits,
-                    &out.datafusion,
-                )
-                .await
-                {
-                    Ok(ctx) => ctx,
-                    Err(error) => return failed(error.into()),
-                };
-                match auditq_query::describe_tables(&ctx).await {
+                match tables(lake, explicit, writing, filters, &out.limits, out).await {
                     Ok(text) => print!("{text}"),
-                    Err(error) => return failed(error.into()),
+                    Err(error) => return failed(error),
                 }
             }
             (".schema", Some(table)) => match auditq_query::describe_schema(table) {
@@ -721,15 +723,15 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
         }
         Some(Command::Tables) => {
-            load_samples_if_first_run(&lake, explicit, &writing).await?;
-            let ctx = auditq_query::context_limited(
+            let text = tables(
                 &lake,
+                explicit,
+                &writing,
                 &filters,
                 &QueryLimits::default(),
-                &out.datafusion,
+                &out,
             )
             .await?;
-            let text = auditq_query::describe_tables(&ctx).await?;
             std::io::stdout().lock().write_all(text.as_bytes())?;
         }
         Some(Command::Who { target }) => {
