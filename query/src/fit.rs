@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use console::{measure_text_width, truncate_str};
 
 use crate::QueryError;
@@ -32,22 +31,9 @@ pub fn write_fitted(
         .iter()
         .map(|f| f.data_type().is_numeric())
         .collect();
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let options = FormatOptions::default().with_null("NULL");
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).try_to_string().map(|s| one_line(&s)))
-                    .collect::<Result<_, _>>()?,
-            );
-        }
+    let mut rows = crate::text_rows(batches, "NULL")?;
+    for cell in rows.iter_mut().flatten() {
+        *cell = one_line(cell);
     }
     let natural: Vec<usize> = (0..names.len())
         .map(|c| {

@@ -456,6 +456,32 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
     df.collect().await.map_err(classify)
 }
 
+/// Every cell of `batches` as text, a row at a time (`null` for nulls): what the terminal table
+/// and the report show.
+pub(crate) fn text_rows(
+    batches: &[RecordBatch],
+    null: &str,
+) -> Result<Vec<Vec<String>>, QueryError> {
+    let options = arrow::util::display::FormatOptions::default().with_null(null);
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).try_to_string())
+                    .collect::<Result<_, _>>()?,
+            );
+        }
+    }
+    Ok(rows)
+}
+
 /// Writes batches in a format.
 pub fn write_batches(
     batches: &[RecordBatch],

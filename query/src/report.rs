@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use auditq_ingest::time::parse_rfc3339;
 use auditq_model::Timestamp;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -322,28 +321,19 @@ fn html_table(batches: &[RecordBatch]) -> Result<String, QueryError> {
         let _ = write!(html, "<th>{}</th>", escape(field.name()));
     }
     html.push_str("</tr></thead><tbody>\n");
-    let options = FormatOptions::default().with_null("");
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            html.push_str("<tr>");
-            for (formatter, field) in formatters.iter().zip(schema.fields()) {
-                let class = if field.data_type().is_numeric() {
-                    " class=\"n\""
-                } else if matches!(field.name().as_str(), "cmd" | "what") {
-                    " class=\"c\""
-                } else {
-                    ""
-                };
-                let value = formatter.value(row).try_to_string()?;
-                let _ = write!(html, "<td{class}>{}</td>", escape(&value));
-            }
-            html.push_str("</tr>\n");
+    for row in crate::text_rows(batches, "")? {
+        html.push_str("<tr>");
+        for (value, field) in row.iter().zip(schema.fields()) {
+            let class = if field.data_type().is_numeric() {
+                " class=\"n\""
+            } else if matches!(field.name().as_str(), "cmd" | "what") {
+                " class=\"c\""
+            } else {
+                ""
+            };
+            let _ = write!(html, "<td{class}>{}</td>", escape(value));
         }
+        html.push_str("</tr>\n");
     }
     html.push_str("</tbody></table></div>\n");
     Ok(html)
