@@ -31,6 +31,7 @@ pub mod fit;
 pub mod questions;
 pub mod replay;
 pub mod report;
+pub mod scan;
 pub mod shell;
 pub use filters::Filters;
 
@@ -162,7 +163,6 @@ pub async fn context_limited(
     let schema = LakeSchema {
         lake: lake.clone(),
         filters: filters.clone(),
-        config: config.clone(),
         runtime: ctx.runtime_env(),
         opened: tokio::sync::Mutex::new(std::collections::HashMap::new()),
     };
@@ -178,7 +178,6 @@ pub async fn context_limited(
 struct LakeSchema {
     lake: Lake,
     filters: Filters,
-    config: SessionConfig,
     /// The query's runtime, where each table's object store is registered.
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     opened: tokio::sync::Mutex<std::collections::HashMap<Table, Arc<dyn TableProvider>>>,
@@ -186,14 +185,15 @@ struct LakeSchema {
 
 impl LakeSchema {
     async fn open(&self, table: Table) -> Result<Arc<dyn TableProvider>, QueryError> {
-        let ctx = SessionContext::new_with_config_rt(self.config.clone(), self.runtime.clone());
-        let provider = match delta_provider(&self.lake, &ctx, table).await? {
-            Some(provider) => provider,
-            // Never written: empty, so any statement over the documented schema plans.
-            None => Arc::new(
-                MemTable::try_new(table.schema(), vec![vec![]]).map_err(QueryError::Execution)?,
-            ),
-        };
+        let provider: Arc<dyn TableProvider> =
+            match scan::LakeTable::open(&self.lake, table, &self.runtime).await? {
+                Some(provider) => Arc::new(provider),
+                // Never written: empty, so any statement over the documented schema plans.
+                None => Arc::new(
+                    MemTable::try_new(table.schema(), vec![vec![]])
+                        .map_err(QueryError::Execution)?,
+                ),
+            };
         self.filters.apply(table, provider)
     }
 }
@@ -222,69 +222,6 @@ impl datafusion::catalog::SchemaProvider for LakeSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         Table::from_name(name).is_some()
-    }
-}
-
-/// A DataFusion provider for a stored table (deltalake's), or `None` if it has never been
-/// written.
-pub async fn delta_provider(
-    lake: &Lake,
-    ctx: &SessionContext,
-    table: Table,
-) -> Result<Option<Arc<dyn TableProvider>>, QueryError> {
-    let delta = lake.open(table).await?;
-    if delta.version().is_none() {
-        return Ok(None);
-    }
-    let lake_error = |e: Box<dyn std::error::Error + Send + Sync>| {
-        QueryError::Lake(auditq_ingest::IngestError::Lake {
-            table,
-            location: lake.location().to_string(),
-            source: e,
-        })
-    };
-    delta
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| lake_error(Box::new(e)))?;
-    let provider = delta
-        .table_provider()
-        .await
-        .map_err(|e| lake_error(Box::new(e)))?;
-    Ok(Some(Arc::new(LimitInDataFusion(provider))))
-}
-
-/// Delta's table provider (deltalake 1.1) accepts a pushed-down `LIMIT` and still returns every
-/// row when no `ORDER BY` follows (`select 1 from commands limit 2` returned all 35 rows of the
-/// samples), and DataFusion, told the scan applies it, drops its own limit. This wrapper never
-/// takes the limit, so DataFusion keeps applying it; filters and projections still go down.
-#[derive(Debug)]
-struct LimitInDataFusion(Arc<dyn TableProvider>);
-
-#[async_trait::async_trait]
-impl TableProvider for LimitInDataFusion {
-    fn schema(&self) -> arrow::datatypes::SchemaRef {
-        self.0.schema()
-    }
-
-    fn table_type(&self) -> datafusion::datasource::TableType {
-        self.0.table_type()
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn datafusion::catalog::Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[datafusion::prelude::Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        self.0.scan(state, projection, filters, None).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&datafusion::prelude::Expr],
-    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        self.0.supports_filters_pushdown(filters)
     }
 }
 

@@ -1,0 +1,446 @@
+//! auditq's own read path: a DataFusion Parquet scan over the files of a Delta snapshot.
+//!
+//! The Delta log says which files make up a table (paths, sizes, the `date` partition of each,
+//! row counts and per-column minimum and maximum); DataFusion's Parquet reader does the rest. The
+//! table's schema is auditq's fixed one (no inference), so every file reads into the same types.
+//! Filters are handed to DataFusion as inexact: it pushes them into the reader (pruning files by
+//! their `date` and log statistics, row groups by theirs and by bloom filters, and, when
+//! `datafusion.execution.parquet.pushdown_filters` is on, filtering rows while decoding) and still
+//! applies them above the scan.
+//!
+//! deltalake remains the writer. Its own DataFusion provider is not built: it turns on
+//! DataFusion's default features and doubles the part of a clean build that runs after DataFusion
+//! (BENCHMARKS.md, "First build"). A table using a Delta reader feature this scan does not apply
+//! (deletion vectors, column mapping) is refused with an error naming the feature, never read
+//! wrongly.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use auditq_ingest::Lake;
+use auditq_model::Table;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::stats::Precision;
+use datafusion::common::{Column, ColumnStatistics, DFSchema, ScalarValue, Statistics};
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::FileScanConfigBuilder;
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::TableProviderFilterPushDown;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::prelude::Expr;
+
+use crate::QueryError;
+
+/// Delta reader features this scan reads correctly: none of them changes which rows a data file
+/// holds or what its columns are called.
+const READABLE_FEATURES: [&str; 4] = [
+    "timestampNtz",
+    "v2Checkpoint",
+    "vacuumProtocolCheck",
+    "checkpointProtection",
+];
+
+/// One stored table as DataFusion sees it: its files as the Delta log lists them.
+#[derive(Debug)]
+pub struct LakeTable {
+    /// The table's schema, `date` in its place.
+    schema: SchemaRef,
+    /// The columns stored in the files (the table's without `date`).
+    file_schema: SchemaRef,
+    /// Where `date` is in [`Self::schema`].
+    date_at: usize,
+    store: ObjectStoreUrl,
+    files: Vec<PartitionedFile>,
+}
+
+impl LakeTable {
+    /// The table's current snapshot, or `None` if it has never been written. The lake's object
+    /// store is registered with `runtime` under a URL of its own.
+    pub async fn open(
+        lake: &Lake,
+        table: Table,
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<Option<Self>, QueryError> {
+        let delta = lake.open(table).await?;
+        if delta.version().is_none() {
+            return Ok(None);
+        }
+        let lake_error = |message: String| {
+            QueryError::Lake(auditq_ingest::IngestError::Lake {
+                table,
+                location: lake.location().to_string(),
+                source: message.into(),
+            })
+        };
+        let snapshot = delta.snapshot().map_err(|e| lake_error(e.to_string()))?;
+        if let Some(features) = snapshot.protocol().reader_features() {
+            if let Some(feature) = features
+                .iter()
+                .map(ToString::to_string)
+                .find(|f| !READABLE_FEATURES.contains(&f.as_str()))
+            {
+                return Err(unreadable(table, &feature));
+            }
+        }
+        if let Some(mode) = snapshot
+            .metadata()
+            .configuration()
+            .get("delta.columnMapping.mode")
+            .filter(|mode| mode.as_str() != "none")
+        {
+            return Err(unreadable(table, &format!("columnMapping (mode {mode})")));
+        }
+
+        let (store, root) = lake.object_store()?;
+        let store_url =
+            ObjectStoreUrl::parse("auditq-lake://tables").map_err(QueryError::Execution)?;
+        runtime.register_object_store(store_url.as_ref(), store);
+
+        let schema = table.schema();
+        let date = table.partition_column();
+        let date_at = schema
+            .index_of(date)
+            .map_err(|e| lake_error(e.to_string()))?;
+        let file_schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| f.name() != date)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        let table_root = root.clone().join(table.name());
+        let mut files = Vec::new();
+        for view in snapshot.log_data().iter() {
+            if view.deletion_vector_descriptor().is_some() {
+                return Err(unreadable(table, "deletionVectors"));
+            }
+            let relative = view.object_store_path();
+            let path = relative
+                .parts()
+                .fold(table_root.clone(), |path, part| path.join(part));
+            let day = view
+                .partition_values_map()
+                .get(date)
+                .cloned()
+                .flatten()
+                .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+                .map(|d| auditq_model::date32(&d));
+            let mut file =
+                PartitionedFile::new(path.to_string(), u64::try_from(view.size()).unwrap_or(0));
+            file.partition_values = vec![ScalarValue::Date32(day)];
+            let stats = file_statistics(&file_schema, view.num_records(), view.stats().as_deref());
+            files.push(file.with_statistics(Arc::new(stats)));
+        }
+        Ok(Some(Self {
+            schema,
+            file_schema,
+            date_at,
+            store: store_url,
+            files,
+        }))
+    }
+
+    /// The index in the scan's own column order (the files' columns, then `date`) of the table's
+    /// column `i`.
+    fn scan_index(&self, i: usize) -> usize {
+        match i.cmp(&self.date_at) {
+            std::cmp::Ordering::Less => i,
+            std::cmp::Ordering::Equal => self.file_schema.fields().len(),
+            std::cmp::Ordering::Greater => i - 1,
+        }
+    }
+}
+
+impl LakeTable {
+    /// The files that may hold rows `filters` keep, by their `date` and the minimum and maximum
+    /// the Delta log gives for each column. DataFusion's own file pruning reads only statistics
+    /// it may call exact, which the log's are not (times in milliseconds), so it is done here,
+    /// before the plan is made: a pruned file is never opened.
+    fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<PartitionedFile>> {
+        let Some(filter) = conjunction(filters.iter().cloned()) else {
+            return Ok(self.files.clone());
+        };
+        let mut fields: Vec<_> = self.file_schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(self.schema.field(self.date_at).clone()));
+        let schema = Arc::new(Schema::new(fields));
+        let predicate = state.create_physical_expr(filter, &DFSchema::try_from(schema.clone())?)?;
+        // An expression the pruning cannot reason about keeps every file.
+        let Some(pruning) = PruningPredicateBuilder::new()
+            .with_file_schema(schema.clone())
+            .build(predicate)
+        else {
+            return Ok(self.files.clone());
+        };
+        let keep = pruning.prune(&LogStatistics {
+            files: &self.files,
+            schema: &schema,
+        })?;
+        Ok(self
+            .files
+            .iter()
+            .zip(keep)
+            .filter_map(|(file, keep)| keep.then(|| file.clone()))
+            .collect())
+    }
+}
+
+/// The files' statistics as DataFusion's `PruningPredicate` asks for them, bounds exact or not.
+struct LogStatistics<'a> {
+    files: &'a [PartitionedFile],
+    schema: &'a Schema,
+}
+
+impl LogStatistics<'_> {
+    fn column(&self, column: &Column) -> Option<usize> {
+        self.schema.index_of(column.name()).ok()
+    }
+
+    fn bounds(
+        &self,
+        column: &Column,
+        which: impl Fn(&ColumnStatistics) -> &Precision<ScalarValue>,
+    ) -> Option<ArrayRef> {
+        let i = self.column(column)?;
+        let data_type = self.schema.field(i).data_type();
+        let values = self.files.iter().map(|f| {
+            f.statistics
+                .as_ref()
+                .and_then(|s| s.column_statistics.get(i))
+                .and_then(|c| which(c).get_value().cloned())
+                .unwrap_or(ScalarValue::try_from(data_type).unwrap_or(ScalarValue::Null))
+        });
+        ScalarValue::iter_to_array(values).ok()
+    }
+}
+
+impl PruningStatistics for LogStatistics<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.bounds(column, |c| &c.min_value)
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.bounds(column, |c| &c.max_value)
+    }
+
+    fn num_containers(&self) -> usize {
+        self.files.len()
+    }
+
+    fn null_counts(&self, _column: &Column) -> Option<ArrayRef> {
+        None
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        None
+    }
+
+    fn contained(
+        &self,
+        _column: &Column,
+        _values: &std::collections::HashSet<ScalarValue>,
+    ) -> Option<BooleanArray> {
+        None
+    }
+}
+
+fn unreadable(table: Table, feature: &str) -> QueryError {
+    QueryError::User {
+        message: format!(
+            "table {table} uses the Delta feature {feature}, which auditq's reader does not \
+             apply; it was written by another tool (auditq never writes it)"
+        ),
+    }
+}
+
+/// A file's statistics from its Delta log entry: the row count, and the minimum, maximum and
+/// null count of its time and number columns. Strings are left out: writers may cut their
+/// minimum and maximum short, which would prune files that hold matching rows. Times are stored
+/// in milliseconds, so a maximum is widened by one.
+fn file_statistics(schema: &Schema, rows: Option<usize>, json: Option<&str>) -> Statistics {
+    let mut stats = Statistics::new_unknown(schema);
+    if let Some(rows) = rows {
+        stats.num_rows = Precision::Exact(rows);
+    }
+    let Some(json) = json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
+        return stats;
+    };
+    let value = |kind: &str, column: &str| json.get(kind).and_then(|v| v.get(column)).cloned();
+    for (field, column) in schema.fields().iter().zip(&mut stats.column_statistics) {
+        let name = field.name();
+        if let Some(nulls) = value("nullCount", name).and_then(|v| v.as_u64()) {
+            column.null_count = Precision::Inexact(usize::try_from(nulls).unwrap_or(usize::MAX));
+        }
+        let bound = |kind: &str, widen: i64| -> Option<ScalarValue> {
+            let v = value(kind, name)?;
+            match field.data_type() {
+                DataType::Timestamp(TimeUnit::Microsecond, zone) => {
+                    let t = chrono::DateTime::parse_from_rfc3339(v.as_str()?).ok()?;
+                    Some(ScalarValue::TimestampMicrosecond(
+                        Some(t.timestamp_micros().checked_add(widen)?),
+                        zone.clone(),
+                    ))
+                }
+                DataType::Int64 => Some(ScalarValue::Int64(Some(v.as_i64()?))),
+                _ => None,
+            }
+        };
+        if let Some(min) = bound("minValues", 0) {
+            column.min_value = Precision::Inexact(min);
+        }
+        if let Some(max) = bound("maxValues", 999) {
+            column.max_value = Precision::Inexact(max);
+        }
+    }
+    stats
+}
+
+#[async_trait::async_trait]
+impl TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let date = self.schema.field(self.date_at);
+        let files = self.pruned(state, filters)?;
+        if files.is_empty() {
+            let schema = Arc::new(self.schema.project(&wanted)?);
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let table_schema = TableSchema::builder(self.file_schema.clone())
+            .with_table_partition_cols(vec![Arc::new(date.clone())])
+            .build();
+        let options = TableParquetOptions {
+            global: state.config_options().execution.parquet.clone(),
+            ..Default::default()
+        };
+        let format = ParquetFormat::default().with_options(options);
+        let source = format.file_source(table_schema);
+        // As many groups as DataFusion runs partitions, files dealt round the groups in the
+        // log's order.
+        let groups = state.config().target_partitions().max(1).min(files.len());
+        let mut grouped = vec![Vec::new(); groups];
+        for (i, file) in files.into_iter().enumerate() {
+            grouped[i % groups].push(file);
+        }
+        let config = FileScanConfigBuilder::new(self.store.clone(), source)
+            .with_file_groups(grouped.into_iter().map(Into::into).collect())
+            .with_projection_indices(Some(wanted.iter().map(|&i| self.scan_index(i)).collect()))?
+            .with_limit(limit)
+            .build();
+        format.create_physical_plan(state, config).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Field;
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("exit_code", DataType::Int64, true),
+        ])
+    }
+
+    #[test]
+    fn statistics_come_from_the_log_entry() {
+        let json = r#"{"numRecords":3,
+            "minValues":{"event_id":"a","time":"2026-10-05T09:12:31.123Z","exit_code":-1},
+            "maxValues":{"event_id":"zz","time":"2026-10-05T10:00:00.456Z","exit_code":127},
+            "nullCount":{"event_id":0,"time":0,"exit_code":2}}"#;
+        let stats = file_statistics(&schema(), Some(3), Some(json));
+        assert_eq!(stats.num_rows, Precision::Exact(3));
+        let [id, time, code] = &stats.column_statistics[..] else {
+            panic!("three columns");
+        };
+        // Strings may be cut short by a writer: never used to prune.
+        assert_eq!(id.min_value, Precision::Absent);
+        assert_eq!(id.max_value, Precision::Absent);
+        assert_eq!(id.null_count, Precision::Inexact(0));
+        let utc = Some("UTC".into());
+        let micros = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_micros())
+                .ok()
+        };
+        assert_eq!(
+            time.min_value,
+            Precision::Inexact(ScalarValue::TimestampMicrosecond(
+                micros("2026-10-05T09:12:31.123Z"),
+                utc.clone()
+            ))
+        );
+        // Milliseconds in the log: the maximum covers the rest of its millisecond.
+        assert_eq!(
+            time.max_value,
+            Precision::Inexact(ScalarValue::TimestampMicrosecond(
+                micros("2026-10-05T10:00:00.456999Z"),
+                utc
+            ))
+        );
+        assert_eq!(
+            code.min_value,
+            Precision::Inexact(ScalarValue::Int64(Some(-1)))
+        );
+        assert_eq!(
+            code.max_value,
+            Precision::Inexact(ScalarValue::Int64(Some(127)))
+        );
+        assert_eq!(code.null_count, Precision::Inexact(2));
+    }
+
+    #[test]
+    fn missing_or_bad_statistics_leave_the_file_unpruned() {
+        for json in [None, Some("not json"), Some(r#"{"numRecords":1}"#)] {
+            let stats = file_statistics(&schema(), None, json);
+            assert_eq!(stats.num_rows, Precision::Absent);
+            assert!(
+                stats
+                    .column_statistics
+                    .iter()
+                    .all(|c| c.min_value == Precision::Absent && c.max_value == Precision::Absent),
+                "{json:?}"
+            );
+        }
+    }
+}
