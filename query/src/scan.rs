@@ -84,14 +84,15 @@ impl LakeTable {
             })
         };
         let snapshot = delta.snapshot().map_err(|e| lake_error(e.to_string()))?;
-        if let Some(features) = snapshot.protocol().reader_features() {
-            if let Some(feature) = features
-                .iter()
-                .map(ToString::to_string)
-                .find(|f| !READABLE_FEATURES.contains(&f.as_str()))
-            {
-                return Err(unreadable(table, &feature));
-            }
+        if let Some(feature) = snapshot
+            .protocol()
+            .reader_features()
+            .into_iter()
+            .flatten()
+            .map(ToString::to_string)
+            .find(|f| !READABLE_FEATURES.contains(&f.as_str()))
+        {
+            return Err(unreadable(table, &feature));
         }
         if let Some(mode) = snapshot
             .metadata()
@@ -191,7 +192,8 @@ impl LakeTable {
             .files
             .iter()
             .zip(keep)
-            .filter_map(|(file, keep)| keep.then(|| file.clone()))
+            .filter(|(_, keep)| *keep)
+            .map(|(file, _)| file.clone())
             .collect())
     }
 }
