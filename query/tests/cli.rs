@@ -361,6 +361,15 @@ fn alone_in_a_terminal_it_is_a_shell_with_history() {
         history.contains("select count(*) as n from sessions;"),
         "{history}"
     );
+
+    // The next run starts with it: three times Up is that statement again (after `.quit` and
+    // `.schema nope`), and Enter runs it.
+    let again = typed_in_terminal(dir.path(), 100, &[], "\x1b[A\x1b[A\x1b[A\n.quit\n");
+    let answer = again
+        .split("select count(*) as n from sessions;")
+        .nth(1)
+        .unwrap_or_else(|| panic!("not recalled: {again}"));
+    assert!(answer.contains("│ 11 "), "recalled and run: {again}");
 }
 
 /// Statements piped in run one after another, dot commands too; one that fails is reported,
