@@ -3,10 +3,10 @@
 //! The Delta log says which files make up a table (paths, sizes, the `date` partition of each,
 //! row counts and per-column minimum and maximum); DataFusion's Parquet reader does the rest. The
 //! table's schema is auditq's fixed one (no inference), so every file reads into the same types.
-//! Filters are handed to DataFusion as inexact: it pushes them into the reader (pruning files by
-//! their `date` and log statistics, row groups by theirs and by bloom filters, and, when
-//! `datafusion.execution.parquet.pushdown_filters` is on, filtering rows while decoding) and still
-//! applies them above the scan.
+//! Files are pruned before the plan is made, by their `date` and log statistics. Filters are
+//! handed to DataFusion as inexact: it pushes them into the reader (pruning row groups by their
+//! statistics and bloom filters, and, when `datafusion.execution.parquet.pushdown_filters` is on,
+//! filtering rows while decoding) and still applies them above the scan.
 //!
 //! deltalake remains the writer. Its own DataFusion provider is not built: it turns on
 //! DataFusion's default features and doubles the part of a clean build that runs after DataFusion
@@ -56,8 +56,9 @@ const READABLE_FEATURES: [&str; 4] = [
 pub struct LakeTable {
     /// The table's schema, `date` in its place.
     schema: SchemaRef,
-    /// The columns stored in the files (the table's without `date`).
-    file_schema: SchemaRef,
+    /// The scan's own columns: those stored in the files (the table's without `date`), then
+    /// `date` from each file's partition.
+    scan_schema: TableSchema,
     /// Where `date` is in [`Self::schema`].
     date_at: usize,
     store: ObjectStoreUrl,
@@ -121,6 +122,9 @@ impl LakeTable {
                 .cloned()
                 .collect::<Vec<_>>(),
         ));
+        let scan_schema = TableSchema::builder(file_schema.clone())
+            .with_table_partition_cols(vec![Arc::new(schema.field(date_at).clone())])
+            .build();
         let table_root = root.clone().join(table.name());
         let mut files = Vec::new();
         for view in snapshot.log_data().iter() {
@@ -146,7 +150,7 @@ impl LakeTable {
         }
         Ok(Some(Self {
             schema,
-            file_schema,
+            scan_schema,
             date_at,
             store: store_url,
             files,
@@ -158,13 +162,11 @@ impl LakeTable {
     fn scan_index(&self, i: usize) -> usize {
         match i.cmp(&self.date_at) {
             std::cmp::Ordering::Less => i,
-            std::cmp::Ordering::Equal => self.file_schema.fields().len(),
+            std::cmp::Ordering::Equal => self.scan_schema.file_schema().fields().len(),
             std::cmp::Ordering::Greater => i - 1,
         }
     }
-}
 
-impl LakeTable {
     /// The files that may hold rows `filters` keep, by their `date` and the minimum and maximum
     /// the Delta log gives for each column. DataFusion's own file pruning reads only statistics
     /// it may call exact, which the log's are not (times in milliseconds), so it is done here,
@@ -173,9 +175,7 @@ impl LakeTable {
         let Some(filter) = conjunction(filters.iter().cloned()) else {
             return Ok(self.files.clone());
         };
-        let mut fields: Vec<_> = self.file_schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(self.schema.field(self.date_at).clone()));
-        let schema = Arc::new(Schema::new(fields));
+        let schema = self.scan_schema.table_schema();
         let predicate = state.create_physical_expr(filter, &DFSchema::try_from(schema.clone())?)?;
         // An expression the pruning cannot reason about keeps every file.
         let Some(pruning) = PruningPredicateBuilder::new()
@@ -186,7 +186,7 @@ impl LakeTable {
         };
         let keep = pruning.prune(&LogStatistics {
             files: &self.files,
-            schema: &schema,
+            schema,
         })?;
         Ok(self
             .files
@@ -329,21 +329,17 @@ impl TableProvider for LakeTable {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
-        let date = self.schema.field(self.date_at);
         let files = self.pruned(state, filters)?;
         if files.is_empty() {
             let schema = Arc::new(self.schema.project(&wanted)?);
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let table_schema = TableSchema::builder(self.file_schema.clone())
-            .with_table_partition_cols(vec![Arc::new(date.clone())])
-            .build();
         let options = TableParquetOptions {
             global: state.config_options().execution.parquet.clone(),
             ..Default::default()
         };
         let format = ParquetFormat::default().with_options(options);
-        let source = format.file_source(table_schema);
+        let source = format.file_source(self.scan_schema.clone());
         // As many groups as DataFusion runs partitions, files dealt round the groups in the
         // log's order.
         let groups = state.config().target_partitions().max(1).min(files.len());

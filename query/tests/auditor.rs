@@ -35,6 +35,26 @@ fn sample_lake() -> (tempfile::TempDir, PathBuf) {
     (dir, lake)
 }
 
+/// The evidence report of the samples' October, written to `dir/report.html`: its path and HTML.
+fn october_report(dir: &Path, lake: &Path) -> (PathBuf, String) {
+    let report = dir.join("report.html");
+    let report_arg = report.to_string_lossy().into_owned();
+    ok(
+        lake,
+        &[
+            "report",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "-o",
+            &report_arg,
+        ],
+    );
+    let html = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    (report, html)
+}
+
 #[test]
 fn named_questions_and_filters_answer_the_scenario() {
     let (dir, lake) = sample_lake();
@@ -363,21 +383,7 @@ fn headless(dir: &Path, args: &[&str], page: &Path) -> (String, String) {
 #[test]
 fn the_evidence_report_renders_in_headless_chromium() {
     let (dir, lake) = sample_lake();
-    let report = dir.path().join("report.html");
-    let report_arg = report.to_string_lossy().into_owned();
-    ok(
-        &lake,
-        &[
-            "report",
-            "--from",
-            "2026-10-01",
-            "--to",
-            "2026-10-31",
-            "-o",
-            &report_arg,
-        ],
-    );
-    let html = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    let (report, html) = october_report(dir.path(), &lake);
 
     // Self-contained: no script, nothing loaded from anywhere.
     for external in ["<script", "src=", "<link", "@import", "url("] {
@@ -657,21 +663,7 @@ fn an_unrecorded_session_waits_out_the_grace_then_alerts() {
 #[test]
 fn the_report_fits_the_window_at_1280_and_800_px() {
     let (dir, lake) = sample_lake();
-    let report = dir.path().join("report.html");
-    let report_arg = report.to_string_lossy().into_owned();
-    ok(
-        &lake,
-        &[
-            "report",
-            "--from",
-            "2026-10-01",
-            "--to",
-            "2026-10-31",
-            "-o",
-            &report_arg,
-        ],
-    );
-    let html = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    let (_, html) = october_report(dir.path(), &lake);
     // A copy that measures itself once laid out (the report itself runs no script).
     let probe = "<script>\
         const wide = Array.from(document.querySelectorAll('.wide'));\

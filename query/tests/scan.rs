@@ -22,6 +22,12 @@ async fn sample_lake(dir: &std::path::Path) -> Lake {
     lake
 }
 
+async fn context(lake: &Lake) -> datafusion::prelude::SessionContext {
+    auditq_query::context(lake)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn text(ctx: &datafusion::prelude::SessionContext, sql: &str) -> String {
     let df = ctx.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     let batches = df.collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -38,10 +44,7 @@ fn planned(plan: &str, day: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn files_of_other_days_are_not_read() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let lake = sample_lake(dir.path()).await;
-    let ctx = auditq_query::context(&lake)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = context(&sample_lake(dir.path()).await).await;
 
     // The samples' commands are on two days, one file each.
     let days = text(&ctx, "select count(distinct date) as days from commands").await;
@@ -115,10 +118,7 @@ async fn files_of_other_days_are_not_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn columns_keep_the_tables_order_and_limits_hold() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let lake = sample_lake(dir.path()).await;
-    let ctx = auditq_query::context(&lake)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = context(&sample_lake(dir.path()).await).await;
     // `date` is stored as the partition, not in the files, yet comes in its documented place.
     let df = ctx
         .sql("select * from commands limit 1")
@@ -178,10 +178,7 @@ async fn a_table_with_deletion_vectors_is_refused_not_misread() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
-    let reopened = Lake::new(lake.location().to_string());
-    let ctx = auditq_query::context(&reopened)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = context(&Lake::new(lake.location().to_string())).await;
     let error = match ctx.sql("select count(*) from commands").await {
         Ok(df) => df.collect().await.err().map(|e| e.to_string()),
         Err(e) => Some(e.to_string()),
