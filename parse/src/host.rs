@@ -834,6 +834,60 @@ fn fill_ids(row: &mut HostEvent, fields: &[(String, String)]) {
     }
 }
 
+/// The values of `key` in the auditd records of one event, as [`HostEvent::raw`] holds them
+/// (one record a line), decoded as auditd's own tools show them: quoted strings without their
+/// quotes, hex-encoded strings (`EXECVE` arguments, `name`, `comm`, `exe`, `proctitle`, `cmd`,
+/// ...) decoded. The `msg='...'` of user-space records is read too. Numbers stay as written
+/// (`SYSCALL`'s `a0` is a hex number, not text).
+///
+/// [`HostEvent::raw`]: auditq_model::HostEvent::raw
+pub fn auditd_values(raw: &str, key: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    for line in raw.lines() {
+        let fields = audit_fields(line);
+        let kind = fields
+            .iter()
+            .find(|(k, _)| k == "type")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        let text_valued = |k: &str| {
+            matches!(
+                k,
+                "name" | "comm" | "exe" | "proctitle" | "cmd" | "cwd" | "data" | "acct" | "key"
+            ) || (kind == "EXECVE"
+                && k.starts_with('a')
+                && k[1..].starts_with(|c: char| c.is_ascii_digit()))
+        };
+        let mut take = |k: &str, v: &str| {
+            if k != key {
+                return;
+            }
+            let value = if v.starts_with('\'') {
+                v.trim_matches('\'').to_string()
+            } else if text_valued(k) {
+                let decoded = unquote_or_hex(v);
+                if k == "proctitle" {
+                    decoded.replace('\0', " ")
+                } else {
+                    decoded
+                }
+            } else {
+                v.trim_matches('"').to_string()
+            };
+            values.push(value);
+        };
+        for (k, v) in &fields {
+            if k == "msg" && v.starts_with('\'') {
+                for (k, v) in audit_fields(v.trim_matches('\'')) {
+                    take(&k, &v);
+                }
+            }
+            take(k, v);
+        }
+    }
+    values
+}
+
 /// `k=v` pairs; values may be `"quoted"` or `'quoted'` (kept with their quotes, so the caller
 /// tells a quoted string from hex). The enriched format's `\x1d` separator starts more pairs.
 fn audit_fields(text: &str) -> Vec<(String, String)> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use auditq_model::{Alert, Timestamp, day_of, event_id};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, EventView, Rule, Scratch, Window};
+use crate::engine::{Engine, EventView, Rule, Scratch, Sequence, Window};
 use crate::notice::AlertNotice;
 
 /// Suppression and threshold state, serialisable so that every writer of a lake shares it
@@ -32,9 +32,26 @@ pub struct RuleState {
     /// The events of those matches (same order).
     #[serde(default)]
     pub counted: BTreeMap<String, Vec<String>>,
-    /// The last alert each threshold key fired.
+    /// The last alert each threshold or sequence key fired.
     #[serde(default)]
     pub fired: BTreeMap<String, Fired>,
+    /// The value each counted event gave, for thresholds on distinct values (same order).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, Vec<String>>,
+    /// Sequences under way per key: for each step, the chain that has reached it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub chains: BTreeMap<String, Vec<Option<Chain>>>,
+}
+
+/// Steps of a sequence seen so far: from when, until when, which events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    /// Time of its first step (microseconds).
+    pub start: i64,
+    /// Time of its latest step.
+    pub last: i64,
+    /// The events of its steps, in order.
+    pub events: Vec<String>,
 }
 
 /// A threshold that fired: when, which alert, and the events it counted.
@@ -67,7 +84,8 @@ impl RuleState {
             .flat_map(|r| {
                 r.suppress
                     .iter()
-                    .chain(r.threshold.as_ref().map(|(_, w)| w))
+                    .chain(r.threshold.as_ref().map(|t| &t.window))
+                    .chain(r.sequence.as_ref().map(|s| &s.window))
             })
             .map(micros)
             .max()
@@ -76,22 +94,41 @@ impl RuleState {
         let last_alert = &self.last_alert;
         self.last_alert_id.retain(|k, _| last_alert.contains_key(k));
         let counted = &mut self.counted;
+        let values = &mut self.values;
         self.windows.retain(|key, times| {
             let mut ids = counted.remove(key).unwrap_or_default();
             ids.resize(times.len(), String::new());
-            let kept: Vec<(i64, String)> = times
-                .iter()
-                .copied()
-                .zip(ids)
-                .filter(|(t, _)| now - *t < longest)
-                .collect();
-            *times = kept.iter().map(|(t, _)| *t).collect();
-            if !kept.is_empty() {
-                counted.insert(key.clone(), kept.into_iter().map(|(_, id)| id).collect());
+            let distinct = values.remove(key);
+            let mut kept_values = Vec::new();
+            let mut kept_ids = Vec::new();
+            let mut kept_times = Vec::new();
+            for (i, (t, id)) in times.iter().copied().zip(ids).enumerate() {
+                if now - t < longest {
+                    kept_times.push(t);
+                    kept_ids.push(id);
+                    if let Some(v) = distinct.as_ref().and_then(|d| d.get(i)) {
+                        kept_values.push(v.clone());
+                    }
+                }
+            }
+            *times = kept_times;
+            if !times.is_empty() {
+                counted.insert(key.clone(), kept_ids);
+                if distinct.is_some() {
+                    values.insert(key.clone(), kept_values);
+                }
             }
             !times.is_empty()
         });
         self.fired.retain(|_, fired| now - fired.at < longest);
+        self.chains.retain(|_, steps| {
+            for step in steps.iter_mut() {
+                if step.as_ref().is_some_and(|c| now - c.start >= longest) {
+                    *step = None;
+                }
+            }
+            steps.iter().any(Option::is_some)
+        });
     }
 }
 
@@ -143,19 +180,41 @@ impl Detector {
         };
         let at = time.timestamp_micros();
         self.latest = self.latest.max(at);
-        engine
-            .matching(event, &mut self.scratch)
-            .into_iter()
-            .filter(|rule| self.admit(rule, event, at))
-            .map(|rule| AlertNotice::new(rule, event, time, detected_at))
-            .collect()
+        let matched = engine.matching(event, &mut self.scratch);
+        let mut alerts = Vec::new();
+        for rule in matched {
+            let steps = if rule.sequence.is_some() {
+                engine.steps_matched(rule, event, &self.scratch)
+            } else {
+                Vec::new()
+            };
+            if self.admit(rule, &steps, event, at) {
+                alerts.push(AlertNotice::new(rule, event, time, detected_at));
+            }
+        }
+        alerts
     }
 
-    /// Applies the rule's threshold and suppression to a match at `at`.
-    fn admit(&mut self, rule: &Rule, event: &dyn EventView, at: i64) -> bool {
+    /// Applies the rule's sequence, threshold and suppression to a match at `at` (`steps`: the
+    /// steps of a sequence rule the event satisfies).
+    fn admit(&mut self, rule: &Rule, steps: &[usize], event: &dyn EventView, at: i64) -> bool {
         let event_id = event.event_id();
         let alert = alert_id(&rule.id, &event_id);
-        if let Some((count, window)) = &rule.threshold {
+        if let Some(sequence) = &rule.sequence
+            && !self.advance(rule, sequence, steps, event, at, &alert)
+        {
+            return false;
+        }
+        if let Some(threshold) = &rule.threshold {
+            let (count, window) = (&threshold.count, &threshold.window);
+            let distinct = match &threshold.distinct {
+                Some(field) => match field.read(event) {
+                    Some(value) => Some(value.into_owned()),
+                    // Nothing to count.
+                    None => return false,
+                },
+                None => None,
+            };
             let key = key(rule, &window.by, event);
             let fired = self.state.fired.get(&key);
             let refired = fired.is_some_and(|f| f.alert_id == alert);
@@ -171,23 +230,35 @@ impl Detector {
                     // Counted before (the same batch evaluated again).
                     return false;
                 }
+                let values = self.state.values.entry(key.clone()).or_default();
+                values.resize(times.len(), String::new());
                 times.push(at);
                 ids.push(event_id.to_string());
+                values.push(distinct.clone().unwrap_or_default());
                 let within = micros(window);
-                let kept: Vec<(i64, String)> = times
-                    .iter()
-                    .copied()
-                    .zip(ids.iter().cloned())
-                    // Both sides of `at`: writers and retries deliver events out of order.
-                    .filter(|(t, _)| (at - *t).abs() < within)
-                    .collect();
-                *times = kept.iter().map(|(t, _)| *t).collect();
-                *ids = kept.into_iter().map(|(_, id)| id).collect();
-                if times.len() < *count as usize {
+                // Both sides of `at`: writers and retries deliver events out of order.
+                let keep: Vec<bool> = times.iter().map(|t| (at - *t).abs() < within).collect();
+                retain_flagged(times, &keep);
+                retain_flagged(ids, &keep);
+                retain_flagged(values, &keep);
+                let reached = if distinct.is_some() {
+                    values
+                        .iter()
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len()
+                } else {
+                    times.len()
+                };
+                if distinct.is_none() {
+                    self.state.values.remove(&key);
+                }
+                if reached < *count as usize {
                     return false;
                 }
-                times.clear();
+                let ids = self.state.counted.entry(key.clone()).or_default();
                 let events = std::mem::take(ids);
+                self.state.windows.remove(&key);
+                self.state.values.remove(&key);
                 self.state.fired.insert(
                     key,
                     Fired {
@@ -215,6 +286,109 @@ impl Detector {
         }
         true
     }
+}
+
+impl Detector {
+    /// Moves a sequence rule's chains for the event's key on with the steps it satisfies;
+    /// whether the last step was reached (or this is the alert it raised, evaluated again).
+    fn advance(
+        &mut self,
+        rule: &Rule,
+        sequence: &Sequence,
+        steps: &[usize],
+        event: &dyn EventView,
+        at: i64,
+        alert: &str,
+    ) -> bool {
+        let event_id = event.event_id();
+        let key = key(rule, &sequence.window.by, event);
+        let fired = self.state.fired.get(&key);
+        if fired.is_some_and(|f| f.alert_id == alert) {
+            return true;
+        }
+        if fired.is_some_and(|f| f.events.iter().any(|id| *id == event_id)) {
+            return false;
+        }
+        let within = micros(&sequence.window);
+        let n = sequence.steps.len();
+        let chains = self.state.chains.entry(key.clone()).or_default();
+        chains.resize(n, None);
+        if chains
+            .iter()
+            .flatten()
+            .any(|c| c.events.iter().any(|id| *id == event_id))
+        {
+            // Seen before (the same batch evaluated again).
+            return false;
+        }
+        for chain in chains.iter_mut() {
+            if chain.as_ref().is_some_and(|c| at - c.start >= within) {
+                *chain = None;
+            }
+        }
+        let done = if sequence.ordered {
+            // Last step first, so one event does not satisfy two steps of one chain.
+            for &step in steps.iter().rev() {
+                let extended = if step == 0 {
+                    Some(Chain {
+                        start: at,
+                        last: at,
+                        events: vec![event_id.to_string()],
+                    })
+                } else {
+                    chains[step - 1].as_ref().filter(|c| at >= c.last).map(|c| {
+                        let mut c = c.clone();
+                        c.last = at;
+                        c.events.push(event_id.to_string());
+                        c
+                    })
+                };
+                if let Some(extended) = extended {
+                    let newer = chains[step]
+                        .as_ref()
+                        .is_none_or(|c| c.start <= extended.start);
+                    if newer {
+                        chains[step] = Some(extended);
+                    }
+                }
+            }
+            chains[n - 1].clone()
+        } else {
+            for &step in steps {
+                chains[step] = Some(Chain {
+                    start: at,
+                    last: at,
+                    events: vec![event_id.to_string()],
+                });
+            }
+            let seen: Vec<&Chain> = chains.iter().flatten().collect();
+            let first = seen.iter().map(|c| c.start).min().unwrap_or(at);
+            (seen.len() == n && at - first < within).then(|| Chain {
+                start: first,
+                last: at,
+                events: seen.iter().flat_map(|c| c.events.clone()).collect(),
+            })
+        };
+        let Some(done) = done else {
+            return false;
+        };
+        self.state.chains.remove(&key);
+        self.state.fired.insert(
+            key,
+            Fired {
+                at,
+                alert_id: alert.to_string(),
+                events: done.events,
+            },
+        );
+        true
+    }
+}
+
+/// Keeps the items whose flag is set.
+fn retain_flagged<T>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    items.retain(|_| flags.next().copied().unwrap_or(false));
 }
 
 /// The key of a rule's window: its id and the values of the `by` fields.
@@ -374,6 +548,69 @@ rules:
             ids(&d.detect(&event("5", 601, "sudo w", "s1", "ip"), now)),
             ["t.sudo"]
         );
+    }
+
+    const SEQUENCE: &str = r#"
+rules:
+  - id: t.fetch_run
+    title: fetch then run
+    severity: high
+    table: commands
+    sequence:
+      by: [session_id]
+      within: 10m
+      steps:
+        - { field: cmd, prefix: "wget " }
+        - { field: cmd, prefix: "./" }
+  - id: t.many_ips
+    title: three addresses
+    severity: medium
+    table: commands
+    match: { field: cmd, equals: login }
+    threshold: { count: 3, within: 1m, by: [session_id], distinct: source_ip }
+"#;
+
+    fn sequence_detector(state: RuleState) -> Detector {
+        let file = parse_file("t", SEQUENCE).unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::compile(&[file]).unwrap_or_else(|e| panic!("{e:?}"));
+        Detector::new(Arc::new(engine), state)
+    }
+
+    #[test]
+    fn sequences_fire_in_order_within_the_window_and_survive_a_restart() {
+        let now = Timestamp::default();
+        let mut d = sequence_detector(RuleState::default());
+        // Out of order, then another session, then too late: nothing.
+        assert!(d.detect(&event("1", 0, "./x", "s1", "ip"), now).is_empty());
+        assert!(d.detect(&event("2", 1, "wget http://h/x", "s1", "ip"), now).is_empty());
+        assert!(d.detect(&event("3", 2, "./x", "s2", "ip"), now).is_empty());
+        let saved = d.state().to_json();
+        // Restarted between the steps: the chain is remembered.
+        let mut d = sequence_detector(RuleState::from_json(&saved).unwrap_or_default());
+        let fired = d.detect(&event("4", 3, "./x", "s1", "ip"), now);
+        assert_eq!(ids(&fired), ["t.fetch_run"]);
+        assert_eq!(fired[0].event_id, "4");
+        // The same batch again from the saved state: the same alert, nothing counted twice.
+        let mut again = sequence_detector(RuleState::from_json(&saved).unwrap_or_default());
+        let refired = again.detect(&event("4", 3, "./x", "s1", "ip"), now);
+        assert_eq!(refired[0].alert_id, fired[0].alert_id);
+        // After firing, a new run needs a new download; one older than the window is too old.
+        assert!(d.detect(&event("5", 4, "./x", "s1", "ip"), now).is_empty());
+        assert!(d.detect(&event("6", 10, "wget http://h/y", "s1", "ip"), now).is_empty());
+        assert!(d.detect(&event("7", 700, "./y", "s1", "ip"), now).is_empty());
+    }
+
+    #[test]
+    fn distinct_thresholds_count_values_not_matches() {
+        let now = Timestamp::default();
+        let mut d = sequence_detector(RuleState::default());
+        let mut fired = Vec::new();
+        for (n, ip) in ["a", "a", "b", "b", "c"].iter().enumerate() {
+            let alerts = d.detect(&event(&n.to_string(), n as i64, "login", "s", ip), now);
+            fired.extend(alerts.into_iter().map(|a| a.event_id));
+        }
+        // Five matches, but the third different address is the fifth event.
+        assert_eq!(fired, ["4"]);
     }
 
     #[test]

@@ -17,8 +17,10 @@ use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
 
+use crate::fields::Accessor;
 use crate::spec::{
-    ConditionSpec, LoadedFile, RuleError, RuleSpec, Severity, TestsSpec, parse_duration,
+    ConditionSpec, LoadedFile, RuleError, RuleSpec, SequenceSpec, Severity, SigmaOrigin, TestsSpec,
+    parse_duration,
 };
 
 /// Limits on user-supplied patterns, so a rule file cannot exhaust memory or time.
@@ -130,17 +132,110 @@ pub enum Condition {
         /// The pattern's index in that field's automaton.
         pattern: usize,
     },
+    /// A test no automaton answers (a network, a number), made on the field's value.
+    Check {
+        /// The field.
+        field: Accessor,
+        /// The test.
+        check: Check,
+    },
+}
+
+/// A test on a value that is not a pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// The value is an address in this network.
+    Cidr {
+        /// The network's address.
+        network: std::net::IpAddr,
+        /// Its prefix length.
+        prefix: u8,
+    },
+    /// The value equals a value of another field.
+    SameAs(Accessor),
+    /// The value is a number `op` this one.
+    Compare {
+        /// `<`, `<=`, `>`, `>=`.
+        op: &'static str,
+        /// The number.
+        value: f64,
+    },
+}
+
+impl Check {
+    /// Whether one value passes.
+    pub fn holds(&self, value: &str) -> bool {
+        match self {
+            Check::Cidr { network, prefix } => {
+                let Ok(address) = value.trim().parse::<std::net::IpAddr>() else {
+                    return false;
+                };
+                let (address, network, bits) = match (address, network) {
+                    (std::net::IpAddr::V4(a), std::net::IpAddr::V4(n)) => {
+                        (u128::from(u32::from(a)), u128::from(u32::from(*n)), 32)
+                    }
+                    (std::net::IpAddr::V6(a), std::net::IpAddr::V6(n)) => {
+                        (u128::from(a), u128::from(*n), 128)
+                    }
+                    _ => return false,
+                };
+                let shift = bits - u32::from(*prefix).min(bits);
+                let high = |x: u128| x.checked_shr(shift).unwrap_or(0);
+                shift == bits || high(address) == high(network)
+            }
+            // Needs the event: decided by `check_event`.
+            Check::SameAs(_) => false,
+            Check::Compare { op, value: bound } => {
+                let Ok(number) = value.trim().parse::<f64>() else {
+                    return false;
+                };
+                match *op {
+                    "<" => number < *bound,
+                    "<=" => number <= *bound,
+                    ">" => number > *bound,
+                    _ => number >= *bound,
+                }
+            }
+        }
+    }
 }
 
 impl Condition {
-    fn eval(&self, hit: &dyn Fn(usize, usize) -> bool) -> bool {
+    fn eval(
+        &self,
+        hit: &dyn Fn(usize, usize) -> bool,
+        check: &dyn Fn(&Accessor, &Check) -> bool,
+    ) -> bool {
         match self {
-            Condition::All(parts) => parts.iter().all(|c| c.eval(hit)),
-            Condition::Any(parts) => parts.iter().any(|c| c.eval(hit)),
-            Condition::Not(inner) => !inner.eval(hit),
+            Condition::All(parts) => parts.iter().all(|c| c.eval(hit, check)),
+            Condition::Any(parts) => parts.iter().any(|c| c.eval(hit, check)),
+            Condition::Not(inner) => !inner.eval(hit, check),
             Condition::Leaf { slot, pattern } => hit(*slot, *pattern),
+            Condition::Check { field, check: c } => check(field, c),
         }
     }
+
+    fn has_check(&self) -> bool {
+        match self {
+            Condition::All(parts) | Condition::Any(parts) => parts.iter().any(Self::has_check),
+            Condition::Not(inner) => inner.has_check(),
+            Condition::Leaf { .. } => false,
+            Condition::Check { .. } => true,
+        }
+    }
+}
+
+/// Whether a check holds on an event: on one of the field's values.
+fn check_event(event: &dyn EventView, field: &Accessor, check: &Check) -> bool {
+    if let Check::SameAs(other) = check {
+        let (Some(mine), Some(theirs)) = (field.read(event), other.read(event)) else {
+            return false;
+        };
+        return mine.lines().any(|v| theirs.lines().any(|t| t == v));
+    }
+    field
+        .read(event)
+        .is_some_and(|text| text.lines().any(|value| check.holds(value)))
 }
 
 /// `suppress` or `threshold` key and window.
@@ -150,6 +245,38 @@ pub struct Window {
     pub by: Vec<String>,
     /// The window.
     pub window: Duration,
+}
+
+/// `threshold`: how many matches, or distinct values, within a window.
+#[derive(Debug, Clone)]
+pub struct Threshold {
+    /// Matches (or distinct values) needed.
+    pub count: u32,
+    /// Key and window.
+    pub window: Window,
+    /// Count distinct values of this field instead of matches.
+    pub distinct: Option<Accessor>,
+}
+
+/// `sequence`: steps seen under one key within a window.
+#[derive(Debug, Clone)]
+pub struct Sequence {
+    /// The steps.
+    pub steps: Vec<Condition>,
+    /// Key and window (from the first step to the last).
+    pub window: Window,
+    /// Whether the order of the steps matters.
+    pub ordered: bool,
+}
+
+/// A rule that could not be honoured and was left out, and why: a Sigma rule whose log
+/// source, field, modifier or pattern auditq cannot read as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The rule's id (as auditq would have named it), file and line.
+    pub error: RuleError,
+    /// Its Sigma log source.
+    pub logsource: String,
 }
 
 /// A compiled rule.
@@ -171,8 +298,13 @@ pub struct Rule {
     pub condition: Condition,
     /// At most one alert per key per window.
     pub suppress: Option<Window>,
-    /// Alert when `.0` matches fall in the window, per key.
-    pub threshold: Option<(u32, Window)>,
+    /// Alert when enough matches (or distinct values) fall in the window, per key.
+    pub threshold: Option<Threshold>,
+    /// Alert when the steps are seen (in order, unless said otherwise) within the window, per
+    /// key. The rule's `condition` is then "any step".
+    pub sequence: Option<Sequence>,
+    /// The Sigma rule it was translated from.
+    pub sigma: Option<SigmaOrigin>,
     /// Its test cases.
     pub tests: TestsSpec,
     /// Where it was written.
@@ -184,6 +316,7 @@ pub struct Rule {
 #[derive(Debug)]
 struct FieldMatcher {
     name: String,
+    accessor: Accessor,
     patterns: Vec<String>,
     any: Regex,
     which: Regex,
@@ -194,7 +327,8 @@ struct FieldMatcher {
 #[derive(Debug, Default)]
 struct TableRules {
     fields: Vec<FieldMatcher>,
-    /// Rules that can hold when no pattern matched (a bare `not`): checked on every event.
+    /// Rules that can hold when no pattern matched (a bare `not`, a check): decided on every
+    /// event.
     always: Vec<usize>,
 }
 
@@ -205,6 +339,7 @@ pub struct Engine {
     tables: BTreeMap<Table, TableRules>,
     patterns: usize,
     limits: Limits,
+    refused: Vec<Refused>,
 }
 
 /// Per-thread search state of an [`Engine`].
@@ -223,31 +358,39 @@ struct FieldScratch {
 
 /// Fields in the order rules first name them: a field's slot in its table never changes as
 /// later rules add fields.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct FieldRegistry {
-    order: Vec<(Table, String)>,
+    order: Vec<(Table, String, Accessor)>,
     patterns: Vec<FieldPatterns>,
 }
 
 impl FieldRegistry {
     /// The field's patterns and its slot in its table.
-    fn entry(&mut self, table: Table, name: &str) -> (&mut FieldPatterns, usize) {
+    fn entry(
+        &mut self,
+        table: Table,
+        name: &str,
+        accessor: &Accessor,
+    ) -> (&mut FieldPatterns, usize) {
         let at = self
             .order
             .iter()
-            .position(|(t, n)| *t == table && n == name);
+            .position(|(t, n, _)| *t == table && n == name);
         let at = at.unwrap_or_else(|| {
-            self.order.push((table, name.to_string()));
+            self.order.push((table, name.to_string(), accessor.clone()));
             self.patterns.push(FieldPatterns::default());
             self.order.len() - 1
         });
-        let slot = self.order[..at].iter().filter(|(t, _)| *t == table).count();
+        let slot = self.order[..at]
+            .iter()
+            .filter(|(t, _, _)| *t == table)
+            .count();
         (&mut self.patterns[at], slot)
     }
 }
 
 /// Patterns of one field being collected, deduplicated.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct FieldPatterns {
     patterns: Vec<String>,
     index: HashMap<String, usize>,
@@ -267,6 +410,7 @@ impl Engine {
         let mut seen: HashMap<String, (String, Option<usize>)> = HashMap::new();
         let mut fields = FieldRegistry::default();
         let mut total_patterns = 0;
+        let mut refused: Vec<Refused> = files.iter().flat_map(|f| f.refused.clone()).collect();
         for file in files {
             for (spec, line) in &file.rules {
                 let error = |message: String| RuleError {
@@ -282,23 +426,36 @@ impl Engine {
                 }
                 seen.insert(spec.id.clone(), (file.file.clone(), *line));
                 let index = rules.len();
+                // A rule's patterns are added to the fields only once it is known to be whole,
+                // so a refused Sigma rule leaves nothing behind.
+                let mut trial = fields.clone();
                 let mut builder = RuleBuilder {
                     spec,
                     index,
                     limits,
-                    fields: &mut fields,
+                    fields: &mut trial,
                     problems: Vec::new(),
                     patterns_added: 0,
                 };
                 let rule = builder.build(&file.file, *line);
-                total_patterns += builder.patterns_added;
+                let added = builder.patterns_added;
                 let problems = std::mem::take(&mut builder.problems);
-                if problems.is_empty() {
-                    if let Some(rule) = rule {
-                        rules.push(rule);
+                match (problems.is_empty(), &spec.sigma) {
+                    (true, _) => {
+                        if let Some(rule) = rule {
+                            fields = trial;
+                            total_patterns += added;
+                            rules.push(rule);
+                        }
                     }
-                } else {
-                    errors.extend(problems.into_iter().map(error));
+                    (false, Some(origin)) => {
+                        seen.remove(&spec.id);
+                        refused.push(Refused {
+                            error: error(problems.join("; ")),
+                            logsource: origin.logsource.clone(),
+                        });
+                    }
+                    (false, None) => errors.extend(problems.into_iter().map(error)),
                 }
             }
         }
@@ -317,13 +474,14 @@ impl Engine {
             return Err(errors);
         }
         let mut tables: BTreeMap<Table, TableRules> = BTreeMap::new();
-        for ((table, name), collected) in fields.order.into_iter().zip(fields.patterns) {
+        for ((table, name, accessor), collected) in fields.order.into_iter().zip(fields.patterns) {
             let any = build_many(&collected.patterns, MatchKind::LeftmostFirst, limits);
             let which = build_many(&collected.patterns, MatchKind::All, limits);
             match (any, which) {
                 (Ok(any), Ok(which)) => {
                     tables.entry(table).or_default().fields.push(FieldMatcher {
                         name,
+                        accessor,
                         patterns: collected.patterns.clone(),
                         any,
                         which,
@@ -347,7 +505,7 @@ impl Engine {
         }
         for (index, rule) in rules.iter().enumerate() {
             let table = tables.entry(rule.table).or_default();
-            if rule.condition.eval(&|_, _| false) {
+            if rule.condition.has_check() || rule.condition.eval(&|_, _| false, &|_, _| false) {
                 table.always.push(index);
             }
         }
@@ -356,7 +514,13 @@ impl Engine {
             tables,
             patterns: total_patterns,
             limits: *limits,
+            refused,
         })
+    }
+
+    /// The Sigma rules left out, each with why.
+    pub fn refused(&self) -> &[Refused] {
+        &self.refused
     }
 
     /// The rules, in file order.
@@ -404,7 +568,7 @@ impl Engine {
             return false;
         };
         table.fields.iter().zip(caches).any(|(field, cache)| {
-            event.field(&field.name).is_some_and(|text| {
+            field.accessor.read(event).is_some_and(|text| {
                 field
                     .any
                     .search_half_with(&mut cache.any, &Input::new(text.as_ref()).earliest(true))
@@ -426,7 +590,7 @@ impl Engine {
         candidates.extend_from_slice(&table.always);
         for (field, cache) in table.fields.iter().zip(caches.iter_mut()) {
             cache.set.clear();
-            let Some(text) = event.field(&field.name) else {
+            let Some(text) = field.accessor.read(event) else {
                 continue;
             };
             let input = Input::new(text.as_ref());
@@ -452,10 +616,38 @@ impl Engine {
                 regex_automata::PatternID::new(pattern).is_ok_and(|p| c.set.contains(p))
             })
         };
+        let check = |field: &Accessor, check: &Check| check_event(event, field, check);
         candidates
             .iter()
             .map(|&i| &self.rules[i])
-            .filter(|rule| rule.condition.eval(&hit))
+            .filter(|rule| rule.condition.eval(&hit, &check))
+            .collect()
+    }
+
+    /// The steps of a sequence rule that the event last given to [`Engine::matching`] with
+    /// this scratch satisfies, in step order.
+    pub fn steps_matched(
+        &self,
+        rule: &Rule,
+        event: &dyn EventView,
+        scratch: &Scratch,
+    ) -> Vec<usize> {
+        let (Some(sequence), Some(caches)) = (&rule.sequence, scratch.tables.get(&rule.table))
+        else {
+            return Vec::new();
+        };
+        let hit = |slot: usize, pattern: usize| {
+            caches.get(slot).is_some_and(|c| {
+                regex_automata::PatternID::new(pattern).is_ok_and(|p| c.set.contains(p))
+            })
+        };
+        let check = |field: &Accessor, check: &Check| check_event(event, field, check);
+        sequence
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| step.eval(&hit, &check))
+            .map(|(i, _)| i)
             .collect()
     }
 }
@@ -486,7 +678,7 @@ impl Engine {
             .filter_map(|(slot, pattern)| {
                 let field = table.fields.get(slot)?;
                 let text = field.patterns.get(pattern)?.clone();
-                let value = event.field(&field.name).map(|v| v.into_owned());
+                let value = field.accessor.read(event).map(|v| v.into_owned());
                 let hit = value.as_deref().is_some_and(|v| {
                     Regex::builder()
                         .syntax(syntax_config(&self.limits))
@@ -511,6 +703,7 @@ fn collect_leaves(condition: &Condition, out: &mut Vec<(usize, usize)>) {
         }
         Condition::Not(inner) => collect_leaves(inner, out),
         Condition::Leaf { slot, pattern } => out.push((*slot, *pattern)),
+        Condition::Check { .. } => {}
     }
 }
 
@@ -573,7 +766,22 @@ impl RuleBuilder<'_> {
                 return None;
             }
         };
-        let condition = self.condition(table, &spec.condition);
+        let (condition, sequence) = match (&spec.condition, &spec.sequence) {
+            (Some(condition), None) => (self.condition(table, condition), None),
+            (None, Some(sequence)) => match self.sequence(table, sequence) {
+                Some(sequence) => (Some(Condition::Any(sequence.steps.clone())), Some(sequence)),
+                None => (None, None),
+            },
+            _ => {
+                self.problems
+                    .push("a rule has exactly one of match and sequence".to_string());
+                (None, None)
+            }
+        };
+        if sequence.is_some() && spec.threshold.is_some() {
+            self.problems
+                .push("a sequence rule cannot also have a threshold".to_string());
+        }
         let suppress = spec.suppress.as_ref().and_then(|s| {
             // Both checked, so both problems are reported.
             let by = self.key_fields(table, &s.by);
@@ -591,17 +799,28 @@ impl RuleBuilder<'_> {
             }
             let by = self.key_fields(table, &t.by);
             let window = self.duration("threshold.within", &t.within);
-            Some((
-                t.count,
-                Window {
+            let distinct = match &t.distinct {
+                Some(name) => match Accessor::parse(table, name) {
+                    Ok(accessor) => Some(Some(accessor)),
+                    Err(e) => {
+                        self.problems.push(format!("threshold.distinct: {e}"));
+                        None
+                    }
+                },
+                None => Some(None),
+            };
+            Some(Threshold {
+                count: t.count,
+                window: Window {
                     by: by?,
                     window: window?,
                 },
-            ))
+                distinct: distinct?,
+            })
         });
         let tests = spec.tests.clone().unwrap_or_default();
         for case in tests.positive.iter().chain(&tests.no_match) {
-            for name in case.fields().keys() {
+            for name in case.events().iter().flat_map(|e| e.keys()) {
                 if !table_fields(table).contains(&name.as_str()) {
                     self.problems
                         .push(format!("test case names unknown field {name:?} of {table}"));
@@ -618,6 +837,8 @@ impl RuleBuilder<'_> {
             condition: condition?,
             suppress,
             threshold,
+            sequence,
+            sigma: spec.sigma.clone(),
             tests,
             file: file.to_string(),
             line,
@@ -648,6 +869,29 @@ impl RuleBuilder<'_> {
             ));
             None
         }
+    }
+
+    fn sequence(&mut self, table: Table, spec: &SequenceSpec) -> Option<Sequence> {
+        if spec.steps.len() < 2 {
+            self.problems
+                .push("a sequence needs at least two steps".to_string());
+        }
+        let by = self.key_fields(table, &spec.by);
+        let window = self.duration("sequence.within", &spec.within);
+        let steps: Vec<Option<Condition>> = spec
+            .steps
+            .iter()
+            .map(|step| self.condition(table, step))
+            .collect();
+        let steps: Option<Vec<Condition>> = steps.into_iter().collect();
+        Some(Sequence {
+            steps: steps?,
+            window: Window {
+                by: by?,
+                window: window?,
+            },
+            ordered: spec.ordered,
+        })
     }
 
     fn condition(&mut self, table: Table, spec: &ConditionSpec) -> Option<Condition> {
@@ -683,16 +927,30 @@ impl RuleBuilder<'_> {
             return Some(Condition::Not(Box::new(self.condition(table, inner)?)));
         }
         let field = spec.field.as_deref().unwrap_or_default();
-        if !table_fields(table).contains(&field) {
-            self.problems.push(format!(
-                "unknown field {field:?} of {table}; it has {}",
-                table_fields(table).join(", ")
-            ));
-            return None;
+        let accessor = match Accessor::parse(table, field) {
+            Ok(accessor) => accessor,
+            Err(e) => {
+                self.problems.push(e);
+                return None;
+            }
+        };
+        if let Some(check) = self.check(table, spec) {
+            return Some(Condition::Check {
+                field: accessor,
+                check: check?,
+            });
         }
-        let pattern = self.pattern(spec)?;
+        if spec.exists == Some(false) {
+            // Absent: not present.
+            let present = ConditionSpec {
+                exists: Some(true),
+                ..spec.clone()
+            };
+            return Some(Condition::Not(Box::new(self.condition(table, &present)?)));
+        }
+        let pattern = self.pattern(spec, accessor.multi())?;
         self.patterns_added += 1;
-        let (collected, slot) = self.fields.entry(table, field);
+        let (collected, slot) = self.fields.entry(table, field, &accessor);
         let next = collected.patterns.len();
         let index = *collected.index.entry(pattern.clone()).or_insert(next);
         if index == next {
@@ -706,23 +964,104 @@ impl RuleBuilder<'_> {
         })
     }
 
-    /// The field test as one pattern.
-    fn pattern(&mut self, spec: &ConditionSpec) -> Option<String> {
+    /// A test that is not a pattern (`cidr`, `lt`, `lte`, `gt`, `gte`), when the leaf is one:
+    /// `Some(None)` when it is one but wrong.
+    fn check(&mut self, table: Table, spec: &ConditionSpec) -> Option<Option<Check>> {
+        let compare = [
+            ("<", spec.lt),
+            ("<=", spec.lte),
+            (">", spec.gt),
+            (">=", spec.gte),
+        ]
+        .into_iter()
+        .find_map(|(op, value)| value.map(|value| Check::Compare { op, value }));
+        let cidr = spec.cidr.as_ref().map(|text| {
+            let (address, prefix) = text.split_once('/').unwrap_or((text, ""));
+            let network = address.trim().parse::<std::net::IpAddr>().ok();
+            let prefix = match (network, prefix) {
+                (Some(std::net::IpAddr::V4(_)), "") => Some(32),
+                (Some(std::net::IpAddr::V6(_)), "") => Some(128),
+                (Some(std::net::IpAddr::V4(_)), p) => p.parse::<u8>().ok().filter(|p| *p <= 32),
+                (Some(std::net::IpAddr::V6(_)), p) => p.parse::<u8>().ok().filter(|p| *p <= 128),
+                (None, _) => None,
+            };
+            match (network, prefix) {
+                (Some(network), Some(prefix)) => Some(Check::Cidr { network, prefix }),
+                _ => {
+                    self.problems
+                        .push(format!("cidr {text:?} is not a network like 10.0.0.0/8"));
+                    None
+                }
+            }
+        });
+        let same_as = spec
+            .same_as
+            .as_ref()
+            .map(|name| match Accessor::parse(table, name) {
+                Ok(other) => Some(Check::SameAs(other)),
+                Err(e) => {
+                    self.problems.push(format!("same_as: {e}"));
+                    None
+                }
+            });
+        let given = usize::from(compare.is_some())
+            + usize::from(cidr.is_some())
+            + usize::from(same_as.is_some());
+        if given == 0 {
+            return None;
+        }
+        let patterns = [
+            spec.regex.is_some(),
+            spec.prefix.is_some(),
+            spec.suffix.is_some(),
+            spec.contains.is_some(),
+            spec.equals.is_some(),
+            spec.one_of.is_some(),
+            spec.exists.is_some(),
+        ];
+        let compares = [spec.lt, spec.lte, spec.gt, spec.gte]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        if patterns.iter().any(|p| *p) || compares > 1 || given > 1 {
+            self.problems.push(format!(
+                "field {:?} needs exactly one test",
+                spec.field.as_deref().unwrap_or_default()
+            ));
+            return Some(None);
+        }
+        Some(compare.or(cidr.flatten()).or(same_as.flatten()))
+    }
+
+    /// The field test as one pattern. On a field of several values (one per line), anchored
+    /// tests hold when one value passes.
+    fn pattern(&mut self, spec: &ConditionSpec, multi: bool) -> Option<String> {
+        let (start, end) = if multi {
+            ("(?m:^)", "(?m:$)")
+        } else {
+            ("^", "$")
+        };
         let tests = [
             spec.regex.clone(),
-            spec.prefix.as_ref().map(|p| format!("^{}", escape(p))),
-            spec.suffix.as_ref().map(|s| format!("{}$", escape(s))),
+            spec.prefix
+                .as_ref()
+                .map(|p| format!("{start}{}", escape(p))),
+            spec.suffix.as_ref().map(|s| format!("{}{end}", escape(s))),
             spec.contains.as_ref().map(|c| escape(c)),
-            spec.equals.as_ref().map(|e| format!("^{}$", escape(e))),
+            spec.equals
+                .as_ref()
+                .map(|e| format!("{start}{}{end}", escape(e))),
             spec.one_of.as_ref().map(|values| {
                 let alternatives: Vec<String> = values.iter().map(|v| escape(v)).collect();
-                format!("^(?:{})$", alternatives.join("|"))
+                format!("{start}(?:{}){end}", alternatives.join("|"))
             }),
+            spec.exists.filter(|e| *e).map(|_| "^".to_string()),
         ];
         let mut given = tests.into_iter().flatten();
         let (Some(pattern), None) = (given.next(), given.next()) else {
             self.problems.push(format!(
-                "field {:?} needs exactly one of regex, prefix, suffix, contains, equals, in",
+                "field {:?} needs exactly one of regex, prefix, suffix, contains, equals, in, \
+                 exists, cidr, lt, lte, gt, gte",
                 spec.field.as_deref().unwrap_or_default()
             ));
             return None;

@@ -19,15 +19,17 @@
 
 pub mod detect;
 pub mod engine;
+pub mod fields;
 pub mod fuzzing;
 pub mod notice;
 pub mod pack;
 #[cfg(feature = "publish")]
 pub mod publish;
+pub mod sigma;
 pub mod spec;
 
 pub use detect::{Detector, RuleState, alert_id};
-pub use engine::{Engine, EventView, FieldsEvent, Limits, Rule, Scratch};
+pub use engine::{Engine, EventView, FieldsEvent, Limits, Refused, Rule, Scratch};
 pub use notice::AlertNotice;
 pub use pack::{RuleErrors, compile_source};
 #[cfg(feature = "publish")]

