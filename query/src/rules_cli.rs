@@ -152,8 +152,18 @@ pub enum AlertsCommand {
     },
 }
 
+/// Compiles a rule source; Sigma rules that cannot be honoured are left out, and said so.
 fn compile(source: &str) -> anyhow::Result<Engine> {
-    Ok(auditq_rules::compile_source(source)?)
+    let engine = auditq_rules::compile_source(source)?;
+    if !engine.refused().is_empty() {
+        eprintln!(
+            "auditq: {} Sigma rule(s) of {source} refused (`auditq rules check {source}` says why); \
+             {} rules loaded",
+            engine.refused().len(),
+            engine.rules().len()
+        );
+    }
+    Ok(engine)
 }
 
 /// Runs `auditq rules ...`; returns whether everything passed.
@@ -173,11 +183,12 @@ pub async fn rules(
                         writeln!(out, "{source}: {e}")?;
                     }
                     Ok(engine) => {
+                        let engine = Arc::new(engine);
                         let (run, failures) = run_cases(&engine);
                         for failure in &failures {
                             writeln!(out, "{failure}")?;
                         }
-                        ok &= failures.is_empty();
+                        ok &= failures.is_empty() && engine.refused().is_empty();
                         writeln!(
                             out,
                             "{source}: {} rules, {} patterns, {run} cases, {} failed",
@@ -185,6 +196,7 @@ pub async fn rules(
                             engine.pattern_count(),
                             failures.len()
                         )?;
+                        sigma_report(&mut out, &engine)?;
                     }
                 }
             }
@@ -310,6 +322,43 @@ pub async fn rules(
             Ok(true)
         }
     }
+}
+
+/// What a set with Sigma rules loaded, per log source, and why each refused rule was refused.
+fn sigma_report(out: &mut impl Write, engine: &Engine) -> anyhow::Result<()> {
+    let mut per_source: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for rule in engine.rules() {
+        if let Some(origin) = &rule.sigma {
+            per_source.entry(&origin.logsource).or_default().0 += 1;
+        }
+    }
+    for refused in engine.refused() {
+        per_source.entry(&refused.logsource).or_default().1 += 1;
+    }
+    if per_source.is_empty() {
+        return Ok(());
+    }
+    let (loaded, refused) = per_source
+        .values()
+        .fold((0, 0), |(l, r), (a, b)| (l + a, r + b));
+    writeln!(
+        out,
+        "Sigma: {loaded} of {} rules load ({:.1}%), {refused} refused",
+        loaded + refused,
+        100.0 * loaded as f64 / (loaded + refused).max(1) as f64
+    )?;
+    writeln!(
+        out,
+        "  {:<26} {:>6} {:>8}",
+        "log source", "loaded", "refused"
+    )?;
+    for (source, (l, r)) in &per_source {
+        writeln!(out, "  {source:<26} {l:>6} {r:>8}")?;
+    }
+    for refused in engine.refused() {
+        writeln!(out, "refused: {}", refused.error)?;
+    }
+    Ok(())
 }
 
 fn json_event(json: &str, table: Option<&str>) -> anyhow::Result<FieldsEvent> {

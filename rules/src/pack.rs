@@ -21,9 +21,21 @@ impl std::fmt::Display for RuleErrors {
 
 impl std::error::Error for RuleErrors {}
 
-/// Loads and compiles the rules of `default` (the built-in pack), a file, or a folder.
+/// Loads and compiles the rules of `default` (the built-in pack), a file, or a folder; several
+/// separated by commas (`default,rules/sigma`). Sigma rules that cannot be honoured are left
+/// out and listed by [`Engine::refused`]; any problem in an auditq rule fails the whole set.
 pub fn compile_source(source: &str) -> Result<Engine, RuleErrors> {
-    let files = load(source).map_err(RuleErrors)?;
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for part in source.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match load(part) {
+            Ok(loaded) => files.extend(loaded),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(RuleErrors(errors));
+    }
     Engine::compile(&files).map_err(RuleErrors)
 }
 
@@ -43,37 +55,46 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
     ),
 ];
 
-/// Reads rules from `default` (the built-in pack), a `.yaml`/`.yml` file, or a folder of them.
+/// Reads rules from `default` (the built-in pack), a `.yaml`/`.yml` file, or a folder of them
+/// (and of its subfolders). Each file is auditq's format or Sigma, told apart by content.
 pub fn load(source: &str) -> Result<Vec<LoadedFile>, Vec<RuleError>> {
     if source == "default" {
         return collect(
             DEFAULT_PACK
                 .iter()
-                .map(|(name, text)| parse_file(name, text)),
+                .map(|(name, text)| Ok((name.to_string(), text.to_string()))),
         );
     }
     let path = Path::new(source);
-    let unreadable = |e: std::io::Error| {
-        vec![RuleError {
-            file: source.to_string(),
-            line: None,
-            rule: None,
-            message: format!("cannot read: {e}"),
-        }]
-    };
     if path.is_dir() {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .map_err(unreadable)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            .collect();
+        let mut files = Vec::new();
+        yaml_files(path, &mut files).map_err(|e| {
+            vec![RuleError {
+                file: source.to_string(),
+                line: None,
+                rule: None,
+                message: format!("cannot read: {e}"),
+            }]
+        })?;
         files.sort();
         return collect(files.iter().map(|p| read(p)));
     }
     collect(std::iter::once(read(path)))
 }
 
-fn read(path: &Path) -> Result<LoadedFile, RuleError> {
+fn yaml_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            yaml_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<(String, String), RuleError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| RuleError {
         file: name.clone(),
@@ -81,18 +102,32 @@ fn read(path: &Path) -> Result<LoadedFile, RuleError> {
         rule: None,
         message: format!("cannot read: {e}"),
     })?;
-    parse_file(&name, &text)
+    Ok((name, text))
 }
 
+/// Parses files read: auditq's format one by one, Sigma together (a correlation may name a
+/// rule of another file).
 fn collect(
-    files: impl Iterator<Item = Result<LoadedFile, RuleError>>,
+    files: impl Iterator<Item = Result<(String, String), RuleError>>,
 ) -> Result<Vec<LoadedFile>, Vec<RuleError>> {
-    let (ok, errors): (Vec<_>, Vec<_>) = files.partition(Result::is_ok);
-    if errors.is_empty() {
-        Ok(ok.into_iter().flatten().collect())
-    } else {
-        Err(errors.into_iter().filter_map(Result::err).collect())
+    let mut loaded = Vec::new();
+    let mut sigma = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match file {
+            Ok((name, text)) if crate::sigma::is_sigma(&text) => sigma.push((name, text)),
+            Ok((name, text)) => match parse_file(&name, &text) {
+                Ok(file) => loaded.push(file),
+                Err(e) => errors.push(e),
+            },
+            Err(e) => errors.push(e),
+        }
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    loaded.extend(crate::sigma::translate(&sigma));
+    Ok(loaded)
 }
 
 /// A rule's own test case that did not come out as written.
@@ -119,9 +154,13 @@ impl std::fmt::Display for CaseFailure {
     }
 }
 
-/// Runs every rule's `tests` cases (each case alone, so suppression and thresholds do not
-/// apply) and returns the ones that failed, plus the number of cases run.
-pub fn run_cases(engine: &crate::Engine) -> (usize, Vec<CaseFailure>) {
+/// Runs every rule's `tests` cases and returns the ones that failed, plus the number of cases
+/// run. Each case is evaluated alone, from empty state, by the same [`Detector`] as live
+/// detection: a case of one event with suppression and thresholds left out (they need many),
+/// a session case (a list of events, a second apart, one `session_id`) with everything.
+///
+/// [`Detector`]: crate::Detector
+pub fn run_cases(engine: &std::sync::Arc<crate::Engine>) -> (usize, Vec<CaseFailure>) {
     let mut scratch = engine.scratch();
     let mut failures = Vec::new();
     let mut run = 0;
@@ -134,14 +173,19 @@ pub fn run_cases(engine: &crate::Engine) -> (usize, Vec<CaseFailure>) {
             .chain(rule.tests.no_match.iter().map(|c| (c, false)));
         for (case, expected) in cases {
             run += 1;
-            let event = crate::FieldsEvent {
-                table: rule.table,
-                fields: case.fields(),
+            let matched = match case {
+                crate::spec::TestCase::Session(_) => session_fires(engine, rule, &case.events()),
+                _ => {
+                    let event = crate::FieldsEvent {
+                        table: rule.table,
+                        fields: case.fields(),
+                    };
+                    engine
+                        .matching(&event, &mut scratch)
+                        .iter()
+                        .any(|r| r.id == rule.id && r.sequence.is_none())
+                }
             };
-            let matched = engine
-                .matching(&event, &mut scratch)
-                .iter()
-                .any(|r| r.id == rule.id);
             if matched != expected {
                 let verb = if expected {
                     "must match"
@@ -152,10 +196,39 @@ pub fn run_cases(engine: &crate::Engine) -> (usize, Vec<CaseFailure>) {
                     rule: rule.id.clone(),
                     file: rule.file.clone(),
                     line: rule.line,
-                    message: format!("{verb} {:?}", event.fields),
+                    message: format!("{verb} {:?}", case.events()),
                 });
             }
         }
     }
     (run, failures)
+}
+
+/// Whether `rule` raises an alert on a session made of `events`.
+fn session_fires(
+    engine: &std::sync::Arc<crate::Engine>,
+    rule: &crate::Rule,
+    events: &[std::collections::BTreeMap<String, String>],
+) -> bool {
+    let mut detector = crate::Detector::new(engine.clone(), crate::RuleState::default());
+    let start = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+    let mut fired = false;
+    for (n, fields) in events.iter().enumerate() {
+        let mut fields = fields.clone();
+        let time = start + chrono::Duration::seconds(n as i64);
+        fields.insert("event_id".into(), format!("case-{n}"));
+        fields.insert("time".into(), time.to_rfc3339());
+        fields
+            .entry("session_id".into())
+            .or_insert_with(|| "case".into());
+        let event = crate::FieldsEvent {
+            table: rule.table,
+            fields,
+        };
+        fired |= detector
+            .detect(&event, time)
+            .iter()
+            .any(|alert| alert.rule_id == rule.id);
+    }
+    fired
 }

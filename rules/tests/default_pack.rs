@@ -8,7 +8,7 @@ use auditq_rules::{Engine, Severity};
 fn default_pack_cases_all_pass() {
     let files = pack::load("default").unwrap_or_else(|e| panic!("{e:?}"));
     let engine = Engine::compile(&files).unwrap_or_else(|e| panic!("{e:#?}"));
-    let (run, failures) = run_cases(&engine);
+    let (run, failures) = run_cases(&std::sync::Arc::new(engine));
     let report: Vec<String> = failures.iter().map(ToString::to_string).collect();
     assert!(
         failures.is_empty(),
