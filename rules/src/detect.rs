@@ -582,7 +582,10 @@ rules:
         let mut d = sequence_detector(RuleState::default());
         // Out of order, then another session, then too late: nothing.
         assert!(d.detect(&event("1", 0, "./x", "s1", "ip"), now).is_empty());
-        assert!(d.detect(&event("2", 1, "wget http://h/x", "s1", "ip"), now).is_empty());
+        assert!(
+            d.detect(&event("2", 1, "wget http://h/x", "s1", "ip"), now)
+                .is_empty()
+        );
         assert!(d.detect(&event("3", 2, "./x", "s2", "ip"), now).is_empty());
         let saved = d.state().to_json();
         // Restarted between the steps: the chain is remembered.
@@ -596,8 +599,14 @@ rules:
         assert_eq!(refired[0].alert_id, fired[0].alert_id);
         // After firing, a new run needs a new download; one older than the window is too old.
         assert!(d.detect(&event("5", 4, "./x", "s1", "ip"), now).is_empty());
-        assert!(d.detect(&event("6", 10, "wget http://h/y", "s1", "ip"), now).is_empty());
-        assert!(d.detect(&event("7", 700, "./y", "s1", "ip"), now).is_empty());
+        assert!(
+            d.detect(&event("6", 10, "wget http://h/y", "s1", "ip"), now)
+                .is_empty()
+        );
+        assert!(
+            d.detect(&event("7", 700, "./y", "s1", "ip"), now)
+                .is_empty()
+        );
     }
 
     #[test]
