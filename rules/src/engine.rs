@@ -18,6 +18,7 @@ use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
 
 use crate::fields::Accessor;
+use crate::literal::{Anchor, Literal, Literals};
 use crate::spec::{
     ConditionSpec, LoadedFile, RuleError, RuleSpec, SequenceSpec, Severity, SigmaOrigin, TestsSpec,
     parse_duration,
@@ -317,11 +318,23 @@ pub struct Rule {
 struct FieldMatcher {
     name: String,
     accessor: Accessor,
+    /// Every test of the field as a pattern (what `explain` shows and checks).
     patterns: Vec<String>,
-    any: Regex,
-    which: Regex,
+    /// The plain-text tests.
+    literals: Literals,
+    /// The other tests, as regular expressions: most in one group, each large one alone.
+    regexes: Vec<RegexTests>,
     /// Rules with a leaf on each pattern.
     rules_of_pattern: Vec<Vec<usize>>,
+}
+
+/// A field's tests that are not plain text: one automaton for "any?", one for "which?".
+#[derive(Debug)]
+struct RegexTests {
+    any: Regex,
+    which: Regex,
+    /// The field's pattern index of each of their patterns.
+    ids: Vec<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -351,9 +364,12 @@ pub struct Scratch {
 
 #[derive(Debug)]
 struct FieldScratch {
-    any: meta::Cache,
-    which: meta::Cache,
-    set: PatternSet,
+    /// For each group of regular expressions: its caches and which of them matched.
+    groups: Vec<(meta::Cache, meta::Cache, PatternSet)>,
+    /// Which of the field's tests passed.
+    set: Vec<bool>,
+    /// The same, as a list (a set of thousands of tests is slow to walk).
+    hits: Vec<usize>,
 }
 
 /// Fields in the order rules first name them: a field's slot in its table never changes as
@@ -393,6 +409,8 @@ impl FieldRegistry {
 #[derive(Default, Clone)]
 struct FieldPatterns {
     patterns: Vec<String>,
+    /// The plain-text form of each pattern, when it has one.
+    literals: Vec<Option<Literal>>,
     index: HashMap<String, usize>,
     rules: Vec<BTreeSet<usize>>,
 }
@@ -475,16 +493,42 @@ impl Engine {
         }
         let mut tables: BTreeMap<Table, TableRules> = BTreeMap::new();
         for ((table, name, accessor), collected) in fields.order.into_iter().zip(fields.patterns) {
-            let any = build_many(&collected.patterns, MatchKind::LeftmostFirst, limits);
-            let which = build_many(&collected.patterns, MatchKind::All, limits);
-            match (any, which) {
-                (Ok(any), Ok(which)) => {
+            let plain: Vec<(usize, &Literal)> = collected
+                .literals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| Some((i, l.as_ref()?)))
+                .collect();
+            let ids: Vec<usize> = (0..collected.patterns.len())
+                .filter(|i| collected.literals[*i].is_none())
+                .collect();
+            // A pattern with a large automaton of its own (`(.){200,}`) would multiply the
+            // states of every other pattern's in a shared lazy DFA: it gets its own.
+            let (large, small): (Vec<usize>, Vec<usize>) = ids
+                .iter()
+                .partition(|i| nfa_states(&collected.patterns[**i], limits) > LARGE_NFA_STATES);
+            let groups: Vec<Vec<usize>> = std::iter::once(small)
+                .filter(|g| !g.is_empty())
+                .chain(large.into_iter().map(|i| vec![i]))
+                .collect();
+            let regexes: Result<Vec<RegexTests>, _> = groups
+                .into_iter()
+                .map(|ids| {
+                    let texts: Vec<&String> = ids.iter().map(|i| &collected.patterns[*i]).collect();
+                    let any = build_many(&texts, MatchKind::LeftmostFirst, limits)?;
+                    let which = build_many(&texts, MatchKind::All, limits)?;
+                    Ok::<_, Box<meta::BuildError>>(RegexTests { any, which, ids })
+                })
+                .collect();
+            let literals = Literals::build(&plain, accessor.multi());
+            match (regexes, literals) {
+                (Ok(regexes), Ok(literals)) => {
                     tables.entry(table).or_default().fields.push(FieldMatcher {
                         name,
                         accessor,
                         patterns: collected.patterns.clone(),
-                        any,
-                        which,
+                        literals,
+                        regexes,
                         rules_of_pattern: collected
                             .rules
                             .into_iter()
@@ -492,11 +536,17 @@ impl Engine {
                             .collect(),
                     })
                 }
-                (Err(e), _) | (_, Err(e)) => errors.push(RuleError {
+                (Err(e), _) => errors.push(RuleError {
                     file: files.first().map(|f| f.file.clone()).unwrap_or_default(),
                     line: None,
                     rule: None,
                     message: format!("the patterns on {table}.{name} together: {e}"),
+                }),
+                (_, Err(e)) => errors.push(RuleError {
+                    file: files.first().map(|f| f.file.clone()).unwrap_or_default(),
+                    line: None,
+                    rule: None,
+                    message: format!("the texts on {table}.{name} together: {e}"),
                 }),
             }
         }
@@ -544,9 +594,19 @@ impl Engine {
                         .fields
                         .iter()
                         .map(|f| FieldScratch {
-                            any: f.any.create_cache(),
-                            which: f.which.create_cache(),
-                            set: PatternSet::new(f.which.pattern_len()),
+                            groups: f
+                                .regexes
+                                .iter()
+                                .map(|r| {
+                                    (
+                                        r.any.create_cache(),
+                                        r.which.create_cache(),
+                                        PatternSet::new(r.which.pattern_len()),
+                                    )
+                                })
+                                .collect(),
+                            set: vec![false; f.patterns.len()],
+                            hits: Vec::new(),
                         })
                         .collect();
                     (*table, fields)
@@ -569,10 +629,19 @@ impl Engine {
         };
         table.fields.iter().zip(caches).any(|(field, cache)| {
             field.accessor.read(event).is_some_and(|text| {
-                field
-                    .any
-                    .search_half_with(&mut cache.any, &Input::new(text.as_ref()).earliest(true))
-                    .is_some()
+                let mut hit = false;
+                field.literals.each_hit(&text, |_| {
+                    hit = true;
+                    true
+                });
+                hit || field.regexes.iter().zip(cache.groups.iter_mut()).any(
+                    |(regexes, (any, _, _))| {
+                        regexes
+                            .any
+                            .search_half_with(any, &Input::new(text.as_ref()).earliest(true))
+                            .is_some()
+                    },
+                )
             })
         })
     }
@@ -589,32 +658,60 @@ impl Engine {
         candidates.clear();
         candidates.extend_from_slice(&table.always);
         for (field, cache) in table.fields.iter().zip(caches.iter_mut()) {
-            cache.set.clear();
+            if !cache.hits.is_empty() {
+                // Clear only what was set: the set may hold thousands of tests.
+                for pattern in cache.hits.drain(..) {
+                    cache.set[pattern] = false;
+                }
+            }
             let Some(text) = field.accessor.read(event) else {
                 continue;
             };
+            let (set, hits) = (&mut cache.set, &mut cache.hits);
+            let mut record = |pattern: usize| {
+                if let Some(flag) = set.get_mut(pattern)
+                    && !*flag
+                {
+                    *flag = true;
+                    hits.push(pattern);
+                }
+            };
+            field.literals.each_hit(&text, |pattern| {
+                record(pattern);
+                false
+            });
             let input = Input::new(text.as_ref());
-            if field
-                .any
-                .search_half_with(&mut cache.any, &input.clone().earliest(true))
-                .is_none()
+            for (regexes, (any, which, which_set)) in
+                field.regexes.iter().zip(cache.groups.iter_mut())
             {
-                continue;
+                if regexes
+                    .any
+                    .search_half_with(any, &input.clone().earliest(true))
+                    .is_none()
+                {
+                    continue;
+                }
+                which_set.clear();
+                regexes
+                    .which
+                    .which_overlapping_matches_with(which, &input, which_set);
+                for found in which_set.iter() {
+                    if let Some(pattern) = regexes.ids.get(found.as_usize()) {
+                        record(*pattern);
+                    }
+                }
             }
-            field
-                .which
-                .which_overlapping_matches_with(&mut cache.which, &input, &mut cache.set);
-            for pattern in cache.set.iter() {
-                candidates.extend_from_slice(&field.rules_of_pattern[pattern.as_usize()]);
+            for pattern in &cache.hits {
+                candidates.extend_from_slice(&field.rules_of_pattern[*pattern]);
             }
         }
         candidates.sort_unstable();
         candidates.dedup();
         let caches = &*caches;
         let hit = |slot: usize, pattern: usize| {
-            caches.get(slot).is_some_and(|c| {
-                regex_automata::PatternID::new(pattern).is_ok_and(|p| c.set.contains(p))
-            })
+            caches
+                .get(slot)
+                .is_some_and(|c| c.set.get(pattern).copied().unwrap_or(false))
         };
         let check = |field: &Accessor, check: &Check| check_event(event, field, check);
         candidates
@@ -637,9 +734,9 @@ impl Engine {
             return Vec::new();
         };
         let hit = |slot: usize, pattern: usize| {
-            caches.get(slot).is_some_and(|c| {
-                regex_automata::PatternID::new(pattern).is_ok_and(|p| c.set.contains(p))
-            })
+            caches
+                .get(slot)
+                .is_some_and(|c| c.set.get(pattern).copied().unwrap_or(false))
         };
         let check = |field: &Accessor, check: &Check| check_event(event, field, check);
         sequence
@@ -719,8 +816,24 @@ fn syntax_config(limits: &Limits) -> syntax::Config {
         .utf8(false)
 }
 
+/// A pattern whose automaton has more states than this gets a lazy DFA of its own.
+const LARGE_NFA_STATES: usize = 150;
+
+/// The states of a pattern's NFA (0 when it does not compile: the caller reports that).
+fn nfa_states(pattern: &str, limits: &Limits) -> usize {
+    regex_automata::nfa::thompson::Compiler::new()
+        .syntax(syntax_config(limits))
+        .configure(
+            regex_automata::nfa::thompson::Config::new()
+                .nfa_size_limit(Some(limits.pattern_nfa_bytes))
+                .shrink(false),
+        )
+        .build(pattern)
+        .map_or(0, |nfa| nfa.states().len())
+}
+
 fn build_many(
-    patterns: &[String],
+    patterns: &[&String],
     kind: MatchKind,
     limits: &Limits,
 ) -> Result<Regex, Box<meta::BuildError>> {
@@ -950,11 +1063,13 @@ impl RuleBuilder<'_> {
         }
         let pattern = self.pattern(spec, accessor.multi())?;
         self.patterns_added += 1;
+        let literal = literal_of(spec);
         let (collected, slot) = self.fields.entry(table, field, &accessor);
         let next = collected.patterns.len();
         let index = *collected.index.entry(pattern.clone()).or_insert(next);
         if index == next {
             collected.patterns.push(pattern);
+            collected.literals.push(literal);
             collected.rules.push(BTreeSet::new());
         }
         collected.rules[index].insert(self.index);
@@ -1097,6 +1212,24 @@ impl RuleBuilder<'_> {
         }
         Some(pattern)
     }
+}
+
+/// The plain-text form of a field test, when it has one (a `contains`, `prefix`, `suffix` or
+/// `equals` of a non-empty text); its pattern means the same.
+fn literal_of(spec: &ConditionSpec) -> Option<Literal> {
+    let (text, anchor) = [
+        (&spec.contains, Anchor::Anywhere),
+        (&spec.prefix, Anchor::Start),
+        (&spec.suffix, Anchor::End),
+        (&spec.equals, Anchor::Whole),
+    ]
+    .into_iter()
+    .find_map(|(text, anchor)| Some((text.as_ref()?, anchor)))?;
+    (!text.is_empty()).then(|| Literal {
+        text: text.clone(),
+        anchor,
+        case_insensitive: spec.case_insensitive,
+    })
 }
 
 fn escape(text: &str) -> String {

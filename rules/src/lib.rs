@@ -5,14 +5,17 @@
 //! every keystroke of every session. Instead all patterns on one field of one table are
 //! compiled into one `regex_automata::meta::Regex` (`MatchKind::All`), so each event costs one
 //! cheap "any match?" scan per field, plus one overlapping scan when something matched; rules
-//! are then decided from the set of patterns that matched ([`engine`]).
+//! are then decided from the set of patterns that matched ([`engine`]). Tests that are plain
+//! text (most of a Sigma pack) go into one Aho-Corasick automaton per field instead
+//! ([`literal`]): thousands of them in one lazy DFA make its states too large to cache.
 //!
 //! Why event time for suppression and thresholds: decisions do not depend on when auditq ran,
 //! so a backtest over last month, a replay after a crash, and the live service agree
 //! ([`detect`]). Why deterministic alert ids: a retried batch re-raises the same alerts, and
 //! the lake and subscribers can tell ([`detect::alert_id`]).
 //!
-//! Layers: [`spec`] (YAML as written, with file/line/rule in every error), [`engine`] (pure
+//! Layers: [`spec`] (YAML as written, with file/line/rule in every error), [`sigma`] (Sigma
+//! rules translated into specs), [`fields`] (derived fields), [`engine`] (pure
 //! compilation and matching), [`detect`] (suppression, thresholds, their state), [`notice`]
 //! (what an alert says), [`publish`] (SNS, stdout, file, retries, outbox), [`pack`] (the
 //! built-in default rules).
@@ -21,6 +24,7 @@ pub mod detect;
 pub mod engine;
 pub mod fields;
 pub mod fuzzing;
+pub mod literal;
 pub mod notice;
 pub mod pack;
 #[cfg(feature = "publish")]
