@@ -151,60 +151,189 @@ fn takes_value(wrapper: &str, option: &str) -> bool {
 }
 
 /// The programs a command line starts, in order, as `/name` or the path written.
+///
+/// The line is read as a shell reads it, far enough for this: `;`, `|`, `&`, newlines and
+/// parentheses separate commands outside quotes; quoted text is one word (so `ssh host "cd /x;
+/// nohup y"` starts only `ssh`: the rest runs elsewhere), except what runs here after all: the
+/// `-c` script of a shell (`sh -c 'curl x | sh'`) and command substitutions (`$(...)` and
+/// backticks, also inside double quotes).
 pub fn programs(line: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for segment in line.split([';', '|', '&', '\n', '`', '(', ')', '{', '}']) {
-        let segment = segment.trim_start_matches('$');
-        let mut words = segment
-            .split_whitespace()
-            .map(|w| w.trim_matches(['"', '\'']));
-        let mut expect_program = true;
-        let mut wrapper: Option<&str> = None;
-        let mut skip_value = false;
-        for word in words.by_ref() {
-            if word.is_empty() {
+    collect_programs(line, &mut found, 0);
+    found
+}
+
+/// Shells whose `-c` argument is a script run on this host.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "su"];
+
+fn collect_programs(line: &str, found: &mut Vec<String>, depth: usize) {
+    if depth > 4 {
+        return;
+    }
+    let mut nested = Vec::new();
+    for words in commands(line, &mut nested) {
+        program_of(&words, found, depth);
+    }
+    for script in nested {
+        collect_programs(&script, found, depth + 1);
+    }
+}
+
+/// The commands of a line as words (quotes removed), and the command substitutions met.
+fn commands(line: &str, nested: &mut Vec<String>) -> Vec<Vec<String>> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut commands = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut i = 0;
+    let end_word = |words: &mut Vec<String>, word: &mut String, in_word: &mut bool| {
+        if *in_word {
+            words.push(std::mem::take(word));
+            *in_word = false;
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' => {
+                if let Some(next) = chars.get(i + 1) {
+                    word.push(*next);
+                    in_word = true;
+                }
+                i += 2;
                 continue;
             }
-            if !expect_program {
-                break;
-            }
-            let assignment = word.contains('=') && !word.starts_with(['=', '/', '.', '-']);
-            if assignment {
+            '\'' => {
+                let close = chars[i + 1..].iter().position(|c| *c == '\'');
+                let stop = close.map_or(chars.len(), |p| i + 1 + p);
+                word.extend(&chars[i + 1..stop]);
+                in_word = true;
+                i = stop + 1;
                 continue;
             }
-            if skip_value {
-                skip_value = false;
+            '"' => {
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        word.push(chars[i + 1]);
+                        i += 2;
+                        continue;
+                    }
+                    if let Some((script, next)) = substitution(&chars, i) {
+                        nested.push(script);
+                        i = next;
+                        continue;
+                    }
+                    word.push(chars[i]);
+                    i += 1;
+                }
+                in_word = true;
+                i += 1;
                 continue;
             }
-            if let Some(wrapper) = wrapper
-                && (word.starts_with('-') || word.parse::<f64>().is_ok())
-            {
-                // Options of a wrapper (`sudo -u root`, `timeout 5`), and the value of those
-                // that take one.
-                skip_value = takes_value(wrapper, word);
-                continue;
+            _ => {}
+        }
+        if let Some((script, next)) = substitution(&chars, i) {
+            nested.push(script);
+            in_word = true;
+            i = next;
+            continue;
+        }
+        if c.is_whitespace() && c != '\n' {
+            end_word(&mut words, &mut word, &mut in_word);
+        } else if matches!(c, ';' | '|' | '&' | '\n' | '(' | ')' | '{' | '}') {
+            end_word(&mut words, &mut word, &mut in_word);
+            if !words.is_empty() {
+                commands.push(std::mem::take(&mut words));
             }
-            if matches!(
-                word,
-                "if" | "then" | "else" | "do" | "while" | "until" | "!"
-            ) {
-                continue;
-            }
-            let program = if word.contains('/') {
-                word.to_string()
-            } else {
-                format!("/{word}")
-            };
-            let name = word.rsplit('/').next().unwrap_or(word);
-            found.push(program);
-            if WRAPPERS.contains(&name) {
-                wrapper = Some(name);
-            } else {
-                expect_program = false;
+        } else {
+            word.push(c);
+            in_word = true;
+        }
+        i += 1;
+    }
+    end_word(&mut words, &mut word, &mut in_word);
+    if !words.is_empty() {
+        commands.push(words);
+    }
+    commands
+}
+
+/// A command substitution starting at `i` (`$(...)` or a backtick): its text and where it ends.
+fn substitution(chars: &[char], i: usize) -> Option<(String, usize)> {
+    if chars.get(i) == Some(&'`') {
+        let close = chars[i + 1..].iter().position(|c| *c == '`')?;
+        return Some((chars[i + 1..i + 1 + close].iter().collect(), i + close + 2));
+    }
+    if chars.get(i) == Some(&'$') && chars.get(i + 1) == Some(&'(') {
+        let mut depth = 0;
+        for (at, c) in chars.iter().enumerate().skip(i + 1) {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some((chars[i + 2..at].iter().collect(), at + 1));
+                    }
+                }
+                _ => {}
             }
         }
+        return Some((chars[i + 2..].iter().collect(), chars.len()));
     }
-    found
+    None
+}
+
+/// The program (and those it wraps) one command starts; a shell's `-c` script is read too.
+fn program_of(words: &[String], found: &mut Vec<String>, depth: usize) {
+    let mut wrapper: Option<&str> = None;
+    let mut skip_value = false;
+    for (at, word) in words.iter().enumerate() {
+        let word = word.as_str();
+        if word.is_empty() {
+            continue;
+        }
+        let assignment = word.contains('=') && !word.starts_with(['=', '/', '.', '-']);
+        if assignment || skip_value {
+            skip_value = false;
+            continue;
+        }
+        if let Some(wrapper) = wrapper
+            && (word.starts_with('-') || word.parse::<f64>().is_ok())
+        {
+            // Options of a wrapper (`sudo -u root`, `timeout 5`), and the value of those that
+            // take one.
+            skip_value = takes_value(wrapper, word);
+            continue;
+        }
+        if matches!(
+            word,
+            "if" | "then" | "else" | "do" | "while" | "until" | "!"
+        ) {
+            continue;
+        }
+        let name = word.rsplit('/').next().unwrap_or(word);
+        found.push(if word.contains('/') {
+            word.to_string()
+        } else {
+            format!("/{word}")
+        });
+        if SHELLS.contains(&name)
+            && let Some(script) = words[at + 1..]
+                .iter()
+                .position(|w| w == "-c")
+                .and_then(|p| words.get(at + 2 + p))
+        {
+            collect_programs(script, found, depth + 1);
+            return;
+        }
+        if WRAPPERS.contains(&name) {
+            wrapper = Some(name);
+        } else {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +356,14 @@ mod tests {
             ("curl -s http://x | sh", &["/curl", "/sh"]),
             ("LANG=C nohup perl x.pl &", &["/nohup", "/perl"]),
             ("echo $(whoami)", &["/echo", "/whoami"]),
+            (
+                "ssh user@host \"cd /srv; nohup ./run > /dev/null\"",
+                &["/ssh"],
+            ),
+            ("sh -c 'curl -s x | sh'", &["/sh", "/curl", "/sh"]),
+            ("echo \"id: `id -u`\"", &["/echo", "/id"]),
+            ("sudo su -c 'chmod +x /tmp/a'", &["/sudo", "/su", "/chmod"]),
+            ("grep 'a;b|c' f", &["/grep"]),
             ("", &[]),
         ];
         for (line, expected) in cases {

@@ -905,24 +905,48 @@ fn leaf(
             ..base
         });
     }
+    let case_insensitive = !cased && encode.is_none() && matches!(value, Value::String(_));
+    // Plain texts (no wildcard: 99% of SigmaHQ's values) become plain-text tests, which the
+    // engine answers with Aho-Corasick; the rest become patterns.
+    let texts: Option<Vec<String>> = match encode {
+        Some("base64") => Some(vec![
+            base64::prelude::BASE64_STANDARD.encode(raw.as_bytes()),
+        ]),
+        Some(_) => Some(base64_offsets(raw.as_bytes())),
+        None => plain(&raw).map(|t| vec![t]),
+    };
+    if let Some(texts) = texts.filter(|t| t.iter().all(|t| !t.is_empty())) {
+        let mut tests: Vec<ConditionSpec> = texts
+            .into_iter()
+            .map(|text| {
+                let mut test = ConditionSpec {
+                    case_insensitive,
+                    ..base.clone()
+                };
+                match kind {
+                    Some("contains") => test.contains = Some(text),
+                    Some("startswith") => test.prefix = Some(text),
+                    Some("endswith") => test.suffix = Some(text),
+                    _ => test.equals = Some(text),
+                }
+                test
+            })
+            .collect();
+        return Ok(if tests.len() == 1 {
+            tests.remove(0)
+        } else {
+            ConditionSpec {
+                any: Some(tests),
+                ..ConditionSpec::default()
+            }
+        });
+    }
     let (start, end, any) = if multi {
         ("(?m:^)", "(?m:$)", "[^\\n]")
     } else {
         ("^", "$", "(?s:.)")
     };
-    let body = match encode {
-        Some("base64") => {
-            regex_syntax::escape(&base64::prelude::BASE64_STANDARD.encode(raw.as_bytes()))
-        }
-        Some(_) => {
-            let variants: Vec<String> = base64_offsets(raw.as_bytes())
-                .iter()
-                .map(|v| regex_syntax::escape(v))
-                .collect();
-            format!("(?:{})", variants.join("|"))
-        }
-        None => wildcards(&raw, any),
-    };
+    let body = wildcards(&raw, any);
     let pattern = match kind {
         Some("contains") => body,
         Some("startswith") => format!("{start}{body}"),
@@ -931,10 +955,29 @@ fn leaf(
     };
     Ok(ConditionSpec {
         regex: Some(pattern),
-        // Encoded text is matched as encoded, case and all.
-        case_insensitive: !cased && encode.is_none() && matches!(value, Value::String(_)),
+        case_insensitive,
         ..base
     })
+}
+
+/// A Sigma string without wildcards, unescaped (`\*` is `*`); `None` when it has wildcards.
+fn plain(value: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek() {
+                Some(&next @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    out.push(next);
+                }
+                _ => out.push('\\'),
+            },
+            '*' | '?' => return None,
+            other => out.push(other),
+        }
+    }
+    Some(out)
 }
 
 /// A Sigma string as a regular expression: `*` any run of characters, `?` one, and `\*`,
@@ -1294,6 +1337,13 @@ mod tests {
         assert_eq!(wildcards("a*b?c", "."), "a.*b.c");
         assert_eq!(wildcards(r"a\*b\?c\\d\e", "."), r"a\*b\?c\\d\\e");
         assert_eq!(wildcards("1.2", "."), r"1\.2");
+    }
+
+    #[test]
+    fn plain_texts_are_unescaped() {
+        assert_eq!(plain(r"a\*b\?c\\d\e").as_deref(), Some(r"a*b?c\d\e"));
+        assert_eq!(plain("a*b"), None);
+        assert_eq!(plain("a?"), None);
     }
 
     #[test]
