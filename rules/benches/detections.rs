@@ -24,7 +24,11 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let corpora = PathBuf::from(args.first().map_or("../shared/corpora", String::as_str));
+    // `cargo bench` runs in the package's folder: defaults are relative to the repository.
+    let repository = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let corpora = args
+        .first()
+        .map_or_else(|| repository.join("../shared/corpora"), PathBuf::from);
     // The licensed sessions are in the repository; the unlicensed ones are rebuilt locally
     // (benches/attacks/README.md) and read when present.
     let attacks: Vec<PathBuf> = match args.get(1) {
@@ -34,7 +38,7 @@ fn main() {
             "benches/attacks/unlicensed/honeypot-sessions.jsonl",
         ]
         .iter()
-        .map(PathBuf::from)
+        .map(|p| repository.join(p))
         .filter(|p| p.exists())
         .collect(),
     };
