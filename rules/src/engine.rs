@@ -226,6 +226,13 @@ impl Condition {
     }
 }
 
+/// Whether test `pattern` of the field in `slot` passed on the event last matched.
+fn passed(caches: &[FieldScratch], slot: usize, pattern: usize) -> bool {
+    caches
+        .get(slot)
+        .is_some_and(|c| c.set.get(pattern).copied().unwrap_or(false))
+}
+
 /// Whether a check holds on an event: on one of the field's values.
 fn check_event(event: &dyn EventView, field: &Accessor, check: &Check) -> bool {
     if let Check::SameAs(other) = check {
@@ -708,11 +715,7 @@ impl Engine {
         candidates.sort_unstable();
         candidates.dedup();
         let caches = &*caches;
-        let hit = |slot: usize, pattern: usize| {
-            caches
-                .get(slot)
-                .is_some_and(|c| c.set.get(pattern).copied().unwrap_or(false))
-        };
+        let hit = |slot: usize, pattern: usize| passed(caches, slot, pattern);
         let check = |field: &Accessor, check: &Check| check_event(event, field, check);
         candidates
             .iter()
@@ -733,11 +736,7 @@ impl Engine {
         else {
             return Vec::new();
         };
-        let hit = |slot: usize, pattern: usize| {
-            caches
-                .get(slot)
-                .is_some_and(|c| c.set.get(pattern).copied().unwrap_or(false))
-        };
+        let hit = |slot: usize, pattern: usize| passed(caches, slot, pattern);
         let check = |field: &Accessor, check: &Check| check_event(event, field, check);
         sequence
             .steps

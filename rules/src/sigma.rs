@@ -533,36 +533,33 @@ enum Expr {
 
 impl Expr {
     fn all(parts: Vec<Expr>) -> Expr {
-        let mut specs = Vec::new();
-        for part in parts {
-            match part {
-                Expr::False => return Expr::False,
-                Expr::True => {}
-                Expr::Spec(spec) => specs.push(*spec),
-            }
-        }
-        match specs.len() {
-            0 => Expr::True,
-            1 => Expr::Spec(Box::new(specs.remove(0))),
-            _ => Expr::Spec(Box::new(ConditionSpec {
-                all: Some(specs),
-                ..Default::default()
-            })),
-        }
+        Expr::join(parts, true)
     }
 
     fn any(parts: Vec<Expr>) -> Expr {
+        Expr::join(parts, false)
+    }
+
+    /// `all` (`every`) or `any` of the parts, constants folded: a constant that decides the
+    /// whole (false in `all`, true in `any`) is the result, the other is dropped.
+    fn join(parts: Vec<Expr>, every: bool) -> Expr {
         let mut specs = Vec::new();
         for part in parts {
             match part {
-                Expr::True => return Expr::True,
-                Expr::False => {}
+                Expr::False if every => return Expr::False,
+                Expr::True if !every => return Expr::True,
+                Expr::True | Expr::False => {}
                 Expr::Spec(spec) => specs.push(*spec),
             }
         }
         match specs.len() {
+            0 if every => Expr::True,
             0 => Expr::False,
             1 => Expr::Spec(Box::new(specs.remove(0))),
+            _ if every => Expr::Spec(Box::new(ConditionSpec {
+                all: Some(specs),
+                ..Default::default()
+            })),
             _ => Expr::Spec(Box::new(ConditionSpec {
                 any: Some(specs),
                 ..Default::default()
