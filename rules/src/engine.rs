@@ -815,8 +815,11 @@ fn syntax_config(limits: &Limits) -> syntax::Config {
         .utf8(false)
 }
 
-/// A pattern whose automaton has more states than this gets a lazy DFA of its own.
-const LARGE_NFA_STATES: usize = 150;
+/// A pattern whose automaton has more states than this gets a lazy DFA of its own. Measured on
+/// 1M lines (BENCHMARKS.md): 150 isolated some of the default pack's own patterns and cost it
+/// 2.6x (every group is one more scan a line), 300 keeps them together; below 100 it gets
+/// worse still.
+const LARGE_NFA_STATES: usize = 300;
 
 /// The states of a pattern's NFA (0 when it does not compile: the caller reports that).
 fn nfa_states(pattern: &str, limits: &Limits) -> usize {
