@@ -19,6 +19,22 @@ fn auditq(cwd: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `auditq ingest LOGS --rules RULES --alerts file://...` into `dir/lake`: the lake's path and
+/// what was published.
+fn ingest_publishing_to_a_file(dir: &Path, logs: &str, rules: &str) -> (String, String) {
+    let lake = dir.join("lake").to_string_lossy().into_owned();
+    let alerts = dir.join("alerts.ndjson");
+    let sink = format!("file://{}", alerts.display());
+    let (ok, _, stderr) = auditq(
+        dir,
+        &[
+            "--data", &lake, "ingest", logs, "--rules", rules, "--alerts", &sink,
+        ],
+    );
+    assert!(ok, "{stderr}");
+    (lake, std::fs::read_to_string(&alerts).unwrap_or_default())
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
@@ -116,18 +132,7 @@ fn scan_counts_what_ingest_would_raise() {
     assert!(total > 0, "{scan}");
     assert!(scan.contains("linux.sudo_root_shell"), "{scan}");
 
-    let lake = dir.path().join("lake");
-    let lake = lake.to_string_lossy();
-    let alerts = dir.path().join("alerts.ndjson");
-    let sink = format!("file://{}", alerts.display());
-    let (ok, _, stderr) = auditq(
-        dir.path(),
-        &[
-            "--data", &lake, "ingest", SAMPLES, "--rules", "default", "--alerts", &sink,
-        ],
-    );
-    assert!(ok, "{stderr}");
-    let published = std::fs::read_to_string(&alerts).unwrap_or_default();
+    let (lake, published) = ingest_publishing_to_a_file(dir.path(), SAMPLES, "default");
     assert_eq!(published.lines().count(), total, "{published}");
     let (ok, count, stderr) = auditq(
         dir.path(),
@@ -384,18 +389,7 @@ fn a_sigma_rule_raises_the_same_alerts_live_and_in_a_backtest() {
         scan.contains(": 2 alerts would be raised"),
         "case-insensitive match, the filter's wildcard, and sudo's child: {scan}"
     );
-    let lake = dir.path().join("lake");
-    let lake = lake.to_string_lossy();
-    let alerts = dir.path().join("alerts.ndjson");
-    let sink = format!("file://{}", alerts.display());
-    let (ok, _, stderr) = auditq(
-        dir.path(),
-        &[
-            "--data", &lake, "ingest", &logs, "--rules", &rules, "--alerts", &sink,
-        ],
-    );
-    assert!(ok, "{stderr}");
-    let published = std::fs::read_to_string(&alerts).unwrap_or_default();
+    let (lake, published) = ingest_publishing_to_a_file(dir.path(), &logs, &rules);
     let published: Vec<serde_json::Value> = published
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

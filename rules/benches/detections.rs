@@ -1,16 +1,15 @@
 //! Detection quality on attack data no one here wrote, and false positives on real
 //! administrators' commands. Prints the tables of BENCHMARKS.md ("Detections").
 //!
-//!     cargo bench -p auditq-rules --bench detections -- [CORPORA] [ATTACKS]
+//!     cargo bench -p auditq-rules --bench detections -- [CORPORA]
 //!
 //! CORPORA (default `../shared/corpora`) holds `cloudtrail-stratus/` (Stratus Red Team
 //! detonations, one technique a file), `shell-commands/all.cm` (12,607 real one-line commands)
-//! and `sigma/` (SigmaHQ rules, loaded beside the default pack). ATTACKS (default
-//! `benches/attacks/honeypot-sessions.jsonl`) holds real attacker sessions from public SSH
-//! honeypots, one command a line, each labelled before any rule was run.
+//! and `sigma/` (SigmaHQ rules, loaded beside the default pack). Real attacker sessions are
+//! measured by `benches/honeypot_replay.py`, through the Session Manager stream parser.
 //!
 //! Every event goes through the same `Detector` as live detection (suppression, thresholds and
-//! sequences included); a session's commands are a second apart.
+//! sequences included).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,19 +28,7 @@ fn main() {
     let corpora = args
         .first()
         .map_or_else(|| repository.join("../shared/corpora"), PathBuf::from);
-    // The licensed sessions are in the repository; the unlicensed ones are rebuilt locally
-    // (benches/attacks/README.md) and read when present.
-    let attacks: Vec<PathBuf> = match args.get(1) {
-        Some(path) => vec![PathBuf::from(path)],
-        None => [
-            "benches/attacks/honeypot-sessions.jsonl",
-            "benches/attacks/unlicensed/honeypot-sessions.jsonl",
-        ]
-        .iter()
-        .map(|p| repository.join(p))
-        .filter(|p| p.exists())
-        .collect(),
-    };
+
     let default = pack::compile_source("default").unwrap_or_else(|e| panic!("{e}"));
     let sigma_dir = corpora.join("sigma");
     let both = pack::compile_source(&format!("default,{}", sigma_dir.display()))
@@ -54,7 +41,6 @@ fn main() {
     );
     let both = Arc::new(both);
     cloudtrail(&corpora.join("cloudtrail-stratus"), &both);
-    shell(&attacks, &both);
     false_positives(&corpora.join("shell-commands/all.cm"), &both);
 }
 
@@ -156,108 +142,6 @@ fn command(session: &str, seq: i64, cmd: &str, start: Timestamp) -> Command {
         source: "stream".into(),
         origin: "bench".into(),
     }
-}
-
-/// Real attacker sessions: recall per label on the commands that matter.
-fn shell(paths: &[PathBuf], engine: &Arc<Engine>) {
-    let text: String = paths
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut sessions: BTreeMap<String, Vec<(i64, String, String)>> = BTreeMap::new();
-    let mut sources = BTreeSet::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
-        let get = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        sources.insert(get("source"));
-        sessions
-            .entry(format!("{}:{}", get("source"), get("session")))
-            .or_default()
-            .push((
-                v.get("seq")
-                    .and_then(serde_json::Value::as_i64)
-                    .unwrap_or(0),
-                get("cmd"),
-                get("label"),
-            ));
-    }
-    let start = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
-    let mut detector = Detector::new(engine.clone(), RuleState::default());
-    // label -> (commands, alerted on the command itself)
-    let mut per_label: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut per_rule: BTreeMap<String, usize> = BTreeMap::new();
-    let (mut bad_sessions, mut bad_sessions_alerted) = (0, 0);
-    let mut missed: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (n, (session, commands)) in sessions.iter_mut().enumerate() {
-        commands.sort_by_key(|c| c.0);
-        let session_start = start + chrono::Duration::hours(n as i64);
-        let mut any_bad = false;
-        let mut any_alert = false;
-        for (seq, cmd, label) in commands.iter() {
-            let event = command(session, *seq, cmd, session_start);
-            let alerts: Vec<AlertNotice> = detector
-                .detect(&event, event.time)
-                .into_iter()
-                .filter(serious)
-                .collect();
-            for alert in &alerts {
-                *per_rule.entry(alert.rule_id.clone()).or_default() += 1;
-            }
-            any_alert |= !alerts.is_empty();
-            let entry = per_label.entry(label.clone()).or_default();
-            entry.0 += 1;
-            entry.1 += usize::from(!alerts.is_empty());
-            if matches!(label.as_str(), "fetch" | "persist" | "escalate" | "hide") {
-                any_bad = true;
-                if alerts.is_empty() {
-                    missed.entry(label.clone()).or_default().push(cmd.clone());
-                }
-            }
-        }
-        bad_sessions += usize::from(any_bad);
-        bad_sessions_alerted += usize::from(any_bad && any_alert);
-    }
-    println!(
-        "### Shell: {} real attacker sessions from public honeypots ({})\n",
-        sessions.len(),
-        sources.into_iter().collect::<Vec<_>>().join(", ")
-    );
-    println!(
-        "| label (judged before running the rules) | commands | alerted (medium+) on the command | recall |"
-    );
-    println!("|---|---:|---:|---:|");
-    let (mut bad, mut bad_hit) = (0, 0);
-    for (label, (count, hit)) in &per_label {
-        if matches!(label.as_str(), "fetch" | "persist" | "escalate" | "hide") {
-            bad += count;
-            bad_hit += hit;
-        }
-        println!(
-            "| {label} | {count} | {hit} | {:.1}% |",
-            100.0 * *hit as f64 / (*count).max(1) as f64
-        );
-    }
-    println!(
-        "\nfetch, persist, escalate, hide together: **{bad_hit} of {bad} commands ({:.1}%)**; sessions with any such command that raised an alert: **{bad_sessions_alerted} of {bad_sessions} ({:.1}%)**.\n",
-        100.0 * bad_hit as f64 / bad.max(1) as f64,
-        100.0 * bad_sessions_alerted as f64 / bad_sessions.max(1) as f64
-    );
-    println!("Alerts per rule: {per_rule:?}\n");
-    for (label, commands) in &missed {
-        let distinct: BTreeSet<&String> = commands.iter().collect();
-        println!("missed {label} ({} distinct), for example:", distinct.len());
-        for cmd in distinct.iter().take(8) {
-            let shown: String = cmd.chars().take(160).collect();
-            println!("    {shown}");
-        }
-    }
-    println!();
 }
 
 /// Real administrators' commands: how many raise medium or higher.

@@ -172,7 +172,10 @@ impl Detector {
     /// The alerts an event raises. Feed events in time order for windows to mean what they say.
     pub fn detect(&mut self, event: &dyn EventView, detected_at: Timestamp) -> Vec<AlertNotice> {
         let engine = Arc::clone(&self.engine);
-        if !engine.any_match(event, &mut self.scratch) {
+        // `matching` makes the cheap "any pattern?" pass itself before asking which: a
+        // separate `any_match` first would read and scan every matching event twice.
+        let matched = engine.matching(event, &mut self.scratch);
+        if matched.is_empty() {
             return Vec::new();
         }
         let Some(time) = event.time() else {
@@ -180,7 +183,6 @@ impl Detector {
         };
         let at = time.timestamp_micros();
         self.latest = self.latest.max(at);
-        let matched = engine.matching(event, &mut self.scratch);
         let mut alerts = Vec::new();
         for rule in matched {
             let steps = if rule.sequence.is_some() {
@@ -230,28 +232,27 @@ impl Detector {
                     // Counted before (the same batch evaluated again).
                     return false;
                 }
-                let values = self.state.values.entry(key.clone()).or_default();
-                values.resize(times.len(), String::new());
                 times.push(at);
                 ids.push(event_id.to_string());
-                values.push(distinct.clone().unwrap_or_default());
                 let within = micros(window);
                 // Both sides of `at`: writers and retries deliver events out of order.
                 let keep: Vec<bool> = times.iter().map(|t| (at - *t).abs() < within).collect();
                 retain_flagged(times, &keep);
                 retain_flagged(ids, &keep);
-                retain_flagged(values, &keep);
-                let reached = if distinct.is_some() {
-                    values
-                        .iter()
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .len()
-                } else {
-                    times.len()
+                let reached = match distinct {
+                    Some(value) => {
+                        // The value of each counted event, kept only for distinct counts.
+                        let values = self.state.values.entry(key.clone()).or_default();
+                        values.resize(keep.len() - 1, String::new());
+                        values.push(value);
+                        retain_flagged(values, &keep);
+                        values
+                            .iter()
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .len()
+                    }
+                    None => times.len(),
                 };
-                if distinct.is_none() {
-                    self.state.values.remove(&key);
-                }
                 if reached < *count as usize {
                     return false;
                 }

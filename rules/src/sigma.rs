@@ -1070,29 +1070,25 @@ impl<'a> Condition<'a> {
     }
 
     fn or(&mut self) -> Result<Expr, String> {
-        let mut parts = vec![self.and()?];
-        while self.peek() == Some("or") {
-            self.at += 1;
-            parts.push(self.and()?);
-        }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Expr::any(parts)
-        })
+        Ok(Expr::any(self.joined("or", Self::and)?))
     }
 
     fn and(&mut self) -> Result<Expr, String> {
-        let mut parts = vec![self.not()?];
-        while self.peek() == Some("and") {
+        Ok(Expr::all(self.joined("and", Self::not)?))
+    }
+
+    /// `part (word part)*`: the parts, each read by `part`.
+    fn joined(
+        &mut self,
+        word: &str,
+        part: fn(&mut Self) -> Result<Expr, String>,
+    ) -> Result<Vec<Expr>, String> {
+        let mut parts = vec![part(self)?];
+        while self.peek() == Some(word) {
             self.at += 1;
-            parts.push(self.not()?);
+            parts.push(part(self)?);
         }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Expr::all(parts)
-        })
+        Ok(parts)
     }
 
     fn not(&mut self) -> Result<Expr, String> {
