@@ -14,11 +14,11 @@ use auditq_tests::{emulator, run_id};
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
 use auditq_tests::files_under;
 
-const SUDO_SQL: &str = include_str!("../../tests/fixtures/sample_sudo_commands.sql");
+const SUDO_SQL: &str = include_str!("../../../tests/fixtures/sample_sudo_commands.sql");
 const COUNTS_SQL: &str = "select s.n sessions, c.n commands, t.n trail \
     from (select count(*) n from sessions) s, (select count(*) n from commands) c, \
     (select count(*) n from cloudtrail) t";
-const SUDO_CSV: &str = include_str!("../../tests/fixtures/sample_sudo_commands.csv");
+const SUDO_CSV: &str = include_str!("../../../tests/fixtures/sample_sudo_commands.csv");
 
 fn auditq(cwd: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_auditq"))

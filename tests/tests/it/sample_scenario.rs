@@ -81,7 +81,10 @@ async fn sample_scenario_answers_who_when_where_what() {
 
     // Every sudo command: who, when, where, what (the README's first question).
     let sudo = csv(&lake, auditq_tests::SUDO_COMMANDS_SQL).await;
-    assert_eq!(sudo, include_str!("../fixtures/sample_sudo_commands.csv"));
+    assert_eq!(
+        sudo,
+        include_str!("../../fixtures/sample_sudo_commands.csv")
+    );
 
     // The source IP and document of every session, and what recorded it.
     let sessions = csv(

@@ -2,16 +2,14 @@
 //! (moto, started by ./scripts/test.sh): the lake on the emulator's S3, alerts through its SNS
 //! into an SQS queue.
 
-mod common;
-
 use std::io::Write;
 use std::time::Duration;
 
+use crate::common::{Emulator, connect, s3_lake, scalar, strings};
 use auditq_deploy::{Config, Handler};
 use auditq_ingest::aws::AwsSettings;
 use auditq_tests::repo_root;
 use base64::Engine as _;
-use common::{Emulator, connect, s3_lake, scalar, strings};
 use serde_json::{Value, json};
 
 async fn handler(lake_bucket: &str, topic: Option<&str>) -> Handler {

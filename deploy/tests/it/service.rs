@@ -6,12 +6,10 @@
 //! compacted under it; secrets typed in a followed session reach the alerts, the lake and the
 //! service's log only as redaction tokens.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Emulator, connect, s3_lake, scalar};
+use crate::common::{Emulator, connect, s3_lake, scalar};
 
 /// Secrets typed in a session the service follows.
 const PLANTED: [&str; 2] = ["PlantedHunter2xyz", "ghp_PlantedToken0123456789abcdefABCD"];
