@@ -240,7 +240,7 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     );
     // Secrets typed in a session: stored and alerted on as tokens only.
     let planted_id = "erin-0123456789abcdef0";
-    let planted: Vec<(i64, String)> = common::sample_stream("alice-0a7f3c9e1b2d4f601", 5_000)
+    let planted: Vec<(i64, String)> = crate::common::sample_stream("alice-0a7f3c9e1b2d4f601", 5_000)
         .into_iter()
         .map(|(ts, message)| {
             let message = message
@@ -287,7 +287,7 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
         "select coalesce(cmd, '') from alerts",
         "select excerpt from rejects",
     ] {
-        seen.push_str(&common::strings(&lake, sql).await.join("\n"));
+        seen.push_str(&crate::common::strings(&lake, sql).await.join("\n"));
     }
     for secret in PLANTED {
         assert!(
