@@ -246,6 +246,9 @@ mod tests {
             reason: None,
             audit_key: None,
             session_id: None,
+            ppid: None,
+            audit_session: None,
+            exe: None,
         }
     }
 
@@ -354,6 +357,8 @@ mod tests {
             seq: 0,
             source: "sudo".into(),
             origin: "secure".into(),
+            parent_cmd: None,
+            seen_in_transcript: None,
         };
         let mut commands = vec![
             command("2026-10-06T16:05:00Z", "ec2-user"),

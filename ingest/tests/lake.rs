@@ -257,3 +257,93 @@ async fn keys_spanning_days_are_each_found_near_their_own_time() {
         .collect();
     assert_eq!(found, expected);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_an_earlier_version_wrote_gains_the_columns_added_since() {
+    use std::sync::Arc;
+
+    use arrow::datatypes::Schema;
+    use auditq_model::{HostEvent, Row};
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+    use deltalake::kernel::{Action, StructType};
+    use deltalake::operations::create::CreateBuilder;
+    use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+
+    let audit = [
+        r#"type=SYSCALL msg=audit(1791191523.101:20101): arch=c000003e syscall=59 success=yes exit=0 ppid=1850 pid=3100 auid=4294967295 uid=0 tty=(none) ses=4294967295 comm="ssm-session-wor" exe="/usr/bin/ssm-session-worker" key="exec""#,
+        r#"type=EXECVE msg=audit(1791191523.101:20101): argc=2 a0="/usr/bin/ssm-session-worker" a1="alice-0a7f3c9e1b2d4f601""#,
+        r#"type=SYSCALL msg=audit(1791191524.102:20102): arch=c000003e syscall=59 success=yes exit=0 ppid=3100 pid=3101 auid=4294967295 uid=1000 tty=pts0 ses=4294967295 comm="sh" exe="/usr/bin/bash" key="exec""#,
+        r#"type=EXECVE msg=audit(1791191524.102:20102): argc=1 a0="sh""#,
+    ]
+    .join("\n");
+    let object = Object {
+        origin: "audit.log",
+        modified: at("2026-10-05T09:13:00Z"),
+    };
+    let mut events = parse_object(audit.into_bytes(), object, &Limits::default()).host;
+    events.sort_by_key(|e| e.time);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (
+            events[1].ppid,
+            events[1].audit_session,
+            events[1].exe.as_deref()
+        ),
+        (Some(3100), None, Some("/usr/bin/bash"))
+    );
+
+    // The first event written as an earlier auditq did: host_events without the new columns.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let location = dir.path().to_string_lossy().to_string();
+    let full = HostEvent::to_batch(&events[..1]).unwrap_or_else(|e| panic!("{e}"));
+    let added_since = ["ppid", "audit_session", "exe"];
+    let kept: Vec<usize> = (0..full.num_columns())
+        .filter(|&i| !added_since.contains(&full.schema().field(i).name().as_str()))
+        .collect();
+    let old = full.project(&kept).unwrap_or_else(|e| panic!("{e}"));
+    let old_schema: Arc<Schema> = old.schema();
+    let url = deltalake::ensure_table_uri(format!("{location}/host_events"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = RecordBatchWriter::try_new(
+        url.clone(),
+        old_schema.clone(),
+        Some(vec!["date".to_string()]),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    writer.write(old).await.unwrap_or_else(|e| panic!("{e}"));
+    let adds = writer.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    let columns: StructType = old_schema
+        .as_ref()
+        .try_into_kernel()
+        .unwrap_or_else(|e| panic!("{e}"));
+    CreateBuilder::new()
+        .with_location(url.to_string())
+        .with_columns(columns.fields().cloned())
+        .with_partition_columns(["date"])
+        .with_actions(adds.into_iter().map(Action::Add))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // This version appends the second: the table gains the columns, the old file reads them
+    // as null.
+    let lake = Lake::new(location.clone());
+    lake.append(&events[1..])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table = deltalake::open_table(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let schema = table.snapshot().unwrap_or_else(|e| panic!("{e}")).schema();
+    for column in added_since {
+        assert!(schema.field(column).is_some(), "{column} not added");
+    }
+    let mut rows = lake
+        .rows::<HostEvent>(Filter::all())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    rows.sort_by_key(|r| r.time);
+    let read: Vec<(Option<i64>, Option<&str>)> =
+        rows.iter().map(|r| (r.ppid, r.exe.as_deref())).collect();
+    assert_eq!(read, [(None, None), (Some(3100), Some("/usr/bin/bash"))]);
+}

@@ -397,6 +397,11 @@ table_row! {
         pub source: String,
         /// Location of the record that produced it (file, S3 object, log stream).
         pub origin: String,
+        /// auditd: the command line of the process that started it, when its exec was seen.
+        pub parent_cmd: Option<String>,
+        /// auditd: whether the session's recording (stream or transcript) shows the program it
+        /// ran; null while the session has no recording known (or none at all).
+        pub seen_in_transcript: Option<bool>,
     }
 }
 
@@ -551,6 +556,13 @@ table_row! {
         pub audit_key: Option<String>,
         /// The Session Manager session it happened in, when correlated.
         pub session_id: Option<String>,
+        /// auditd: the parent's process id (`ppid`).
+        pub ppid: Option<i64>,
+        /// auditd: the login session (`ses`); null when unset, as for every process of a Session
+        /// Manager shell, which no login started.
+        pub audit_session: Option<i64>,
+        /// auditd: the executable (`exe`).
+        pub exe: Option<String>,
     }
 }
 
@@ -773,6 +785,8 @@ mod tests {
             seq: 3,
             source: "stream".into(),
             origin: "file.json".into(),
+            parent_cmd: None,
+            seen_in_transcript: None,
         }];
         let batch = Command::to_batch(&rows).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(batch.schema(), Command::schema());

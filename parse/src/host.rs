@@ -251,6 +251,9 @@ pub fn parse_host_lines(lines: &[HostLineIn<'_>], source: HostSource<'_>) -> Hos
             reason: None,
             audit_key: None,
             session_id: None,
+            ppid: None,
+            audit_session: None,
+            exe: None,
         };
         let program = syslog.program;
         let message = syslog.message;
@@ -354,6 +357,8 @@ fn command_of(event: &HostEvent, source: &str) -> Option<Command> {
         seq: 0,
         source: source.to_string(),
         origin: event.origin.clone(),
+        parent_cmd: None,
+        seen_in_transcript: None,
     })
 }
 
@@ -668,6 +673,9 @@ impl AuditEvent {
             reason: None,
             audit_key: None,
             session_id: None,
+            ppid: None,
+            audit_session: None,
+            exe: None,
         };
         let mut argv: BTreeMap<usize, String> = BTreeMap::new();
         let mut split: BTreeMap<usize, BTreeMap<usize, String>> = BTreeMap::new();
@@ -686,6 +694,11 @@ impl AuditEvent {
                     row.pid = get("pid").and_then(|p| p.parse().ok());
                     row.tty = get("tty").filter(|t| *t != "(none)").map(str::to_string);
                     row.audit_key = get("key").filter(|k| *k != "(null)").map(unquote_or_hex);
+                    row.ppid = get("ppid").and_then(|p| p.parse().ok());
+                    row.audit_session = get("ses")
+                        .filter(|s| !matches!(*s, "4294967295" | "-1" | "unset"))
+                        .and_then(|s| s.parse().ok());
+                    row.exe = get("exe").filter(|e| *e != "(null)").map(unquote_or_hex);
                     fill_ids(&mut row, &fields);
                 }
                 "EXECVE" => {

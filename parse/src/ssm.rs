@@ -184,6 +184,8 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
                 seq: n as i64 + 1,
                 source: "stream".to_string(),
                 origin: chunk.origin.clone(),
+                parent_cmd: None,
+                seen_in_transcript: None,
             });
         }
         fragments.push(SessionFragment {
@@ -289,6 +291,8 @@ pub fn parse_transcript(
             seq: n as i64 + 1,
             source: "transcript".to_string(),
             origin: origin.to_string(),
+            parent_cmd: None,
+            seen_in_transcript: None,
         })
         .collect();
     Ok(Transcript {

@@ -144,6 +144,8 @@ async fn main() -> anyhow::Result<()> {
                     seq: seq as i64,
                     source: "stream".to_string(),
                     origin: format!("cwl://aws/ssm/sessions#{session_id}"),
+                    parent_cmd: None,
+                    seen_in_transcript: None,
                 });
             }
             day_sessions.push(Session {

@@ -141,6 +141,8 @@ fn command(session: &str, seq: i64, cmd: &str, start: Timestamp) -> Command {
         seq,
         source: "stream".into(),
         origin: "bench".into(),
+        parent_cmd: None,
+        seen_in_transcript: None,
     }
 }
 

@@ -298,6 +298,8 @@ impl Lake {
         let table = R::TABLE;
         let mut rows = Vec::new();
         for batch in self.select(table, &filter, None).await? {
+            // Files an earlier version wrote lack the columns added since: read as null.
+            let batch = super::write::conform(&batch, table)?;
             rows.extend(
                 R::from_batch(&batch).map_err(|source| IngestError::Arrow { table, source })?,
             );

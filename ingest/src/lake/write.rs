@@ -18,7 +18,7 @@ use arrow::compute::{
 use auditq_model::{Row, Table};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::kernel::{Action, Metadata, MetadataExt, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
@@ -239,10 +239,16 @@ impl Lake {
         let rows = all.num_rows();
 
         let mut actions = Vec::new();
+        // A table an earlier auditq wrote lacks the columns added since: this commit adds them
+        // to its schema (nullable, so the files already written read them as null).
+        let evolved = match before {
+            Some(_) => self.evolved_metadata(table, &delta)?,
+            None => None,
+        };
         if rows > 0 {
             let writer = match before {
-                Some(_) => RecordBatchWriter::for_table(&delta),
-                None => RecordBatchWriter::try_new(
+                Some(_) if evolved.is_none() => RecordBatchWriter::for_table(&delta),
+                _ => RecordBatchWriter::try_new(
                     ensure_table_uri(self.table_location(table))
                         .map_err(|e| self.lake_error(table, e))?,
                     schema.clone(),
@@ -286,6 +292,10 @@ impl Lake {
         let before = delta.version();
         let rewritten = removes.len();
         actions.extend(removes);
+        if let Some(metadata) = evolved {
+            tracing::info!(%table, "adding the columns this version of auditq writes to the table's schema");
+            actions.push(Action::Metadata(metadata));
+        }
         let operation = DeltaOperation::Write {
             mode: if rewritten > 0 {
                 SaveMode::Overwrite
@@ -324,6 +334,27 @@ impl Lake {
             removed,
             rewritten,
         })
+    }
+
+    /// The table's metadata with auditq's schema, when the stored schema lacks some of its
+    /// columns (a table an earlier version wrote); `None` when nothing is missing.
+    fn evolved_metadata(&self, table: Table, delta: &DeltaTable) -> Result<Option<Metadata>> {
+        let snapshot = delta.snapshot().map_err(|e| self.lake_error(table, e))?;
+        let stored = snapshot.schema();
+        let wanted: StructType = table
+            .schema()
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| self.lake_error(table, e))?;
+        if wanted.fields().all(|f| stored.field(f.name()).is_some()) {
+            return Ok(None);
+        }
+        snapshot
+            .metadata()
+            .clone()
+            .with_schema(&wanted)
+            .map(Some)
+            .map_err(|e| self.lake_error(table, e))
     }
 
     /// Creates a table with `actions` (its first files) in its first commit. Fails if another

@@ -645,6 +645,9 @@ mod tests {
             reason: None,
             audit_key: None,
             session_id: None,
+            ppid: None,
+            audit_session: None,
+            exe: None,
         }
     }
 
@@ -666,6 +669,8 @@ mod tests {
             seq: 0,
             source: source.into(),
             origin: "secure".into(),
+            parent_cmd: None,
+            seen_in_transcript: None,
         }
     }
 
