@@ -240,23 +240,24 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     );
     // Secrets typed in a session: stored and alerted on as tokens only.
     let planted_id = "erin-0123456789abcdef0";
-    let planted: Vec<(i64, String)> = crate::common::sample_stream("alice-0a7f3c9e1b2d4f601", 5_000)
-        .into_iter()
-        .map(|(ts, message)| {
-            let message = message
-                .replace("alice-0a7f3c9e1b2d4f601", planted_id)
-                .replace("user/alice", "user/erin")
-                .replace(
-                    "sudo systemctl restart nginx",
-                    &format!("sudo mysql -uroot -p{} -e 'select 1'", PLANTED[0]),
-                )
-                .replace(
-                    "\"whoami\"",
-                    &format!("\"export GITHUB_TOKEN={}\"", PLANTED[1]),
-                );
-            (ts, message)
-        })
-        .collect();
+    let planted: Vec<(i64, String)> =
+        crate::common::sample_stream("alice-0a7f3c9e1b2d4f601", 5_000)
+            .into_iter()
+            .map(|(ts, message)| {
+                let message = message
+                    .replace("alice-0a7f3c9e1b2d4f601", planted_id)
+                    .replace("user/alice", "user/erin")
+                    .replace(
+                        "sudo systemctl restart nginx",
+                        &format!("sudo mysql -uroot -p{} -e 'select 1'", PLANTED[0]),
+                    )
+                    .replace(
+                        "\"whoami\"",
+                        &format!("\"export GITHUB_TOKEN={}\"", PLANTED[1]),
+                    );
+                (ts, message)
+            })
+            .collect();
     aws.put_events(&group, planted_id, &planted).await;
     let planted_rows = format!("select count(*) from commands where session_id = '{planted_id}'");
     let deadline = Instant::now() + Duration::from_secs(20);
