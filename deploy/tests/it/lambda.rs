@@ -103,6 +103,8 @@ async fn subscription_batch_of_a_session_stream_alerts_through_sns_and_fills_the
             "sudo systemctl restart nginx",
             "sudo su -",
             "tail -n 20 /var/log/secure",
+            "/usr/local/sbin/rotate-logs.sh",
+            "stty -echo",
             "exit",
             "exit"
         ],

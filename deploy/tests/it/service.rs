@@ -170,14 +170,14 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     // Alerts go out before their batch commits; the counts follow the commit.
     let mut metrics = service.metrics().await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !metrics.contains("auditq_rows_added_total{table=\"commands\"} 6")
+    while !metrics.contains("auditq_rows_added_total{table=\"commands\"} 8")
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
         metrics = service.metrics().await;
     }
     assert!(
-        metrics.contains("auditq_rows_added_total{table=\"commands\"} 6"),
+        metrics.contains("auditq_rows_added_total{table=\"commands\"} 8"),
         "{metrics}"
     );
     assert!(metrics.contains("auditq_lag_seconds"), "{metrics}");
@@ -185,7 +185,7 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
     let status = service.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit {status} after SIGTERM");
     let alice = "select count(*) from commands where session_id = 'alice-0a7f3c9e1b2d4f601'";
-    assert_eq!(scalar(&lake, alice).await, 6, "committed before exit");
+    assert_eq!(scalar(&lake, alice).await, 8, "committed before exit");
 
     // Arrives while the service is down; read when it is back.
     aws.put_session(&group, "bob-02c3d4e5f6a7b8c91", 30_000)
@@ -299,7 +299,7 @@ async fn service_alerts_within_two_seconds_stops_cleanly_and_resumes_without_los
 
     assert_eq!(
         scalar(&lake, alice).await,
-        6,
+        8,
         "alice's rows after the restart"
     );
     distinct_ids_hold(&lake, "commands", "event_id").await;

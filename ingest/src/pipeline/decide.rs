@@ -23,7 +23,9 @@ use chrono::{Duration, NaiveDate};
 use super::batch::Batch;
 use super::summary::TableCount;
 use crate::correlate::{self, Link};
+use crate::process::{self, Lineage};
 use crate::session::{SessionFragment, enrich_command, merge};
+use auditq_parse::host::command_id;
 
 /// The stored rows a batch could collide with or update, loaded once before anything is
 /// decided ([`super::load`]). Each set may hold more than the decisions use: they re-apply
@@ -46,6 +48,8 @@ pub struct Stored {
     pub session_commands: Vec<Command>,
     /// Host commands not attributed to a session yet, on the targets the batch links.
     pub unattributed: Vec<Command>,
+    /// Stored execs the batch's execs may descend from ([`crate::process`]).
+    pub ancestors: Vec<HostEvent>,
     /// Ids of the batch's rows already stored, per table.
     pub ids: HashMap<Table, HashSet<String>>,
     /// Ids of alerts already stored for the batch's events and sessions.
@@ -99,7 +103,12 @@ impl Decision {
         );
         events.extend(self.trail.iter().map(|e| e as &(dyn EventView + Sync)));
         events.extend(self.host.iter().map(|e| e as &(dyn EventView + Sync)));
-        events.extend(self.commands.iter().map(|e| e as &(dyn EventView + Sync)));
+        events.extend(
+            self.commands
+                .iter()
+                .filter(|c| !process::repeats_an_act(c))
+                .map(|e| e as &(dyn EventView + Sync)),
+        );
         events.extend(self.revised.iter().map(|e| e as &(dyn EventView + Sync)));
         events.extend(self.sessions.iter().map(|e| e as &(dyn EventView + Sync)));
         events
@@ -159,16 +168,15 @@ pub fn host_session_ids(host: &[HostEvent]) -> Vec<String> {
         .collect()
 }
 
-/// The sessions whose CloudTrail record the batch brings after their commands were stored:
-/// their stored commands learn who and where.
+/// The sessions whose CloudTrail record the batch brings after their commands may have been
+/// stored (a stream or transcript read first, or auditd's execs below the session's worker,
+/// which come before any row of the session): their stored commands learn who and where.
 pub fn learning_sessions(changed: &[Session], stored: &HashMap<String, Session>) -> Vec<String> {
     changed
         .iter()
-        .filter(|s| s.start_event_id.is_some())
-        .filter(|s| {
-            stored
-                .get(&s.session_id)
-                .is_some_and(|old| old.start_event_id.is_none())
+        .filter(|s| match stored.get(&s.session_id) {
+            None => true,
+            Some(old) => s.start_event_id.is_some() && old.start_event_id.is_none(),
         })
         .map(|s| s.session_id.clone())
         .collect()
@@ -194,7 +202,11 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
     // 1. Sessions.
     let (mut sessions, mut changed, mut count) = merge_sessions(&fragments, &stored.sessions);
 
-    // 2. Host correlation.
+    // 2. Host correlation: process trees first (an exec below a session worker or a stored
+    // ancestor is that session's, whatever its user), then logins, then the trees again (the
+    // descendants of what a login's user ran).
+    let lineage = process::attribute(&mut host, &stored.ancestors);
+    follow_execs(&host, &lineage, &mut commands);
     let correlated = correlate_hosts(
         &mut sessions,
         &mut changed,
@@ -204,6 +216,8 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         grace,
         now,
     );
+    let lineage = process::attribute(&mut host, &stored.ancestors);
+    follow_execs(&host, &lineage, &mut commands);
     count.read += correlated.host_sessions;
     count.added += correlated.new_sessions;
     decision.counts.insert(Table::Sessions, count);
@@ -213,11 +227,19 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         .chain(commands.iter().map(|c| c.time))
         .max();
 
-    // 3. Commands learn who and where.
+    // 3. Commands learn who and where, and execs whether their session's recording shows them.
     for command in &mut commands {
-        if let Some(session) = command.session_id.as_ref().and_then(|id| sessions.get(id)) {
+        if let Some(session) = command
+            .session_id
+            .as_ref()
+            .and_then(|id| sessions.get(id).or(stored.sessions.get(id)))
+        {
             enrich_command(command, session);
         }
+    }
+    let recorded = recordings(&commands, &stored.session_commands);
+    for command in commands.iter_mut().filter(|c| c.source == "auditd") {
+        command.seen_in_transcript = seen(command, &recorded);
     }
 
     // 4. New rows, and stored rows that changed.
@@ -256,13 +278,57 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         if let Some(session) = command.session_id.as_ref().and_then(|id| sessions.get(id)) {
             enrich_command(&mut command, session);
         }
-        replaced.insert(old.event_id.clone(), (command, old.time));
+        if command != *old {
+            replaced.insert(old.event_id.clone(), (command, old.time));
+        }
     }
+    // Each command the batch attributes, by session: what host-only sessions count.
+    let mut counted: Vec<(String, String)> = commands
+        .iter()
+        .chain(&correlated.attributed)
+        .filter_map(|c| Some((c.session_id.clone()?, c.event_id.clone())))
+        .collect();
+    counted.extend(
+        stored
+            .session_commands
+            .iter()
+            .filter_map(|c| Some((c.session_id.clone()?, c.event_id.clone()))),
+    );
     for command in correlated.attributed {
         let time = command.time;
         replaced
             .entry(command.event_id.clone())
             .or_insert((command, time));
+    }
+    // Stored execs of sessions whose recording the batch brings: shown in it or not, now.
+    for old in stored
+        .session_commands
+        .iter()
+        .filter(|c| c.source == "auditd")
+    {
+        let current = replaced
+            .get(&old.event_id)
+            .map_or(old.seen_in_transcript, |(c, _)| c.seen_in_transcript);
+        let now_seen = seen(old, &recorded);
+        if now_seen.is_none() || now_seen == current {
+            continue;
+        }
+        let mut command = replaced
+            .get(&old.event_id)
+            .map_or_else(|| old.clone(), |(c, _)| c.clone());
+        command.seen_in_transcript = now_seen;
+        if let Some(session) = command
+            .session_id
+            .as_ref()
+            .and_then(|id| sessions.get(id).or(stored.sessions.get(id)))
+        {
+            enrich_command(&mut command, session);
+        }
+        if now_seen == Some(false) {
+            // Rules see an exec once it is known not to show in the recording.
+            decision.revised.push(command.clone());
+        }
+        replaced.insert(old.event_id.clone(), (command, old.time));
     }
     decision.replaced_commands = replaced.into_values().collect();
 
@@ -271,6 +337,7 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         stored.has(Table::Commands, &c.event_id)
             || stored_commands.contains_key(c.event_id.as_str())
     });
+    count_host_commands(&mut changed, &counted, &sessions, stored);
     decision.counts.insert(
         Table::Commands,
         TableCount {
@@ -299,6 +366,89 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
     );
     decision.sessions = changed;
     decision
+}
+
+/// Gives each exec's command its session (when its exec found one and the command has none)
+/// and its parent's command line.
+fn follow_execs(host: &[HostEvent], lineage: &HashMap<usize, Lineage>, commands: &mut [Command]) {
+    let by_command: HashMap<String, usize> = lineage
+        .keys()
+        .map(|&i| (command_id(&host[i].event_id), i))
+        .collect();
+    for command in commands.iter_mut().filter(|c| c.source == "auditd") {
+        let Some(&i) = by_command.get(&command.event_id) else {
+            continue;
+        };
+        if command.session_id.is_none() {
+            command.session_id = host[i].session_id.clone();
+        }
+        if let Some(parent) = &lineage[&i].parent_cmd {
+            command.parent_cmd = Some(parent.clone());
+        }
+    }
+}
+
+/// What each session's recording (stream or transcript) shows, from the batch and the stored
+/// commands loaded for it.
+fn recordings(batch: &[Command], stored: &[Command]) -> HashMap<String, Vec<String>> {
+    let mut seen_ids = HashSet::new();
+    let mut recorded: HashMap<String, Vec<String>> = HashMap::new();
+    for command in batch.iter().chain(stored) {
+        if !matches!(command.source.as_str(), "stream" | "transcript")
+            || !seen_ids.insert(command.event_id.as_str())
+        {
+            continue;
+        }
+        if let Some(session) = &command.session_id {
+            recorded
+                .entry(session.clone())
+                .or_default()
+                .push(command.cmd.clone());
+        }
+    }
+    recorded
+}
+
+/// Whether an exec shows in its session's recording; `None` when no recording is known.
+fn seen(command: &Command, recorded: &HashMap<String, Vec<String>>) -> Option<bool> {
+    let lines = recorded.get(command.session_id.as_deref()?)?;
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    Some(process::seen_in(&command.cmd, &lines))
+}
+
+/// A session known only from the host counts the commands attributed to it: `commands` holds
+/// `(session, command id)` of the batch's and of every stored command of the sessions the batch
+/// touches, so the count is what the commands table holds, however often a batch is retried.
+fn count_host_commands(
+    changed: &mut Vec<Session>,
+    commands: &[(String, String)],
+    sessions: &HashMap<String, Session>,
+    stored: &Stored,
+) {
+    let mut ids: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+    for (session, command) in commands {
+        ids.entry(session.as_str())
+            .or_default()
+            .insert(command.as_str());
+    }
+    for (id, commands) in ids {
+        let n = commands.len() as i64;
+        let current = changed
+            .iter()
+            .find(|s| s.session_id == id)
+            .or_else(|| sessions.get(id))
+            .or_else(|| stored.sessions.get(id))
+            .or_else(|| stored.host_only.iter().find(|s| s.session_id == id))
+            .cloned();
+        let Some(mut session) = current else {
+            continue;
+        };
+        if session.logged != "host_only" || session.commands == n {
+            continue;
+        }
+        session.commands = n;
+        upsert(changed, session);
+    }
 }
 
 /// The rows not stored yet, each id once (the first of repeats, as CloudTrail's duplicate

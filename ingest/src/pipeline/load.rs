@@ -18,6 +18,7 @@ use super::decide::{Stored, days_around, host_session_ids, learning_sessions, me
 use crate::correlate;
 use crate::error::Result;
 use crate::lake::{Filter, Lake};
+use crate::process;
 
 /// How far apart two copies of one record's time may be: none (a duplicate carries the same
 /// time), plus a second for clocks rounded differently by two routes of one record.
@@ -125,8 +126,45 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
         Filter::all().any_of("event_id", batch.rejects.iter().map(|r| r.event_id.clone())),
     );
 
-    let (sessions, ssh_sessions, host_only, pending, session_commands) =
-        futures::try_join!(sessions, ssh_sessions, host_only, pending, session_commands)?;
+    // Execs already stored that the batch's execs may descend from: on the same instances,
+    // with the pid of one's parent (or its own, for an exec replacing its process), not older
+    // than a parent is followed ([`process::MAX_PARENT_AGE`]).
+    let execs: Vec<&HostEvent> = batch.host.iter().filter(|e| process::is_exec(e)).collect();
+    let ancestors = async {
+        let (Some(first), Some(last)) = (
+            execs.iter().map(|e| e.time).min(),
+            execs.iter().map(|e| e.time).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let from = first - Duration::seconds(process::MAX_PARENT_AGE);
+        let (days_from, days_to) = days_around(from, last);
+        let pids: HashSet<String> = execs
+            .iter()
+            .flat_map(|e| [e.pid, e.ppid])
+            .flatten()
+            .map(|pid| pid.to_string())
+            .collect();
+        lake.rows::<HostEvent>(
+            Filter::all()
+                .dates(days_from, days_to)
+                .between("time", from, last)
+                .any_of("target", execs.iter().filter_map(|e| e.target.clone()))
+                .any_of("program", ["auditd"])
+                .any_of("action", ["exec"])
+                .any_of("pid", pids),
+        )
+        .await
+    };
+
+    let (sessions, ssh_sessions, host_only, pending, session_commands, ancestors) = futures::try_join!(
+        sessions,
+        ssh_sessions,
+        host_only,
+        pending,
+        session_commands,
+        ancestors
+    )?;
     let (trail_ids, host_ids, command_ids, reject_ids) =
         futures::try_join!(trail_ids, host_ids, command_ids, reject_ids)?;
     let mut stored = Stored {
@@ -138,6 +176,7 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
         host_only,
         pending,
         session_commands,
+        ancestors,
         ids: HashMap::from([
             (Table::Cloudtrail, trail_ids),
             (Table::HostEvents, host_ids),
@@ -220,6 +259,14 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
         events.extend(batch.trail.iter().map(|e| (e.event_id.clone(), e.time)));
         events.extend(batch.host.iter().map(|e| (e.event_id.clone(), e.time)));
         events.extend(batch.commands.iter().map(|c| (c.event_id.clone(), c.time)));
+        // Stored execs the batch's recordings may show rules again (seen or not, now known).
+        events.extend(
+            stored
+                .session_commands
+                .iter()
+                .filter(|c| c.source == "auditd")
+                .map(|c| (c.event_id.clone(), c.time)),
+        );
         let (batch_sessions, _, _) = merge_sessions(&batch.fragments, &stored.sessions);
         sessions.extend(
             batch_sessions
@@ -250,18 +297,57 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
         Ok::<_, crate::error::IngestError>(by_event)
     };
 
-    let (learned_commands, logins, unattributed, alerts) =
-        futures::try_join!(learned_commands, stored_logins, unattributed, alerts)?;
+    // The sessions the batch's execs may belong to (a session worker's, an ancestor's), with
+    // what their recordings show (whether an exec shows in it).
+    let mut process_sessions: HashSet<String> = execs
+        .iter()
+        .filter_map(|e| e.cmd.as_deref().and_then(process::session_worker))
+        .map(str::to_string)
+        .collect();
+    process_sessions.extend(stored.ancestors.iter().filter_map(|e| e.session_id.clone()));
+    // Sessions known only from the host count their commands: every stored one of those the
+    // batch may attribute commands to.
+    process_sessions.extend(host_session_ids(&batch.host));
+    process_sessions.extend(
+        stored
+            .ssh_sessions
+            .iter()
+            .chain(&stored.host_only)
+            .chain(waiting.iter().copied())
+            .map(|s| s.session_id.clone()),
+    );
+    let unknown: Vec<String> = process_sessions
+        .iter()
+        .filter(|id| !stored.sessions.contains_key(*id))
+        .cloned()
+        .collect();
+    let process_sessions_rows = lake.rows::<Session>(Filter::all().any_of("session_id", unknown));
+    let process_commands =
+        lake.rows::<Command>(Filter::all().any_of("session_id", process_sessions));
+
+    let (learned_commands, logins, unattributed, alerts, process_sessions_rows, process_commands) =
+        futures::try_join!(
+            learned_commands,
+            stored_logins,
+            unattributed,
+            alerts,
+            process_sessions_rows,
+            process_commands
+        )?;
+    for session in process_sessions_rows {
+        stored.sessions.insert(session.session_id.clone(), session);
+    }
     let known: HashSet<String> = stored
         .session_commands
         .iter()
         .map(|c| c.event_id.clone())
         .collect();
-    stored.session_commands.extend(
-        learned_commands
-            .into_iter()
-            .filter(|c| !known.contains(&c.event_id)),
-    );
+    let mut known = known;
+    for command in learned_commands.into_iter().chain(process_commands) {
+        if known.insert(command.event_id.clone()) {
+            stored.session_commands.push(command);
+        }
+    }
     stored.logins = logins;
     stored.unattributed = unattributed;
     stored.alerts = alerts;

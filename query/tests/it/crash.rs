@@ -141,7 +141,7 @@ fn killed_and_restarted_ingest_loses_and_doubles_nothing() {
     assert_eq!(
         counts,
         format!(
-            "trail,trail_ids,commands,command_ids,sessions\n{expected_trail},{expected_trail},39,39,11\n"
+            "trail,trail_ids,commands,command_ids,sessions\n{expected_trail},{expected_trail},63,63,11\n"
         ),
         "after {killed} kills (seed {seed})"
     );

