@@ -9,14 +9,20 @@
 //!
 //! - `ssm-session-worker SESSION` is the root of SESSION;
 //! - an exec whose parent is known takes the parent's session, and the parent's command line;
-//! - an exec whose parent never exec'd (a subshell forked without exec) but whose own pid did
-//!   earlier (`exec`, a shell replacing itself) keeps that process's session;
+//! - an exec whose parent never exec'd but whose own process did earlier, with the same parent
+//!   (`exec`, a shell replacing itself), keeps that process's session;
+//! - else, an exec on a terminal (`$(a | b)`: the substitution's subshell forks both and never
+//!   execs) takes the session of the latest attributed exec on that terminal, which one session
+//!   holds at a time, when both have the same login session (`ses`: unset for Session Manager,
+//!   new for each SSH login, so a login that takes over a freed terminal is not mistaken for the
+//!   session that held it);
 //! - what is left is attributed by the host correlation ([`crate::correlate`]): an sshd login's
 //!   OS user on its instance in its window (SSH through Session Manager, EC2 Instance Connect,
 //!   Entra ID SSH), which then passes on to its descendants the next time.
 //!
 //! A pid is reused once its process exits, which auditd does not record without a rule on
-//! `exit`: the latest exec of a pid is taken as the live process, and a parent older than
+//! `exit`: the latest exec of a pid is taken as the live process, unless its login session or
+//! terminal differs from the child's (a child inherits both), and a parent older than
 //! [`MAX_PARENT_AGE`] is not followed.
 
 use std::collections::HashMap;
@@ -54,6 +60,9 @@ pub fn is_exec(event: &HostEvent) -> bool {
 #[derive(Debug, Clone)]
 struct Process {
     time: Timestamp,
+    ppid: Option<i64>,
+    tty: Option<String>,
+    audit_session: Option<i64>,
     session_id: Option<String>,
     cmd: Option<String>,
 }
@@ -79,6 +88,9 @@ pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, 
         if let Some(pid) = event.pid {
             table.entry((place(event), pid)).or_default().push(Process {
                 time: event.time,
+                ppid: event.ppid,
+                tty: event.tty.clone(),
+                audit_session: event.audit_session,
                 session_id: event.session_id.clone(),
                 cmd: event.cmd.clone(),
             });
@@ -97,6 +109,26 @@ pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, 
         })
     };
 
+    // (instance, terminal) -> the latest attributed exec on it: when, its login session, its
+    // session.
+    type Holder = (Timestamp, Option<i64>, String);
+    let mut terminals: HashMap<(String, String), Holder> = HashMap::new();
+    let hold = |terminals: &mut HashMap<(String, String), Holder>, event: &HostEvent| {
+        if let (Some(tty), Some(session)) = (&event.tty, &event.session_id) {
+            let slot = terminals.entry((place(event), tty.clone())).or_insert((
+                event.time,
+                event.audit_session,
+                session.clone(),
+            ));
+            if event.time >= slot.0 {
+                *slot = (event.time, event.audit_session, session.clone());
+            }
+        }
+    };
+    for event in known.iter().filter(|e| is_exec(e)) {
+        hold(&mut terminals, event);
+    }
+
     let mut order: Vec<usize> = (0..host.len()).filter(|&i| is_exec(&host[i])).collect();
     // Parents before children: by time, then by auditd's serial order as read.
     order.sort_by_key(|&i| (host[i].time, i));
@@ -106,17 +138,33 @@ pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, 
         let at = event.time;
         let here = place(event);
         let pid = event.pid.unwrap_or_default();
+        // A child inherits its parent's login session and terminal: a process that had the
+        // parent's pid before and differs in either is a dead one whose pid was reused.
         let parent = event
             .ppid
-            .and_then(|ppid| latest(&table, &(here.clone(), ppid), at));
-        let itself = latest(&table, &(here.clone(), pid), at);
+            .and_then(|ppid| latest(&table, &(here.clone(), ppid), at))
+            .filter(|p| {
+                p.audit_session == event.audit_session
+                    && !matches!((&p.tty, &event.tty), (Some(a), Some(b)) if a != b)
+            });
+        // The same process exec'ing again keeps its parent; a reused pid has another.
+        let itself = latest(&table, &(here.clone(), pid), at).filter(|p| p.ppid == event.ppid);
         let root = event.cmd.as_deref().and_then(session_worker);
+        let on_terminal = event
+            .tty
+            .as_ref()
+            .filter(|_| parent.is_none())
+            .and_then(|tty| terminals.get(&(here.clone(), tty.clone())))
+            .filter(|(time, ses, _)| at - *time <= max_age && *ses == event.audit_session)
+            .map(|(_, _, session)| session.clone());
         let session_id = event
             .session_id
             .clone()
             .or(root.map(str::to_string))
             .or(parent.as_ref().and_then(|p| p.session_id.clone()))
-            .or(itself.as_ref().and_then(|p| p.session_id.clone()));
+            .or(itself.as_ref().and_then(|p| p.session_id.clone()))
+            .or(on_terminal);
+
         let lineage = Lineage {
             session_id: session_id.clone(),
             parent_cmd: parent.and_then(|p| p.cmd),
@@ -127,11 +175,15 @@ pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, 
             position,
             Process {
                 time: at,
+                ppid: event.ppid,
+                tty: event.tty.clone(),
+                audit_session: event.audit_session,
                 session_id: session_id.clone(),
                 cmd: event.cmd.clone(),
             },
         );
         host[i].session_id = session_id;
+        hold(&mut terminals, &host[i]);
         found.insert(i, lineage);
     }
     found
@@ -289,7 +341,7 @@ mod tests {
                 1850,
                 "ssm-session-worker alice-0a7f",
             ),
-            exec("2026-10-05T09:12:04Z", 3101, 3100, "bash"),
+            exec("2026-10-05T09:12:04Z", 3101, 8888, "bash"),
             // pid 3101 reused later by another session's shell.
             exec("2026-10-05T11:00:04Z", 3101, 4100, "bash"),
         ];
@@ -299,21 +351,72 @@ mod tests {
         let mut host = vec![
             exec("2026-10-05T09:20:00Z", 3200, 3101, "id"),
             exec("2026-10-05T11:05:00Z", 3300, 3101, "id"),
-            // A subshell forked without exec: its parent never exec'd, but it did itself
-            // earlier (`exec id` replacing the shell is the same pid).
-            exec("2026-10-05T09:21:00Z", 3101, 9999, "id"),
+            // `exec id` replaces the shell: the same pid and parent (the parent's own pid 8888
+            // never exec'd, so only the process itself ties it to its session).
+            exec("2026-10-05T09:21:00Z", 3101, 8888, "id"),
+            // A reused pid: another parent, not the shell's session.
+            exec("2026-10-05T09:22:00Z", 3101, 9999, "id"),
         ];
         attribute(&mut host, &stored);
         let sessions: Vec<Option<&str>> = host.iter().map(|e| e.session_id.as_deref()).collect();
         assert_eq!(
             sessions,
-            [Some("alice-0a7f"), Some("bob-1234"), Some("alice-0a7f")]
+            [
+                Some("alice-0a7f"),
+                Some("bob-1234"),
+                Some("alice-0a7f"),
+                None
+            ]
         );
 
         // Too old a parent is not followed.
         let mut late = vec![exec("2026-10-06T09:20:00Z", 3201, 3100, "id")];
         attribute(&mut late, &stored);
         assert_eq!(late[0].session_id, None);
+    }
+
+    #[test]
+    fn a_subshell_s_children_follow_their_terminal_but_not_into_another_login() {
+        let on = |mut e: HostEvent, tty: &str, ses: Option<i64>| {
+            e.tty = Some(tty.into());
+            e.audit_session = ses;
+            e
+        };
+        let mut host = vec![
+            exec(
+                "2026-10-05T09:12:03Z",
+                3100,
+                1850,
+                "ssm-session-worker alice-0a7f",
+            ),
+            on(exec("2026-10-05T09:12:04Z", 3101, 3100, "sh"), "pts1", None),
+            // $(ps | grep x): the substitution's subshell (pid 3110) never execs.
+            on(exec("2026-10-05T09:13:00Z", 3111, 3110, "ps"), "pts1", None),
+            on(
+                exec("2026-10-05T09:13:00Z", 3112, 3110, "grep x"),
+                "pts1",
+                None,
+            ),
+            // An SSH login's shell on the same terminal later: sshd's child never execs, and
+            // the login has a login session of its own.
+            on(
+                exec("2026-10-05T10:00:00Z", 4001, 4000, "-bash"),
+                "pts1",
+                Some(7),
+            ),
+        ];
+        attribute(&mut host, &[]);
+        let sessions: Vec<Option<&str>> = host.iter().map(|e| e.session_id.as_deref()).collect();
+        assert_eq!(
+            sessions,
+            [
+                Some("alice-0a7f"),
+                Some("alice-0a7f"),
+                Some("alice-0a7f"),
+                Some("alice-0a7f"),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -141,6 +141,22 @@ fn linux_auth_host_logs() {
             parsed.trail.is_empty() && parsed.chunks.is_empty(),
             "{name}"
         );
+        if name == "test-auditd-raw.log" {
+            // Every event with its SYSCALL record keeps what ties it to its process tree (the
+            // file also holds an EXECVE record without its SYSCALL: an exec with no pid).
+            let with_syscall: Vec<_> = parsed
+                .host
+                .iter()
+                .filter(|e| e.raw.contains("type=SYSCALL"))
+                .collect();
+            assert!(!with_syscall.is_empty(), "{name}: no SYSCALL record");
+            for exec in with_syscall {
+                assert!(
+                    exec.pid.is_some() && exec.ppid.is_some() && exec.exe.is_some(),
+                    "{name}: {exec:?}"
+                );
+            }
+        }
         totals.0 += lines;
         totals.1 += parsed.host.len();
         totals.2 += parsed.rejects.len();
