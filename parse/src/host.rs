@@ -320,6 +320,42 @@ pub fn parse_host_lines(lines: &[HostLineIn<'_>], source: HostSource<'_>) -> Hos
     parsed
 }
 
+/// One auditd event read again from the records of two reads of it (an event whose records a
+/// batch or file boundary split): the records of both, each once, in their order. Also gives
+/// the command it makes, if any. `None` when the two are not records of one auditd event.
+pub fn join_audit_event(
+    first: &HostEvent,
+    more: &HostEvent,
+) -> Option<(HostEvent, Option<Command>)> {
+    if first.program != "auditd" || more.program != "auditd" || first.event_id != more.event_id {
+        return None;
+    }
+    let mut lines: Vec<&str> = first.raw.lines().collect();
+    for line in more.raw.lines() {
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    let input: Vec<HostLineIn<'_>> = lines
+        .iter()
+        .enumerate()
+        .map(|(index, text)| HostLineIn {
+            index,
+            text,
+            reference: first.time,
+        })
+        .collect();
+    let parsed = parse_host_lines(
+        &input,
+        HostSource {
+            origin: &first.origin,
+            target: first.target.as_deref(),
+        },
+    );
+    let event = parsed.events.into_iter().next()?;
+    (event.event_id == first.event_id).then(|| (event, parsed.commands.into_iter().next()))
+}
+
 /// `sshd(pam_unix)` -> `sshd`.
 fn program_name(program: &str) -> &str {
     program.split('(').next().unwrap_or(program)
@@ -1279,6 +1315,33 @@ mod tests {
             ]
         );
         assert_eq!(parsed.events[2].auth.as_deref(), Some("publickey"));
+    }
+
+    #[test]
+    fn an_auditd_event_split_in_two_reads_is_joined() {
+        let records = [
+            "type=SYSCALL msg=audit(1791191524.102:20102): arch=c000003e syscall=59 success=yes exit=0 ppid=3100 pid=3101 auid=4294967295 uid=1000 tty=pts0 ses=4294967295 comm=\"useradd\" exe=\"/usr/sbin/useradd\" key=\"exec\"",
+            "type=EXECVE msg=audit(1791191524.102:20102): argc=3 a0=\"useradd\" a1=\"-m\" a2=\"support\"",
+            "type=CWD msg=audit(1791191524.102:20102): cwd=\"/root\"",
+            "type=EOE msg=audit(1791191524.102:20102):",
+        ];
+        let first = parse(&records[..1].join("\n"));
+        let second = parse(&records[1..].join("\n"));
+        assert_eq!(first.events[0].event_id, second.events[0].event_id);
+        assert_eq!(first.events[0].cmd, None);
+        assert!(first.commands.is_empty());
+        let (joined, command) = join_audit_event(&first.events[0], &second.events[0])
+            .unwrap_or_else(|| panic!("not joined"));
+        let whole = parse(&records.join("\n"));
+        assert_eq!(joined, whole.events[0]);
+        assert_eq!(command.as_ref(), whole.commands.first());
+        assert_eq!(
+            (joined.cmd.as_deref(), joined.ppid, joined.cwd.as_deref()),
+            (Some("useradd -m support"), Some(3100), Some("/root"))
+        );
+        // Read again, a record already held is not doubled.
+        let again = join_audit_event(&joined, &second.events[0]).map(|(e, _)| e);
+        assert_eq!(again.as_ref(), Some(&joined));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! A batch as the pipeline decides on it: what the parsers produced, with session streams
 //! assembled into commands and secrets redacted. Pure: no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use auditq_model::{Command, HostEvent, Position, Reject, TrailEvent};
 
+use crate::host::{command_id, join_audit_event};
 use crate::parse::Parsed;
 use crate::redact::Redactor;
 use crate::session::SessionFragment;
@@ -27,6 +28,9 @@ pub struct Batch {
     pub positions: Vec<Position>,
     /// Secrets replaced by tokens.
     pub redactions: usize,
+    /// auditd events joined with the records a stored row of the same event holds (an event a
+    /// batch or file boundary split): their stored rows, and their commands', are replaced.
+    pub rejoined: HashSet<String>,
 }
 
 impl Batch {
@@ -66,7 +70,7 @@ impl Batch {
                 .or_default()
                 .push(fragment);
         }
-        Batch {
+        let mut batch = Batch {
             trail,
             fragments: by_session,
             commands,
@@ -74,7 +78,77 @@ impl Batch {
             rejects,
             positions,
             redactions,
+            rejoined: HashSet::new(),
+        };
+        batch.join_split_events(&[], redactor);
+        batch
+    }
+
+    /// Joins the records of one auditd event read in parts: repeats in this batch (two files,
+    /// two pages), and a stored row of the same event (`stored`, an earlier batch). The joined
+    /// event takes the batch's place, and so does its command (redacted again: the command is
+    /// read anew from the records).
+    pub fn join_split_events(&mut self, stored: &[HostEvent], redactor: &Redactor) {
+        let stored: HashMap<&str, &HostEvent> =
+            stored.iter().map(|e| (e.event_id.as_str(), e)).collect();
+        let mut first_at: HashMap<String, usize> = HashMap::new();
+        let mut joined: Vec<(usize, HostEvent, Option<Command>)> = Vec::new();
+        let mut gone: HashSet<usize> = HashSet::new();
+        for i in 0..self.host.len() {
+            if self.host[i].program != "auditd" {
+                continue;
+            }
+            let id = self.host[i].event_id.clone();
+            match first_at.get(&id) {
+                Some(&at) => {
+                    let base = joined
+                        .iter()
+                        .rev()
+                        .find(|(j, _, _)| *j == at)
+                        .map_or(&self.host[at], |(_, e, _)| e);
+                    if let Some((event, command)) = join_audit_event(base, &self.host[i]) {
+                        joined.push((at, event, command));
+                        gone.insert(i);
+                    }
+                }
+                None => {
+                    first_at.insert(id.clone(), i);
+                    if let Some(old) = stored.get(id.as_str())
+                        && let Some((event, command)) = join_audit_event(old, &self.host[i])
+                    {
+                        if event != **old {
+                            self.rejoined.insert(id);
+                        }
+                        joined.push((i, event, command));
+                    }
+                }
+            }
         }
+        if joined.is_empty() {
+            return;
+        }
+        let mut commands: Vec<(usize, Option<Command>)> = Vec::new();
+        for (at, mut event, mut command) in joined {
+            self.redactions += redactor.optional(&mut event.cmd);
+            if let Some(command) = &mut command {
+                self.redactions += redactor.field(&mut command.cmd);
+            }
+            self.host[at] = event;
+            commands.retain(|(j, _)| *j != at);
+            commands.push((at, command));
+        }
+        let replaced: HashSet<String> = commands
+            .iter()
+            .map(|(at, _)| command_id(&self.host[*at].event_id))
+            .collect();
+        self.commands.retain(|c| !replaced.contains(&c.event_id));
+        self.commands
+            .extend(commands.into_iter().filter_map(|(_, command)| command));
+        let mut index = 0;
+        self.host.retain(|_| {
+            index += 1;
+            !gone.contains(&(index - 1))
+        });
     }
 
     /// Whether the batch holds nothing to store.

@@ -50,6 +50,8 @@ pub struct Stored {
     pub unattributed: Vec<Command>,
     /// Stored execs the batch's execs may descend from ([`crate::process`]).
     pub ancestors: Vec<HostEvent>,
+    /// Stored auditd events the batch holds more records of (an event a boundary split).
+    pub split_host: Vec<HostEvent>,
     /// Ids of the batch's rows already stored, per table.
     pub ids: HashMap<Table, HashSet<String>>,
     /// Ids of alerts already stored for the batch's events and sessions.
@@ -57,7 +59,7 @@ pub struct Stored {
 }
 
 impl Stored {
-    fn has(&self, table: Table, id: &str) -> bool {
+    pub fn has(&self, table: Table, id: &str) -> bool {
         self.ids.get(&table).is_some_and(|ids| ids.contains(id))
     }
 }
@@ -82,6 +84,8 @@ pub struct Decision {
     pub replaced_commands: Vec<(Command, Timestamp)>,
     /// Of those, the stream commands a longer read revised (rules see their new text).
     pub revised: Vec<Command>,
+    /// Stored auditd events joined with more of their records (each replaces the stored row).
+    pub replaced_host: Vec<HostEvent>,
     /// Rows read and added per table.
     pub counts: BTreeMap<Table, TableCount>,
     /// The time of the newest command or CloudTrail record read.
@@ -192,6 +196,7 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         rejects,
         positions,
         redactions,
+        rejoined,
     } = batch;
     let mut decision = Decision {
         positions,
@@ -330,6 +335,18 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         }
         replaced.insert(old.event_id.clone(), (command, old.time));
     }
+    // The commands of auditd events joined with a stored part replace what that part made.
+    let rejoined_commands: HashSet<String> = rejoined.iter().map(|id| command_id(id)).collect();
+    for command in commands
+        .iter()
+        .filter(|c| rejoined_commands.contains(&c.event_id))
+    {
+        if stored.has(Table::Commands, &command.event_id)
+            || stored_commands.contains_key(command.event_id.as_str())
+        {
+            replaced.insert(command.event_id.clone(), (command.clone(), command.time));
+        }
+    }
     decision.replaced_commands = replaced.into_values().collect();
 
     let read = commands.len();
@@ -353,10 +370,18 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         TableCount::new(read, decision.trail.len()),
     );
     let read = host.len();
+    let (rejoined_host, host): (Vec<HostEvent>, Vec<HostEvent>) = host
+        .into_iter()
+        .partition(|e| rejoined.contains(&e.event_id));
+    decision.replaced_host = rejoined_host;
     decision.host = fresh(host, |e| stored.has(Table::HostEvents, &e.event_id));
     decision.counts.insert(
         Table::HostEvents,
-        TableCount::new(read, decision.host.len()),
+        TableCount {
+            read,
+            added: decision.host.len(),
+            updated: decision.replaced_host.len(),
+        },
     );
     let read = rejects.len();
     decision.rejects = fresh(rejects, |r| stored.has(Table::Rejects, &r.event_id));

@@ -187,6 +187,19 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     };
 
     // Round 2: what the stored sessions make necessary.
+
+    // auditd events of the batch already stored: a part of them was read before (a boundary
+    // split their records), or the same records are read again.
+    let split: Vec<&HostEvent> = batch
+        .host
+        .iter()
+        .filter(|e| e.program == "auditd" && stored.has(Table::HostEvents, &e.event_id))
+        .collect();
+    let split_host = lake.rows::<HostEvent>(
+        Filter::all()
+            .near("time", split.iter().map(|e| e.time), same)
+            .any_of("event_id", split.iter().map(|e| e.event_id.clone())),
+    );
     let (_, changed, _) = merge_sessions(&batch.fragments, &stored.sessions);
     let learned = learning_sessions(&changed, &stored.sessions);
     let learned_commands = lake.rows::<Command>(Filter::all().any_of("session_id", learned));
@@ -325,15 +338,24 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     let process_commands =
         lake.rows::<Command>(Filter::all().any_of("session_id", process_sessions));
 
-    let (learned_commands, logins, unattributed, alerts, process_sessions_rows, process_commands) =
-        futures::try_join!(
-            learned_commands,
-            stored_logins,
-            unattributed,
-            alerts,
-            process_sessions_rows,
-            process_commands
-        )?;
+    let (
+        learned_commands,
+        logins,
+        unattributed,
+        alerts,
+        process_sessions_rows,
+        process_commands,
+        split_host,
+    ) = futures::try_join!(
+        learned_commands,
+        stored_logins,
+        unattributed,
+        alerts,
+        process_sessions_rows,
+        process_commands,
+        split_host
+    )?;
+    stored.split_host = split_host;
     for session in process_sessions_rows {
         stored.sessions.insert(session.session_id.clone(), session);
     }

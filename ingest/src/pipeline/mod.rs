@@ -90,8 +90,9 @@ impl Pipeline {
         }
         let mut stages = StageTimes::default();
         let clock = std::time::Instant::now();
-        let batch = Batch::prepare(parsed, positions, &self.redactor);
+        let mut batch = Batch::prepare(parsed, positions, &self.redactor);
         let stored = load::load(&self.lake, &batch, now, self.alerting.is_some()).await?;
+        batch.join_split_events(&stored.split_host, &self.redactor);
         stages.load = clock.elapsed();
         let clock = std::time::Instant::now();
         let decision = decide::decide(batch, &stored, self.unlogged_grace, now);
@@ -175,7 +176,20 @@ impl Pipeline {
         let (sessions, trail, host, rejects) = futures::join!(
             commands_and_sessions,
             self.lake.commit(&decision.trail, None, &txns),
-            self.lake.commit(&decision.host, None, &txns),
+            async {
+                let mut rows = decision.host.clone();
+                rows.extend(decision.replaced_host.iter().cloned());
+                let replace = Replace::keys(
+                    "event_id",
+                    decision.replaced_host.iter().map(|e| e.event_id.clone()),
+                )
+                .within(Filter::all().near(
+                    "time",
+                    decision.replaced_host.iter().map(|e| e.time),
+                    chrono::Duration::seconds(1),
+                ));
+                self.lake.commit(&rows, Some(&replace), &txns).await
+            },
             self.lake.commit(&decision.rejects, None, &txns),
         );
         sessions?;

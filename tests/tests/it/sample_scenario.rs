@@ -452,3 +452,70 @@ async fn auditd_execs_belong_to_the_session_that_started_them() {
     }
     assert_eq!(answers[0], answers[1]);
 }
+
+/// An auditd event whose records two reads split (a page or file boundary between its SYSCALL
+/// and EXECVE records) is one event and one command, with its parent and session: the second
+/// read joins the stored part, and reading either part again changes nothing.
+#[tokio::test]
+async fn an_auditd_event_split_across_two_reads_is_one_event() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let pipeline = pipeline(&lake).await;
+    let stamp = "msg=audit(1791191524.102:20102)";
+    let parts = [
+        format!(
+            "type=SYSCALL {stamp}: arch=c000003e syscall=59 success=yes exit=0 ppid=3100 pid=3101 auid=4294967295 uid=0 tty=pts0 ses=4294967295 comm=\"useradd\" exe=\"/usr/sbin/useradd\" key=\"exec\"\n"
+        ),
+        format!(
+            "type=EXECVE {stamp}: argc=3 a0=\"useradd\" a1=\"-m\" a2=\"support\"\ntype=CWD {stamp}: cwd=\"/root\"\ntype=EOE {stamp}:\n"
+        ),
+    ];
+    let files: Vec<std::path::PathBuf> = parts
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            let path = dir.path().join(format!("audit.log.{n}"));
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+            path
+        })
+        .collect();
+    let read = |path: std::path::PathBuf| {
+        let pipeline = &pipeline;
+        async move {
+            ingest_paths(pipeline, &[path], &Limits::default(), &|_| {})
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    read(files[0].clone()).await;
+    let half = csv(&lake, "select count(*) n from commands").await;
+    assert_eq!(half, "n\n0\n", "the SYSCALL record alone names no command");
+    let second = read(files[1].clone()).await;
+    assert_eq!(second.tables[&Table::HostEvents].updated, 1, "{second:?}");
+    let answer = || async {
+        (
+            csv(
+                &lake,
+                "select action, cmd, ppid, exe, cwd, length(raw) - length(replace(raw, 'type=', '')) n \
+                 from host_events",
+            )
+            .await,
+            csv(&lake, "select cmd, cwd, source from commands").await,
+        )
+    };
+    let joined = answer().await;
+    assert_eq!(
+        joined,
+        (
+            "action,cmd,ppid,exe,cwd,n\nexec,useradd -m support,3100,/usr/sbin/useradd,/root,20\n"
+                .to_string(),
+            "cmd,cwd,source\nuseradd -m support,/root,auditd\n".to_string()
+        )
+    );
+    // Both parts read again (a retried batch, a re-read file): nothing changes.
+    let copy = dir.path().join("audit.log.both");
+    std::fs::write(&copy, parts.concat()).unwrap_or_else(|e| panic!("{e}"));
+    read(files[1].clone()).await;
+    read(copy).await;
+    assert_eq!(answer().await, joined);
+}
