@@ -113,12 +113,13 @@ impl Batch {
                 }
                 None => {
                     first_at.insert(id.clone(), i);
+                    // Only records the stored row lacks make it change: the same records read
+                    // again are the stored row (which may also have learned its session since).
                     if let Some(old) = stored.get(id.as_str())
                         && let Some((event, command)) = join_audit_event(old, &self.host[i])
+                        && event.raw != old.raw
                     {
-                        if event != **old {
-                            self.rejoined.insert(id);
-                        }
+                        self.rejoined.insert(id);
                         joined.push((i, event, command));
                     }
                 }
