@@ -46,9 +46,14 @@ pub fn is_login(event: &HostEvent) -> bool {
 
 /// Whether a session's commands can only be known from the host.
 pub fn carries_ssh(session: &Session) -> bool {
-    matches!(session.kind.as_str(), "ssh" | "port_forward")
-        && !matches!(session.logged.as_str(), "transcript" | "stream")
+    matches!(
+        session.kind.as_str(),
+        "ssh" | "port_forward" | "instance_connect"
+    ) && !matches!(session.logged.as_str(), "transcript" | "stream")
 }
+
+/// How long a key EC2 Instance Connect pushed is accepted by sshd.
+pub const INSTANCE_CONNECT_KEY_SECONDS: i64 = 60;
 
 /// The span in which a session's host activity is attributed to it.
 pub fn window(session: &Session) -> Option<(Timestamp, Timestamp)> {
@@ -60,17 +65,37 @@ pub fn window(session: &Session) -> Option<(Timestamp, Timestamp)> {
     Some((start - Duration::seconds(CLOCK_SLACK_SECONDS), end))
 }
 
-/// The session (among `candidates`) a tunnelled login belongs to: on the login's target, with
-/// the login inside its window; the latest to start when several are open.
+/// The session (among `candidates`) a login belongs to; the latest to start when several fit.
+///
+/// - A tunnelled login (from loopback: the agent): an SSH or port-forwarding session on the
+///   login's target, with the login inside its window.
+/// - A direct login: an EC2 Instance Connect key pushed for the login's OS user on its target
+///   in the minute before (sshd accepts the key for 60 seconds).
 pub fn session_for_login<'s>(login: &HostEvent, candidates: &[&'s Session]) -> Option<&'s Session> {
     let target = login.target.as_deref()?;
+    let tunnelled = is_tunnelled(login.source_ip.as_deref());
     candidates
         .iter()
         .copied()
+        .filter(|s| s.target.as_deref() == Some(target))
         .filter(|s| {
-            s.target.as_deref() == Some(target) && matches!(s.kind.as_str(), "ssh" | "port_forward")
+            if tunnelled {
+                matches!(s.kind.as_str(), "ssh" | "port_forward")
+                    && window(s).is_some_and(|(from, to)| login.time >= from && login.time <= to)
+            } else {
+                s.kind == "instance_connect"
+                    && s.run_as.is_some()
+                    && s.run_as == login.user
+                    && s.started_at.is_some_and(|start| {
+                        login.time >= start - Duration::seconds(CLOCK_SLACK_SECONDS)
+                            && login.time
+                                <= start
+                                    + Duration::seconds(
+                                        INSTANCE_CONNECT_KEY_SECONDS + CLOCK_SLACK_SECONDS,
+                                    )
+                    })
+            }
         })
-        .filter(|s| window(s).is_some_and(|(from, to)| login.time >= from && login.time <= to))
         .max_by_key(|s| s.started_at)
 }
 
@@ -288,6 +313,34 @@ mod tests {
         assert_eq!(
             (linked.user.as_deref(), linked.run_as.as_deref()),
             (Some("bob"), Some("ec2-user"))
+        );
+    }
+
+    #[test]
+    fn a_login_with_a_key_instance_connect_pushed_joins_that_access() {
+        let mut pushed = session("eic-e2", "SendSSHPublicKey", "2026-10-06T14:00:00Z", None);
+        pushed.kind = "instance_connect".into();
+        pushed.run_as = Some("ec2-user".into());
+        let candidates = [&pushed];
+        let found = |time: &str, user: &str| {
+            session_for_login(&login(time, "203.0.113.10", user), &candidates)
+                .map(|s| s.session_id.clone())
+        };
+        assert_eq!(
+            found("2026-10-06T14:00:20Z", "ec2-user").as_deref(),
+            Some("eic-e2")
+        );
+        // Another OS user, or after the key expired: not this access.
+        assert_eq!(found("2026-10-06T14:00:20Z", "root"), None);
+        assert_eq!(found("2026-10-06T14:05:00Z", "ec2-user"), None);
+        let linked = with_login(
+            &pushed,
+            &login("2026-10-06T14:00:20Z", "203.0.113.10", "ec2-user"),
+        )
+        .unwrap_or_else(|| panic!("no merge"));
+        assert_eq!(
+            (linked.kind.as_str(), linked.logged.as_str()),
+            ("instance_connect", "host_only")
         );
     }
 

@@ -289,6 +289,102 @@ pub fn session_fragment(event: &TrailEvent) -> Option<SessionFragment> {
     Some(fragment)
 }
 
+/// What a call that opens an access without a Session Manager session says about it, as
+/// sessions of their own kinds:
+///
+/// - `ssm:SendCommand` (Run Command): one per instance it names, id `<command id>-<instance>`
+///   (as `aws ssm get-command-invocation` addresses it), kind `run_command`, the document, and
+///   the comment as the reason; commands sent to tags name no instance: one, id `<command id>`.
+/// - `ec2-instance-connect:SendSSHPublicKey`: a key pushed for 60 seconds for an OS user on an
+///   instance, id `eic-<event id>`, kind `instance_connect`; the sshd login that follows joins it
+///   ([`crate::session`], `auditq_ingest::correlate`).
+/// - `ec2-instance-connect:OpenTunnel` (EC2 Instance Connect Endpoint): a tunnel to a private
+///   address and port, id `eice-<event id>`, kind `instance_connect_endpoint`, target the address.
+pub fn access_fragments(event: &TrailEvent) -> Vec<SessionFragment> {
+    if event.error_code.is_some() {
+        return Vec::new();
+    }
+    let request: Option<&RawValue> = event
+        .request
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    let response: Option<&RawValue> = event
+        .response
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    let base = |session_id: String, kind: &str| SessionFragment {
+        from_trail: true,
+        started_at: Some(event.time),
+        user: event.user.clone(),
+        principal_arn: event.principal_arn.clone(),
+        source_ip: event.source_ip.clone(),
+        user_agent: event.user_agent.clone(),
+        account: event.account.clone(),
+        region: event.region.clone(),
+        start_event_id: Some(event.event_id.clone()),
+        kind: Some(kind.to_string()),
+        ..SessionFragment::new(session_id)
+    };
+    match (event.event_source.as_str(), event.event_name.as_str()) {
+        ("ssm.amazonaws.com", "SendCommand") => {
+            let command = field(response, "command");
+            let Some(command_id) = text(field(command, "commandId")) else {
+                return Vec::new();
+            };
+            let document = text(field(request, "documentName"))
+                .or_else(|| text(field(command, "documentName")));
+            let mut instances: Vec<String> =
+                [field(request, "instanceIds"), field(command, "instanceIds")]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|raw| serde_json::from_str::<Vec<String>>(raw.get()).ok())
+                    .flatten()
+                    .collect();
+            instances.sort();
+            instances.dedup();
+            let reason = text(field(request, "comment")).filter(|c| !c.is_empty());
+            let fragment = |session_id: String, target: Option<String>| SessionFragment {
+                target,
+                document: document.clone(),
+                reason: reason.clone(),
+                ..base(session_id, "run_command")
+            };
+            if instances.is_empty() {
+                return vec![fragment(command_id, None)];
+            }
+            instances
+                .into_iter()
+                .map(|instance| fragment(format!("{command_id}-{instance}"), Some(instance)))
+                .collect()
+        }
+        ("ec2-instance-connect.amazonaws.com", "SendSSHPublicKey") => {
+            let Some(instance) = text(field(request, "instanceId")) else {
+                return Vec::new();
+            };
+            vec![SessionFragment {
+                target: Some(instance),
+                run_as: text(field(request, "instanceOSUser")),
+                document: Some("SendSSHPublicKey".into()),
+                ..base(format!("eic-{}", event.event_id), "instance_connect")
+            }]
+        }
+        ("ec2-instance-connect.amazonaws.com", "OpenTunnel") => {
+            let address = text(field(request, "privateIpAddress"));
+            let port = text(field(request, "remotePort"));
+            vec![SessionFragment {
+                target: address,
+                document: Some("OpenTunnel".into()),
+                reason: port.map(|p| format!("port {p}")),
+                ..base(
+                    format!("eice-{}", event.event_id),
+                    "instance_connect_endpoint",
+                )
+            }]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The document Session Manager uses when StartSession names none.
 pub const DEFAULT_SHELL_DOCUMENT: &str = "SSM-SessionManagerRunShell";
 
@@ -321,6 +417,89 @@ mod tests {
         assert_eq!(fragment.target.as_deref(), Some("i-02311671588e96626"));
         assert_eq!(fragment.document.as_deref(), Some("SSM-sudo"));
         assert_eq!(fragment.source_ip.as_deref(), Some("38.30.8.138"));
+    }
+
+    #[test]
+    fn run_command_and_instance_connect_are_accesses() {
+        let send_command = r#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/bob","accountId":"111122223333","userName":"bob"},"eventTime":"2026-10-06T13:05:00Z","eventSource":"ssm.amazonaws.com","eventName":"SendCommand","awsRegion":"eu-west-1","sourceIPAddress":"198.51.100.23","userAgent":"aws-cli/2.17.5","requestParameters":{"instanceIds":["i-0a1b2c3d4e5f60711","i-0b2c3d4e5f6071822"],"documentName":"AWS-RunShellScript","comment":"rotate keys","parameters":"HIDDEN_DUE_TO_SECURITY_REASONS","interactive":false},"responseElements":{"command":{"commandId":"7f3e2a10-5b6c-4d8e-9f01-23456789abcd","documentName":"AWS-RunShellScript","instanceIds":["i-0a1b2c3d4e5f60711","i-0b2c3d4e5f6071822"],"status":"Pending"}},"eventID":"e1","eventType":"AwsApiCall","recipientAccountId":"111122223333"}"#;
+        let event = parse_record(send_command, "f").unwrap_or_else(|e| panic!("{e}"));
+        assert!(session_fragment(&event).is_none());
+        let fragments = access_fragments(&event);
+        let seen: Vec<(&str, Option<&str>, Option<&str>, Option<&str>)> = fragments
+            .iter()
+            .map(|f| {
+                (
+                    f.session_id.as_str(),
+                    f.target.as_deref(),
+                    f.kind.as_deref(),
+                    f.document.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "7f3e2a10-5b6c-4d8e-9f01-23456789abcd-i-0a1b2c3d4e5f60711",
+                    Some("i-0a1b2c3d4e5f60711"),
+                    Some("run_command"),
+                    Some("AWS-RunShellScript")
+                ),
+                (
+                    "7f3e2a10-5b6c-4d8e-9f01-23456789abcd-i-0b2c3d4e5f6071822",
+                    Some("i-0b2c3d4e5f6071822"),
+                    Some("run_command"),
+                    Some("AWS-RunShellScript")
+                ),
+            ]
+        );
+        let session = crate::session::merge([&fragments[0]]).unwrap_or_else(|| panic!("no row"));
+        assert_eq!(
+            (
+                session.kind.as_str(),
+                session.logged.as_str(),
+                session.user.as_deref()
+            ),
+            ("run_command", "none", Some("bob"))
+        );
+        assert_eq!(session.reason.as_deref(), Some("rotate keys"));
+        // The stored row folded with a later fragment keeps its kind.
+        let again = crate::session::merge([
+            &SessionFragment::from_row(&session),
+            &SessionFragment {
+                ended_at: Some(event.time),
+                ..SessionFragment::new(session.session_id.clone())
+            },
+        ])
+        .unwrap_or_else(|| panic!("no row"));
+        assert_eq!(again.kind, "run_command");
+
+        let push = r#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333","userName":"alice"},"eventTime":"2026-10-06T14:00:00Z","eventSource":"ec2-instance-connect.amazonaws.com","eventName":"SendSSHPublicKey","awsRegion":"eu-west-1","sourceIPAddress":"203.0.113.10","requestParameters":{"instanceId":"i-0d4e5f60718293a44","instanceOSUser":"ec2-user","sSHPublicKey":"ssh-ed25519 AAAAC3Nz","availabilityZone":"eu-west-1a"},"responseElements":{"requestId":"r1","success":true},"eventID":"e2","eventType":"AwsApiCall","recipientAccountId":"111122223333"}"#;
+        let event = parse_record(push, "f").unwrap_or_else(|e| panic!("{e}"));
+        let fragments = access_fragments(&event);
+        assert_eq!(fragments.len(), 1);
+        let session = crate::session::merge([&fragments[0]]).unwrap_or_else(|| panic!("no row"));
+        assert_eq!(
+            (
+                session.session_id.as_str(),
+                session.kind.as_str(),
+                session.run_as.as_deref(),
+                session.target.as_deref()
+            ),
+            (
+                "eic-e2",
+                "instance_connect",
+                Some("ec2-user"),
+                Some("i-0d4e5f60718293a44")
+            )
+        );
+        // A refused call opened nothing.
+        let refused = push.replace(
+            r#""eventID":"e2""#,
+            r#""eventID":"e3","errorCode":"AccessDenied""#,
+        );
+        let event = parse_record(&refused, "f").unwrap_or_else(|e| panic!("{e}"));
+        assert!(access_fragments(&event).is_empty());
     }
 
     #[test]

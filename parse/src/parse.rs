@@ -543,6 +543,9 @@ fn parse_trail_record(record: &str, object: Object<'_>, position: &str, parsed: 
             if let Some(fragment) = cloudtrail::session_fragment(&event) {
                 parsed.fragments.push(fragment);
             }
+            parsed
+                .fragments
+                .extend(cloudtrail::access_fragments(&event));
             parsed.trail.push(event);
         }
         Err(reason) => parsed.rejects.push(reject(

@@ -57,6 +57,9 @@ pub struct SessionFragment {
     pub start_event_id: Option<String>,
     /// Whether the host's own logs (an sshd login) saw it.
     pub host_seen: bool,
+    /// The kind of access, when its call says (Run Command, EC2 Instance Connect); else the
+    /// document's ([`session_kind`]).
+    pub kind: Option<String>,
 }
 
 impl SessionFragment {
@@ -92,6 +95,9 @@ impl SessionFragment {
             reason: row.reason.clone(),
             start_event_id: row.start_event_id.clone(),
             host_seen: row.logged == "host_only",
+            kind: EXPLICIT_KINDS
+                .contains(&row.kind.as_str())
+                .then(|| row.kind.clone()),
         }
     }
 }
@@ -135,14 +141,18 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
             transcript_uri,
             stream_uri,
             reason,
-            start_event_id
+            start_event_id,
+            kind
         );
         acc.started_at = min_time(acc.started_at, min_time(f.started_at, f.first_seen));
         acc.ended_at = max_time(acc.ended_at, max_time(f.ended_at, f.last_seen));
         acc.commands = acc.commands.max(f.commands);
     }
     let anchor = acc.started_at.or(acc.ended_at)?;
-    let kind = session_kind(acc.document.as_deref()).to_string();
+    let kind = acc
+        .kind
+        .clone()
+        .unwrap_or_else(|| session_kind(acc.document.as_deref()).to_string());
     let logged = if acc.transcript_uri.is_some() {
         "transcript"
     } else if acc.stream_uri.is_some() {
@@ -179,6 +189,14 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
         start_event_id: acc.start_event_id,
     })
 }
+
+/// Kinds a session's own call names (its document does not say): Run Command, EC2 Instance
+/// Connect and its endpoint's tunnels.
+pub const EXPLICIT_KINDS: [&str; 3] = [
+    "run_command",
+    "instance_connect",
+    "instance_connect_endpoint",
+];
 
 /// The `document` of a session auditq knows only from an sshd login on the host.
 pub const HOST_SSH_DOCUMENT: &str = "sshd";

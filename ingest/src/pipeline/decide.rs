@@ -551,7 +551,7 @@ fn correlate_hosts(
             .ssh_sessions
             .iter()
             .filter(|s| s.target.as_deref().is_some_and(|t| targets.contains(t)))
-            .filter(|s| matches!(s.kind.as_str(), "ssh" | "port_forward"))
+            .filter(|s| matches!(s.kind.as_str(), "ssh" | "port_forward" | "instance_connect"))
             .filter(|s| within(s.date, days))
             .map(|s| (s.session_id.clone(), s.clone()))
             .collect();
@@ -562,11 +562,11 @@ fn correlate_hosts(
         let mut direct = Vec::new();
         for &i in &logins {
             let login = &host[i];
-            if correlate::is_tunnelled(login.source_ip.as_deref()) {
-                if let Some(session) = correlate::session_for_login(login, &candidates) {
-                    linked.push((session.clone(), login.clone()));
-                }
-            } else if let Some(session) = correlate::host_session(login) {
+            if let Some(session) = correlate::session_for_login(login, &candidates) {
+                linked.push((session.clone(), login.clone()));
+            } else if !correlate::is_tunnelled(login.source_ip.as_deref())
+                && let Some(session) = correlate::host_session(login)
+            {
                 direct.push((session, login.clone()));
             }
         }
@@ -607,7 +607,6 @@ fn correlate_hosts(
             .iter()
             .filter(|l| l.target.as_deref().is_some_and(|t| targets.contains(t)))
             .filter(|l| l.program == "sshd" && l.action == "login" && within(l.date, days))
-            .filter(|l| correlate::is_tunnelled(l.source_ip.as_deref()))
         {
             if let Some(session) = correlate::session_for_login(login, &candidates)
                 && linked_ids.insert(session.session_id.clone())

@@ -52,7 +52,7 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
             Filter::all()
                 .dates(from, to)
                 .any_of("target", targets)
-                .any_of("kind", ["ssh", "port_forward"]),
+                .any_of("kind", ["ssh", "port_forward", "instance_connect"]),
         )
         .await
     };

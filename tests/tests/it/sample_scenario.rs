@@ -40,6 +40,33 @@ async fn ingest(lake: &Lake) -> IngestSummary {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A fresh lake with the parts of `sample-logs/` ingested one after another, with the default
+/// rules.
+async fn ingest_in_order(parts: &[&str]) -> (tempfile::TempDir, Lake) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let engine = std::sync::Arc::new(
+        auditq_rules::compile_source("default").unwrap_or_else(|e| panic!("{e}")),
+    );
+    let lake = Lake::new(dir.path().join("lake").display().to_string());
+    let pipeline = PipelineBuilder::new(lake.clone())
+        .rules(engine, Vec::new())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let samples = repo_root().join("sample-logs");
+    for part in parts {
+        ingest_paths(
+            &pipeline,
+            &[samples.join(part)],
+            &Limits::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    (dir, lake)
+}
+
 #[tokio::test]
 async fn sample_scenario_answers_who_when_where_what() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -252,7 +279,6 @@ alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,transcript,2026-1
 /// after CloudTrail.
 #[tokio::test]
 async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
-    let samples = repo_root().join("sample-logs");
     let orders: [&[&str]; 2] = [
         &["."],
         &[
@@ -265,26 +291,7 @@ async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
     ];
     let mut answers = Vec::new();
     for parts in orders {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let engine = std::sync::Arc::new(
-            auditq_rules::compile_source("default").unwrap_or_else(|e| panic!("{e}")),
-        );
-        let lake = Lake::new(dir.path().join("lake").display().to_string());
-        let pipeline = PipelineBuilder::new(lake.clone())
-            .rules(engine, Vec::new())
-            .build()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        for part in parts {
-            ingest_paths(
-                &pipeline,
-                &[samples.join(part)],
-                &Limits::default(),
-                &|_| {},
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        }
+        let (_dir, lake) = ingest_in_order(parts).await;
         let sessions = csv(
             &lake,
             "select session_id, user, kind, logged, run_as, target from sessions \
@@ -353,7 +360,6 @@ async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
 /// arrives before or after the audit log.
 #[tokio::test]
 async fn auditd_execs_belong_to_the_session_that_started_them() {
-    let samples = repo_root().join("sample-logs");
     let orders: [&[&str]; 2] = [
         &[
             "s3/cloudtrail",
@@ -368,26 +374,7 @@ async fn auditd_execs_belong_to_the_session_that_started_them() {
     ];
     let mut answers = Vec::new();
     for parts in orders {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let engine = std::sync::Arc::new(
-            auditq_rules::compile_source("default").unwrap_or_else(|e| panic!("{e}")),
-        );
-        let lake = Lake::new(dir.path().join("lake").display().to_string());
-        let pipeline = PipelineBuilder::new(lake.clone())
-            .rules(engine, Vec::new())
-            .build()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        for part in parts {
-            ingest_paths(
-                &pipeline,
-                &[samples.join(part)],
-                &Limits::default(),
-                &|_| {},
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        }
+        let (_dir, lake) = ingest_in_order(parts).await;
         let execs = csv(
             &lake,
             "select session_id, user, run_as, cmd, parent_cmd, seen_in_transcript from commands \
@@ -515,7 +502,66 @@ async fn an_auditd_event_split_across_two_reads_is_one_event() {
     // Both parts read again (a retried batch, a re-read file): nothing changes.
     let copy = dir.path().join("audit.log.both");
     std::fs::write(&copy, parts.concat()).unwrap_or_else(|e| panic!("{e}"));
-    read(files[1].clone()).await;
-    read(copy).await;
+    for again in [read(files[1].clone()).await, read(copy).await] {
+        let host = &again.tables[&Table::HostEvents];
+        assert_eq!((host.added, host.updated), (0, 0), "{again:?}");
+    }
     assert_eq!(answer().await, joined);
+}
+
+/// Run Command and EC2 Instance Connect are accesses without a Session Manager session: a
+/// `SendCommand` to two instances is two `run_command` sessions (unrecorded, so alerted on like
+/// any), and the sshd login that uses a key `SendSSHPublicKey` pushed a minute before joins that
+/// `instance_connect` session, whichever arrives first.
+#[tokio::test]
+async fn run_command_and_instance_connect_are_sessions() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let trail = dir.path().join("trail.json");
+    std::fs::write(
+        &trail,
+        r#"{"Records":[
+{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/bob","accountId":"111122223333","userName":"bob"},"eventTime":"2026-10-06T13:05:00Z","eventSource":"ssm.amazonaws.com","eventName":"SendCommand","awsRegion":"eu-west-1","sourceIPAddress":"198.51.100.23","requestParameters":{"instanceIds":["i-0a1b2c3d4e5f60711","i-0b2c3d4e5f6071822"],"documentName":"AWS-RunShellScript","parameters":"HIDDEN_DUE_TO_SECURITY_REASONS"},"responseElements":{"command":{"commandId":"7f3e2a10-5b6c-4d8e-9f01-23456789abcd","instanceIds":["i-0a1b2c3d4e5f60711","i-0b2c3d4e5f6071822"]}},"eventID":"e1","eventType":"AwsApiCall","recipientAccountId":"111122223333"},
+{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333","userName":"alice"},"eventTime":"2026-10-06T14:00:00Z","eventSource":"ec2-instance-connect.amazonaws.com","eventName":"SendSSHPublicKey","awsRegion":"eu-west-1","sourceIPAddress":"203.0.113.10","requestParameters":{"instanceId":"i-0d4e5f60718293a44","instanceOSUser":"ec2-user","sSHPublicKey":"ssh-ed25519 AAAAC3Nz"},"responseElements":{"requestId":"r1","success":true},"eventID":"e2","eventType":"AwsApiCall","recipientAccountId":"111122223333"}
+]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let secure = dir.path().join("secure.json");
+    std::fs::write(
+        &secure,
+        r#"{"events":[{"logStreamName":"i-0d4e5f60718293a44","timestamp":1791295221000,"message":"Oct  6 14:00:20 ip-10-0-0-44 sshd[3001]: Accepted publickey for ec2-user from 203.0.113.10 port 50000 ssh2: ED25519 SHA256:ZWljLWtleQ","ingestionTime":1791295221100,"eventId":"1"}],"searchedLogStreams":[]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut answers = Vec::new();
+    for order in [[&trail, &secure], [&secure, &trail]] {
+        let lake_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let lake = Lake::new(lake_dir.path().join("lake").display().to_string());
+        let pipeline = pipeline(&lake).await;
+        for path in order {
+            ingest_paths(&pipeline, &[path.clone()], &Limits::default(), &|_| {})
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let accesses = csv(
+            &lake,
+            "select session_id, user, kind, logged, run_as, target from sessions \
+             where kind <> 'host_ssh' order by session_id",
+        )
+        .await;
+        assert_eq!(
+            accesses,
+            "session_id,user,kind,logged,run_as,target\n\
+             7f3e2a10-5b6c-4d8e-9f01-23456789abcd-i-0a1b2c3d4e5f60711,bob,run_command,none,,i-0a1b2c3d4e5f60711\n\
+             7f3e2a10-5b6c-4d8e-9f01-23456789abcd-i-0b2c3d4e5f6071822,bob,run_command,none,,i-0b2c3d4e5f6071822\n\
+             eic-e2,alice,instance_connect,host_only,ec2-user,i-0d4e5f60718293a44\n"
+        );
+        let login = csv(
+            &lake,
+            "select session_id from host_events where program = 'sshd' and action = 'login'",
+        )
+        .await;
+        answers.push((accesses, login));
+    }
+    // CloudTrail first: the login joins the access and makes no session of its own.
+    assert_eq!(answers[0].1, "session_id\neic-e2\n");
+    assert_eq!(answers[0].0, answers[1].0);
 }
