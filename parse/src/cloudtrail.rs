@@ -425,7 +425,8 @@ mod tests {
         let event = parse_record(send_command, "f").unwrap_or_else(|e| panic!("{e}"));
         assert!(session_fragment(&event).is_none());
         let fragments = access_fragments(&event);
-        let seen: Vec<(&str, Option<&str>, Option<&str>, Option<&str>)> = fragments
+        type Seen<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let seen: Vec<Seen<'_>> = fragments
             .iter()
             .map(|f| {
                 (
