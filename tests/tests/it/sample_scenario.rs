@@ -537,9 +537,14 @@ async fn run_command_and_instance_connect_are_sessions() {
         let lake = Lake::new(lake_dir.path().join("lake").display().to_string());
         let pipeline = pipeline(&lake).await;
         for path in order {
-            ingest_paths(&pipeline, &[path.clone()], &Limits::default(), &|_| {})
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            ingest_paths(
+                &pipeline,
+                std::slice::from_ref(path),
+                &Limits::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         }
         let accesses = csv(
             &lake,
