@@ -107,3 +107,29 @@ pub enum IngestError {
 
 /// The result type of the ingest crate.
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
+
+impl IngestError {
+    /// Whether a table's commit lost to another writer's on the same files or version: the
+    /// batch can be decided again against what that writer committed.
+    pub fn is_commit_conflict(&self) -> bool {
+        let IngestError::Lake { source, .. } = self else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        while let Some(error) = cause {
+            if let Some(transaction) =
+                error.downcast_ref::<deltalake::kernel::transaction::TransactionError>()
+            {
+                use deltalake::kernel::transaction::TransactionError;
+                return matches!(
+                    transaction,
+                    TransactionError::CommitConflict(_)
+                        | TransactionError::VersionAlreadyExists(_)
+                        | TransactionError::MaxCommitAttempts(_)
+                );
+            }
+            cause = error.source();
+        }
+        false
+    }
+}

@@ -40,6 +40,9 @@ use crate::redact::Redactor;
 use batch::Batch;
 
 /// The write path: redaction, correlation settings, rules and alerting, over one lake.
+/// How many times a batch is decided and committed when another writer's commit conflicts.
+const COMMIT_ATTEMPTS: usize = 6;
+
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     lake: Lake,
@@ -88,9 +91,43 @@ impl Pipeline {
                 .entry(kind)
                 .or_insert_with(|| reject.reason.clone());
         }
+        let prepared = Batch::prepare(parsed, positions, &self.redactor);
+        let mut attempt = 1;
+        loop {
+            match self
+                .store_batch(prepared.clone(), now, &reject_reasons, &reject_examples)
+                .await
+            {
+                // Another writer (a second Lambda container, ECS task or process) committed to
+                // a file this batch rewrites: the batch is loaded and decided again. What was
+                // committed of the first attempt is found stored and not written twice, and its
+                // alerts are not published again.
+                Err(error) if attempt < COMMIT_ATTEMPTS && error.is_commit_conflict() => {
+                    tracing::info!(attempt, %error, "a concurrent commit: deciding the batch again");
+                    // Apart, so that two writers do not meet again at once: 50 to 300 ms,
+                    // spread by the clock's nanoseconds.
+                    let spread = u64::from(chrono::Utc::now().timestamp_subsec_nanos() % 250);
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        50 * attempt as u64 + spread,
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Loads, decides, alerts on and commits one prepared batch.
+    async fn store_batch(
+        &self,
+        mut batch: Batch,
+        now: chrono::DateTime<chrono::Utc>,
+        reject_reasons: &std::collections::BTreeMap<String, usize>,
+        reject_examples: &std::collections::BTreeMap<String, String>,
+    ) -> Result<IngestSummary> {
         let mut stages = StageTimes::default();
         let clock = std::time::Instant::now();
-        let mut batch = Batch::prepare(parsed, positions, &self.redactor);
         let stored = load::load(&self.lake, &batch, now, self.alerting.is_some()).await?;
         batch.join_split_events(&stored.split_host, &self.redactor);
         stages.load = clock.elapsed();
@@ -125,8 +162,8 @@ impl Pipeline {
         let txns = transactions(&decision.positions);
         let mut summary = IngestSummary {
             tables: decision.counts.clone(),
-            reject_reasons,
-            reject_examples,
+            reject_reasons: reject_reasons.clone(),
+            reject_examples: reject_examples.clone(),
             newest_event: decision.newest_event,
             redactions: decision.redactions,
             ..IngestSummary::default()

@@ -133,3 +133,60 @@ fn two_processes_at_once_let_a_suppressed_alert_through_once_and_share_a_thresho
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "n,d\n80,80\n");
 }
+
+/// Two processes ingesting two accounts' CloudTrail into one new lake, one file a batch: they
+/// race to create each table, and each batch rewrites session files the other may rewrite too.
+/// Both finish, and the lake holds what one process reading both would store.
+#[test]
+fn two_processes_creating_and_rewriting_the_same_tables_both_finish() {
+    let samples = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sample-logs/s3/cloudtrail/AWSLogs"
+    );
+    let count = |lake: &Path| {
+        let (ok, stdout, stderr) = auditq_tests::run_auditq(
+            env!("CARGO_BIN_EXE_auditq"),
+            lake,
+            &[
+                "--format",
+                "csv",
+                "select (select count(distinct event_id) from cloudtrail) t, \
+                 (select count(*) from cloudtrail) n, (select count(*) from sessions) s, \
+                 (select count(distinct session_id) from sessions) ds",
+            ],
+        );
+        assert!(ok, "{stderr}");
+        stdout
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let solo = dir.path().join("solo");
+    let (ok, _, stderr) =
+        auditq_tests::run_auditq(env!("CARGO_BIN_EXE_auditq"), &solo, &["ingest", samples]);
+    assert!(ok, "{stderr}");
+    for round in 0..3 {
+        let lake = dir.path().join(format!("lake-{round}"));
+        let spawn = |account: &str| {
+            Command::new(env!("CARGO_BIN_EXE_auditq"))
+                .env_remove("AUDITQ_DATA")
+                .env("AUDITQ_CONFIG_DIR", dir.path().join("config"))
+                .arg("--data")
+                .arg(&lake)
+                .args(["ingest", "--batch-files", "1"])
+                .arg(Path::new(samples).join(account))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run auditq: {e}"))
+        };
+        let (a, b) = (spawn("111122223333"), spawn("444455556666"));
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(count(&lake), count(&solo), "round {round}");
+    }
+}
