@@ -174,30 +174,6 @@ impl Lake {
         replace: Option<&Replace>,
         txns: &[Transaction],
     ) -> Result<Committed> {
-        let existed = self.open(table).await?.version().is_some();
-        match self
-            .commit_batch_once(table, new.clone(), replace, txns)
-            .await
-        {
-            // Two writers creating one table at once: the loser's commit can conflict with the
-            // winner's first commit (its metadata) however it is retried inside deltalake. The
-            // table exists now: the batch is committed to it from the start, once more (the
-            // files the failed attempt wrote are read by no version; VACUUM removes them).
-            Err(error) if !existed && self.open(table).await?.version().is_some() => {
-                tracing::info!(%table, %error, "the table was created by another writer meanwhile: committing again");
-                self.commit_batch_once(table, new, replace, txns).await
-            }
-            result => result,
-        }
-    }
-
-    async fn commit_batch_once(
-        &self,
-        table: Table,
-        new: RecordBatch,
-        replace: Option<&Replace>,
-        txns: &[Transaction],
-    ) -> Result<Committed> {
         let started = std::time::Instant::now();
         let mut delta = self.open(table).await?;
         let before = delta.version();
