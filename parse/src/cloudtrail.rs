@@ -268,25 +268,37 @@ pub fn session_fragment(event: &TrailEvent) -> Option<SessionFragment> {
                 .as_deref()
                 .and_then(|r| serde_json::from_str(r).ok());
             let req = |key: &str| text(field(request, key));
-            fragment.started_at = Some(event.time);
-            fragment.user = event.user.clone();
-            fragment.principal_arn = event.principal_arn.clone();
-            fragment.source_ip = event.source_ip.clone();
-            fragment.user_agent = event.user_agent.clone();
-            fragment.account = event.account.clone();
-            fragment.region = event.region.clone();
-            fragment.target = req("target");
-            fragment.document =
-                Some(req("documentName").unwrap_or_else(|| DEFAULT_SHELL_DOCUMENT.to_string()));
-            fragment.reason = req("reason");
-            fragment.start_event_id = Some(event.event_id.clone());
-            fragment.from_trail = true;
+            fragment = SessionFragment {
+                target: req("target"),
+                document: Some(
+                    req("documentName").unwrap_or_else(|| DEFAULT_SHELL_DOCUMENT.to_string()),
+                ),
+                reason: req("reason"),
+                ..started_by(event, fragment.session_id)
+            };
         }
         "TerminateSession" => fragment.ended_at = Some(event.time),
         "ResumeSession" => fragment.last_seen = Some(event.time),
         _ => return None,
     }
     Some(fragment)
+}
+
+/// A session started by a CloudTrail call: who, from where, in which account and region, when,
+/// and the call's event id (authoritative over what a recording says).
+fn started_by(event: &TrailEvent, session_id: String) -> SessionFragment {
+    SessionFragment {
+        from_trail: true,
+        started_at: Some(event.time),
+        user: event.user.clone(),
+        principal_arn: event.principal_arn.clone(),
+        source_ip: event.source_ip.clone(),
+        user_agent: event.user_agent.clone(),
+        account: event.account.clone(),
+        region: event.region.clone(),
+        start_event_id: Some(event.event_id.clone()),
+        ..SessionFragment::new(session_id)
+    }
 }
 
 /// What a call that opens an access without a Session Manager session says about it, as
@@ -313,17 +325,8 @@ pub fn access_fragments(event: &TrailEvent) -> Vec<SessionFragment> {
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok());
     let base = |session_id: String, kind: &str| SessionFragment {
-        from_trail: true,
-        started_at: Some(event.time),
-        user: event.user.clone(),
-        principal_arn: event.principal_arn.clone(),
-        source_ip: event.source_ip.clone(),
-        user_agent: event.user_agent.clone(),
-        account: event.account.clone(),
-        region: event.region.clone(),
-        start_event_id: Some(event.event_id.clone()),
         kind: Some(kind.to_string()),
-        ..SessionFragment::new(session_id)
+        ..started_by(event, session_id)
     };
     match (event.event_source.as_str(), event.event_name.as_str()) {
         ("ssm.amazonaws.com", "SendCommand") => {

@@ -91,60 +91,50 @@ impl Batch {
     pub fn join_split_events(&mut self, stored: &[HostEvent], redactor: &Redactor) {
         let stored: HashMap<&str, &HostEvent> =
             stored.iter().map(|e| (e.event_id.as_str(), e)).collect();
+        // Each event's first position in the batch, and what its records joined make.
         let mut first_at: HashMap<String, usize> = HashMap::new();
-        let mut joined: Vec<(usize, HostEvent, Option<Command>)> = Vec::new();
+        let mut joined: BTreeMap<usize, (HostEvent, Option<Command>)> = BTreeMap::new();
         let mut gone: HashSet<usize> = HashSet::new();
         for i in 0..self.host.len() {
             if self.host[i].program != "auditd" {
                 continue;
             }
             let id = self.host[i].event_id.clone();
-            match first_at.get(&id) {
-                Some(&at) => {
-                    let base = joined
-                        .iter()
-                        .rev()
-                        .find(|(j, _, _)| *j == at)
-                        .map_or(&self.host[at], |(_, e, _)| e);
-                    if let Some((event, command)) = join_audit_event(base, &self.host[i]) {
-                        joined.push((at, event, command));
-                        gone.insert(i);
-                    }
+            if let Some(&at) = first_at.get(&id) {
+                let base = joined.get(&at).map_or(&self.host[at], |(e, _)| e);
+                if let Some(whole) = join_audit_event(base, &self.host[i]) {
+                    joined.insert(at, whole);
+                    gone.insert(i);
                 }
-                None => {
-                    first_at.insert(id.clone(), i);
-                    // Only records the stored row lacks make it change: the same records read
-                    // again are the stored row (which may also have learned its session since).
-                    if let Some(old) = stored.get(id.as_str())
-                        && let Some((event, command)) = join_audit_event(old, &self.host[i])
-                        && event.raw != old.raw
-                    {
-                        self.rejoined.insert(id);
-                        joined.push((i, event, command));
-                    }
-                }
+                continue;
+            }
+            first_at.insert(id.clone(), i);
+            // Only records the stored row lacks make it change: the same records read again are
+            // the stored row (which may also have learned its session since).
+            if let Some(old) = stored.get(id.as_str())
+                && let Some(whole) = join_audit_event(old, &self.host[i])
+                && whole.0.raw != old.raw
+            {
+                self.rejoined.insert(id);
+                joined.insert(i, whole);
             }
         }
         if joined.is_empty() {
             return;
         }
-        let mut commands: Vec<(usize, Option<Command>)> = Vec::new();
-        for (at, mut event, mut command) in joined {
+        let mut commands = Vec::new();
+        let mut replaced = HashSet::new();
+        for (at, (mut event, command)) in joined {
             self.redactions += redactor.optional(&mut event.cmd);
-            if let Some(command) = &mut command {
+            replaced.insert(command_id(&event.event_id));
+            if let Some(mut command) = command {
                 self.redactions += redactor.field(&mut command.cmd);
+                commands.push(command);
             }
             self.host[at] = event;
-            commands.retain(|(j, _)| *j != at);
-            commands.push((at, command));
         }
-        let replaced: HashSet<String> = commands
-            .iter()
-            .map(|(at, _)| command_id(&self.host[*at].event_id))
-            .collect();
         self.commands.retain(|c| !replaced.contains(&c.event_id));
-        self.commands
-            .extend(commands.into_iter().filter_map(|(_, command)| command));
+        self.commands.extend(commands);
         let mut index = 0;
         self.host.retain(|_| {
             index += 1;

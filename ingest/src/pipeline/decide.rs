@@ -23,7 +23,7 @@ use chrono::{Duration, NaiveDate};
 use super::batch::Batch;
 use super::summary::TableCount;
 use crate::correlate::{self, Link};
-use crate::process::{self, Lineage};
+use crate::process;
 use crate::session::{SessionFragment, enrich_command, merge};
 use auditq_parse::host::command_id;
 
@@ -210,8 +210,8 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
     // 2. Host correlation: process trees first (an exec below a session worker or a stored
     // ancestor is that session's, whatever its user), then logins, then the trees again (the
     // descendants of what a login's user ran).
-    let lineage = process::attribute(&mut host, &stored.ancestors);
-    follow_execs(&host, &lineage, &mut commands);
+    let parents = process::attribute(&mut host, &stored.ancestors);
+    follow_execs(&host, &parents, &mut commands);
     let correlated = correlate_hosts(
         &mut sessions,
         &mut changed,
@@ -221,8 +221,8 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         grace,
         now,
     );
-    let lineage = process::attribute(&mut host, &stored.ancestors);
-    follow_execs(&host, &lineage, &mut commands);
+    let parents = process::attribute(&mut host, &stored.ancestors);
+    follow_execs(&host, &parents, &mut commands);
     count.read += correlated.host_sessions;
     count.added += correlated.new_sessions;
     decision.counts.insert(Table::Sessions, count);
@@ -233,12 +233,13 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         .max();
 
     // 3. Commands learn who and where, and execs whether their session's recording shows them.
+    // (Their session may be known only from the lake: the execs below a stored session's worker.)
+    let session_of = |command: &Command| {
+        let id = command.session_id.as_ref()?;
+        sessions.get(id).or(stored.sessions.get(id))
+    };
     for command in &mut commands {
-        if let Some(session) = command
-            .session_id
-            .as_ref()
-            .and_then(|id| sessions.get(id).or(stored.sessions.get(id)))
-        {
+        if let Some(session) = session_of(command) {
             enrich_command(command, session);
         }
     }
@@ -322,11 +323,7 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
             .get(&old.event_id)
             .map_or_else(|| old.clone(), |(c, _)| c.clone());
         command.seen_in_transcript = now_seen;
-        if let Some(session) = command
-            .session_id
-            .as_ref()
-            .and_then(|id| sessions.get(id).or(stored.sessions.get(id)))
-        {
+        if let Some(session) = session_of(&command) {
             enrich_command(&mut command, session);
         }
         if now_seen == Some(false) {
@@ -395,8 +392,12 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
 
 /// Gives each exec's command its session (when its exec found one and the command has none)
 /// and its parent's command line.
-fn follow_execs(host: &[HostEvent], lineage: &HashMap<usize, Lineage>, commands: &mut [Command]) {
-    let by_command: HashMap<String, usize> = lineage
+fn follow_execs(
+    host: &[HostEvent],
+    parents: &HashMap<usize, Option<String>>,
+    commands: &mut [Command],
+) {
+    let by_command: HashMap<String, usize> = parents
         .keys()
         .map(|&i| (command_id(&host[i].event_id), i))
         .collect();
@@ -407,7 +408,7 @@ fn follow_execs(host: &[HostEvent], lineage: &HashMap<usize, Lineage>, commands:
         if command.session_id.is_none() {
             command.session_id = host[i].session_id.clone();
         }
-        if let Some(parent) = &lineage[&i].parent_cmd {
+        if let Some(parent) = &parents[&i] {
             command.parent_cmd = Some(parent.clone());
         }
     }
@@ -437,8 +438,7 @@ fn recordings(batch: &[Command], stored: &[Command]) -> HashMap<String, Vec<Stri
 /// Whether an exec shows in its session's recording; `None` when no recording is known.
 fn seen(command: &Command, recorded: &HashMap<String, Vec<String>>) -> Option<bool> {
     let lines = recorded.get(command.session_id.as_deref()?)?;
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    Some(process::seen_in(&command.cmd, &lines))
+    Some(process::seen_in(&command.cmd, lines))
 }
 
 /// A session known only from the host counts the commands attributed to it: `commands` holds
@@ -551,7 +551,7 @@ fn correlate_hosts(
             .ssh_sessions
             .iter()
             .filter(|s| s.target.as_deref().is_some_and(|t| targets.contains(t)))
-            .filter(|s| matches!(s.kind.as_str(), "ssh" | "port_forward" | "instance_connect"))
+            .filter(|s| correlate::LOGIN_KINDS.contains(&s.kind.as_str()))
             .filter(|s| within(s.date, days))
             .map(|s| (s.session_id.clone(), s.clone()))
             .collect();

@@ -52,7 +52,7 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
             Filter::all()
                 .dates(from, to)
                 .any_of("target", targets)
-                .any_of("kind", ["ssh", "port_forward", "instance_connect"]),
+                .any_of("kind", correlate::LOGIN_KINDS),
         )
         .await
     };
@@ -359,12 +359,11 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     for session in process_sessions_rows {
         stored.sessions.insert(session.session_id.clone(), session);
     }
-    let known: HashSet<String> = stored
+    let mut known: HashSet<String> = stored
         .session_commands
         .iter()
         .map(|c| c.event_id.clone())
         .collect();
-    let mut known = known;
     for command in learned_commands.into_iter().chain(process_commands) {
         if known.insert(command.event_id.clone()) {
             stored.session_commands.push(command);

@@ -26,10 +26,10 @@ pub mod summary;
 pub use builder::PipelineBuilder;
 pub use summary::{IngestSummary, StageTimes, TableCount};
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use auditq_model::{Alert, Position, Table};
+use auditq_model::{Alert, Position, Table, Timestamp};
 use deltalake::kernel::Transaction;
 
 use crate::alerting::{AlertCounts, Alerting};
@@ -39,10 +39,10 @@ use crate::parse::Parsed;
 use crate::redact::Redactor;
 use batch::Batch;
 
-/// The write path: redaction, correlation settings, rules and alerting, over one lake.
 /// How many times a batch is decided and committed when another writer's commit conflicts.
 const COMMIT_ATTEMPTS: usize = 6;
 
+/// The write path: redaction, correlation settings, rules and alerting, over one lake.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     lake: Lake,
@@ -185,19 +185,15 @@ impl Pipeline {
         // CloudTrail record looking unchanged-from-before to the next run, which does this
         // again (a crash after would leave its commands without who/where for good).
         let commands_and_sessions = async {
-            let replaced: Vec<_> = decision
-                .replaced_commands
-                .iter()
-                .map(|(c, _)| c.clone())
-                .collect();
-            let replace = Replace::keys("event_id", replaced.iter().map(|c| c.event_id.clone()))
-                .within(Filter::all().near(
-                    "time",
-                    decision.replaced_commands.iter().map(|(_, at)| *at),
-                    chrono::Duration::seconds(1),
-                ));
-            let mut rows = decision.commands.clone();
-            rows.extend(replaced);
+            let replaced = &decision.replaced_commands;
+            let replace = replacing(
+                "event_id",
+                replaced.iter().map(|(c, at)| (c.event_id.clone(), *at)),
+            );
+            let rows = with_replacements(
+                &decision.commands,
+                replaced.iter().map(|(c, _)| c.clone()).collect(),
+            );
             self.lake.commit(&rows, Some(&replace), &txns).await?;
             let sessions = Replace::keys(
                 "session_id",
@@ -214,17 +210,12 @@ impl Pipeline {
             commands_and_sessions,
             self.lake.commit(&decision.trail, None, &txns),
             async {
-                let mut rows = decision.host.clone();
-                rows.extend(decision.replaced_host.iter().cloned());
-                let replace = Replace::keys(
+                let replaced = &decision.replaced_host;
+                let replace = replacing(
                     "event_id",
-                    decision.replaced_host.iter().map(|e| e.event_id.clone()),
-                )
-                .within(Filter::all().near(
-                    "time",
-                    decision.replaced_host.iter().map(|e| e.time),
-                    chrono::Duration::seconds(1),
-                ));
+                    replaced.iter().map(|e| (e.event_id.clone(), e.time)),
+                );
+                let rows = with_replacements(&decision.host, replaced.clone());
                 self.lake.commit(&rows, Some(&replace), &txns).await
             },
             self.lake.commit(&decision.rejects, None, &txns),
@@ -253,16 +244,35 @@ impl Pipeline {
             for row in &mut rows {
                 row.published = true;
             }
-            let keys: BTreeSet<String> = rows.iter().map(|r| r.alert_id.clone()).collect();
-            let replace = Replace::keys("alert_id", keys).within(Filter::all().near(
-                "time",
-                rows.iter().map(|r| r.time),
-                chrono::Duration::seconds(1),
-            ));
+            let replace = replacing(
+                "alert_id",
+                rows.iter().map(|r| (r.alert_id.clone(), r.time)),
+            );
             self.lake.commit(&rows, Some(&replace), &[]).await?;
         }
         Ok((report.delivered.len(), alerting.kept().await?))
     }
+}
+
+/// Stored rows whose `column` is one of `keys`, looked for within a second of each key's time.
+fn replacing(column: &'static str, keys: impl Iterator<Item = (String, Timestamp)>) -> Replace {
+    let (keys, times): (Vec<String>, Vec<Timestamp>) = keys.unzip();
+    Replace::keys(column, keys).within(Filter::all().near(
+        "time",
+        times,
+        chrono::Duration::seconds(1),
+    ))
+}
+
+/// A commit's rows: the new ones and those replacing stored rows (the new ones as they are
+/// when nothing is replaced, as in most batches).
+fn with_replacements<R: Clone>(new: &[R], replacing: Vec<R>) -> std::borrow::Cow<'_, [R]> {
+    if replacing.is_empty() {
+        return std::borrow::Cow::Borrowed(new);
+    }
+    let mut rows = new.to_vec();
+    rows.extend(replacing);
+    std::borrow::Cow::Owned(rows)
 }
 
 /// The key of a position's Delta application transaction: S3 positions are per object and
