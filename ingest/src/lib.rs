@@ -23,6 +23,13 @@ pub use auditq_parse::{
     cloudtrail, decode, host, parse, prompt, redact, session, ssm, terminal, time,
 };
 
+/// Names as CloudTrail records them (`auditq_parse::names`), and their history
+/// ([`names_history`]).
+pub mod names {
+    pub use crate::names_history::*;
+    pub use auditq_parse::names::*;
+}
+
 pub mod alerting;
 pub mod aws;
 pub mod correlate;
@@ -30,6 +37,8 @@ pub mod digest;
 pub mod error;
 pub mod files;
 pub mod lake;
+pub mod lookup;
+pub mod names_history;
 pub mod notify;
 pub mod pipeline;
 pub mod process;

@@ -402,6 +402,12 @@ table_row! {
         /// auditd: whether the session's recording (stream or transcript) shows the program it
         /// ran; null while the session has no recording known (or none at all).
         pub seen_in_transcript: Option<bool>,
+        /// Where, as it was named then: the instance's `Name` tag ([`Name`] history).
+        pub target_name: Option<String>,
+        /// Where, as it was named then: the instance's `Environment` tag.
+        pub environment: Option<String>,
+        /// Where, as it was named then: the account's alias.
+        pub account_alias: Option<String>,
     }
 }
 
@@ -450,6 +456,12 @@ table_row! {
         pub reason: Option<String>,
         /// CloudTrail `eventID` of StartSession.
         pub start_event_id: Option<String>,
+        /// Where, as it was named at its start: the instance's `Name` tag ([`Name`] history).
+        pub target_name: Option<String>,
+        /// Where, as it was named at its start: the instance's `Environment` tag.
+        pub environment: Option<String>,
+        /// Where, as it was named at its start: the account's alias.
+        pub account_alias: Option<String>,
     }
 }
 
@@ -601,6 +613,12 @@ table_row! {
         pub event_id: String,
         /// Whether the alert reached its publishers.
         pub published: bool,
+        /// Where, as it was named then: the instance's `Name` tag ([`Name`] history).
+        pub target_name: Option<String>,
+        /// Where, as it was named then: the instance's `Environment` tag.
+        pub environment: Option<String>,
+        /// Where, as it was named then: the account's alias.
+        pub account_alias: Option<String>,
     }
 }
 
@@ -648,6 +666,43 @@ table_row! {
     }
 }
 
+table_row! {
+    /// What an instance, an account or a principal was called from a time on: one row per
+    /// change, kept as history (a slowly changing dimension). A row holds from `time` until
+    /// `valid_to`, the `time` of the next row of the same `kind`, `key` and `attribute` (null
+    /// while it is the latest); a null `value` says the name was removed then.
+    pub struct Name in Table::Names, id event_id {
+        /// `hash(source, what said it, kind, key, attribute)`: the CloudTrail `eventID` for a
+        /// change the trail recorded, the value for a look-up (a look-up that finds the value
+        /// unchanged adds nothing).
+        pub event_id: String,
+        /// From when the value holds: the CloudTrail call that set it, or when a look-up saw it
+        /// (which then may have held since before).
+        pub time: Timestamp,
+        /// UTC day of `time` (partition).
+        pub date: NaiveDate,
+        /// Until when it held: the next change's `time`; null while it still holds.
+        pub valid_to: Option<Timestamp>,
+        /// `instance`, `account` or `principal`.
+        pub kind: String,
+        /// The instance id, account id or principal ARN.
+        pub key: String,
+        /// `Name`, `Environment` (instance tags), `alias` (account), `user`, `permission_set`
+        /// (IAM Identity Center principals).
+        pub attribute: String,
+        /// The value; null when it was removed.
+        pub value: Option<String>,
+        /// The account the thing is in.
+        pub account: Option<String>,
+        /// Its region (instances).
+        pub region: Option<String>,
+        /// What said it: `cloudtrail`, `describe_tags`, `list_account_aliases`, `identity_center`.
+        pub source: String,
+        /// The CloudTrail `eventID`, or the API call and endpoint of a look-up.
+        pub origin: String,
+    }
+}
+
 /// The tables of the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
@@ -665,11 +720,13 @@ pub enum Table {
     Rejects,
     /// [`Position`] rows.
     Positions,
+    /// [`Name`] rows.
+    Names,
 }
 
 impl Table {
     /// Every table, in the order they are described.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Commands,
         Table::Sessions,
         Table::Cloudtrail,
@@ -677,6 +734,7 @@ impl Table {
         Table::Alerts,
         Table::Rejects,
         Table::Positions,
+        Table::Names,
     ];
 
     /// The SQL name of the table.
@@ -689,6 +747,7 @@ impl Table {
             Table::Alerts => "alerts",
             Table::Rejects => "rejects",
             Table::Positions => "positions",
+            Table::Names => "names",
         }
     }
 
@@ -704,6 +763,9 @@ impl Table {
             Table::Positions => {
                 "one row per source position (S3 object, log stream) fully ingested"
             }
+            Table::Names => {
+                "one row per change of an instance's Name/Environment tag, an account alias or a principal's name, valid from time to valid_to"
+            }
         }
     }
 
@@ -717,6 +779,7 @@ impl Table {
             Table::Alerts => Alert::schema(),
             Table::Rejects => Reject::schema(),
             Table::Positions => Position::schema(),
+            Table::Names => Name::schema(),
         }
     }
 
@@ -787,6 +850,9 @@ mod tests {
             origin: "file.json".into(),
             parent_cmd: None,
             seen_in_transcript: None,
+            target_name: None,
+            environment: None,
+            account_alias: None,
         }];
         let batch = Command::to_batch(&rows).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(batch.schema(), Command::schema());

@@ -16,6 +16,7 @@ pub mod cloudtrail;
 pub mod decode;
 pub mod fuzzing;
 pub mod host;
+pub mod names;
 pub mod parse;
 pub mod prompt;
 pub mod redact;

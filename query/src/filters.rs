@@ -77,7 +77,7 @@ impl Filters {
         };
         if let Some(user) = &self.user {
             match table {
-                Table::Rejects | Table::Positions => return refuse("user"),
+                Table::Rejects | Table::Positions | Table::Names => return refuse("user"),
                 _ => parts.push(matches("user", user)),
             }
         }
@@ -97,6 +97,7 @@ impl Filters {
                             .or(col("resources").like(lit(quoted))),
                     )
                 }
+                Table::Names => parts.push(matches("key", target)),
                 Table::Rejects | Table::Positions => return refuse("target"),
             }
         }
