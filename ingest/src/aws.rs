@@ -1085,6 +1085,16 @@ impl AwsSettings {
     }
 }
 
+impl AwsSettings {
+    /// The client of the names look-up ([`crate::lookup`]), from the standard chain.
+    pub async fn lookup(&self) -> crate::lookup::Lookup {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        crate::lookup::Lookup::new(config, self.endpoint_url.clone())
+    }
+}
+
 /// A queue's URL, given its name (`auditq-s3-events`) or its URL.
 pub async fn queue_url(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<String> {
     if queue.starts_with("https://") || queue.starts_with("http://") {

@@ -130,15 +130,47 @@ impl Link {
     }
 }
 
+/// When the sshd session of `login` closed: its `session closed` line, same process on the same
+/// machine, after it (among `events`).
+pub fn login_closed(login: &HostEvent, events: &[HostEvent]) -> Option<Timestamp> {
+    events
+        .iter()
+        .filter(|e| e.program == "sshd" && e.action == "session_close")
+        .filter(|e| e.pid.is_some() && e.pid == login.pid)
+        .filter(|e| e.target == login.target && e.host == login.host && e.time >= login.time)
+        .map(|e| e.time)
+        .min()
+}
+
+/// The session of its own a direct login was given (kind `host_ssh`) when it arrived before the
+/// access that explains it (an EC2 Instance Connect key pushed for it, read later): the access
+/// claims it, with its commands and host lines. `None` when the login is not claimed.
+pub fn claimed_by<'s>(
+    login: &HostEvent,
+    accesses: &[&'s Session],
+) -> Option<(String, &'s Session)> {
+    if is_tunnelled(login.source_ip.as_deref()) {
+        return None;
+    }
+    let access = session_for_login(login, accesses)?;
+    Some((host_session(login)?.session_id, access))
+}
+
 /// The session row after an sshd login for it was seen.
 pub fn with_login(session: &Session, login: &HostEvent) -> Option<Session> {
+    seen_on_host(session, login.user.clone())
+}
+
+/// The session row once the host showed it (a login for it, or what it ran): `host_only` when
+/// nothing recorded it otherwise, run as `run_as` when that is not known yet.
+pub fn seen_on_host(session: &Session, run_as: Option<String>) -> Option<Session> {
     let mut fragment = SessionFragment::from_row(session);
     let seen = SessionFragment {
         host_seen: true,
-        run_as: login.user.clone(),
+        run_as: run_as.clone(),
         ..SessionFragment::new(session.session_id.clone())
     };
-    fragment.run_as = fragment.run_as.or(login.user.clone());
+    fragment.run_as = fragment.run_as.or(run_as);
     merge([&fragment, &seen])
 }
 
@@ -184,7 +216,9 @@ pub fn settle_logged(session: &mut Session, now: Timestamp, grace: Duration) {
     .to_string();
 }
 
-/// Attributes commands to links (and their who/where from the session).
+/// Attributes commands to links (and their who/where from the session). Of two logins of one OS
+/// user whose windows both hold a command, the later one owns it: the earlier one's end may not
+/// be known (a login with no CloudTrail end lasts until its sshd session closes).
 pub fn attribute_commands(commands: &mut [Command], links: &[(Link, Session)]) -> usize {
     // Links by target and OS user, so each command looks only at its own candidates.
     let mut by_owner: std::collections::HashMap<(&str, &str), Vec<&(Link, Session)>> =
@@ -209,21 +243,27 @@ pub fn attribute_commands(commands: &mut [Command], links: &[(Link, Session)]) -
         let owner = by_owner.get(&(target, user)).and_then(|candidates| {
             candidates
                 .iter()
-                .find(|(link, _)| link.owns(Some(target), command.time, Some(user)))
+                .filter(|(link, _)| link.owns(Some(target), command.time, Some(user)))
+                .max_by_key(|(link, _)| link.from)
                 .copied()
         });
-        if let Some((link, session)) = owner {
-            command.session_id = Some(link.session_id.clone());
-            // The principal now owns the command; the OS user who ran sudo stays in host_events.
-            command.user = session.user.clone().or(command.user.take());
-            command.principal_arn = session.principal_arn.clone();
-            command.account = session.account.clone();
-            command.region = session.region.clone();
-            command.source_ip = session.source_ip.clone();
+        if let Some((_, session)) = owner {
+            give_to(command, session);
             changed += 1;
         }
     }
     changed
+}
+
+/// Makes a host command the session's, with its who and where. The principal now owns it; the OS
+/// user who ran it stays in `host_events` (and in `run_as` for what ran as another).
+pub fn give_to(command: &mut Command, session: &Session) {
+    command.session_id = Some(session.session_id.clone());
+    command.user = session.user.clone().or(command.user.take());
+    command.principal_arn = session.principal_arn.clone();
+    command.account = session.account.clone();
+    command.region = session.region.clone();
+    command.source_ip = session.source_ip.clone();
 }
 
 #[cfg(test)]
@@ -347,6 +387,41 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_connect_access_claims_the_session_its_login_was_given_and_closes() {
+        let mut pushed = session("eic-e2", "SendSSHPublicKey", "2026-10-06T14:00:00Z", None);
+        pushed.kind = "instance_connect".into();
+        pushed.run_as = Some("ec2-user".into());
+        let mut l = login("2026-10-06T14:00:20Z", "203.0.113.10", "ec2-user");
+        l.pid = Some(1874);
+        let own = host_session(&l).unwrap_or_else(|| panic!("no session"));
+        let (claimed, access) = claimed_by(&l, &[&pushed]).unwrap_or_else(|| panic!("not claimed"));
+        assert_eq!(
+            (claimed.as_str(), access.session_id.as_str()),
+            (own.session_id.as_str(), "eic-e2")
+        );
+        // A tunnelled login is never a session of its own, so there is nothing to claim.
+        assert!(
+            claimed_by(
+                &login("2026-10-06T14:00:20Z", "127.0.0.1", "ec2-user"),
+                &[&pushed]
+            )
+            .is_none()
+        );
+
+        let close = |pid: i64, time: &str| HostEvent {
+            action: "session_close".into(),
+            pid: Some(pid),
+            ..login(time, "203.0.113.10", "ec2-user")
+        };
+        let events = [
+            close(2211, "2026-10-06T14:03:00Z"),
+            close(1874, "2026-10-06T14:04:40Z"),
+        ];
+        assert_eq!(login_closed(&l, &events), Some(at("2026-10-06T14:04:40Z")));
+        assert_eq!(login_closed(&l, &events[..1]), None);
+    }
+
+    #[test]
     fn a_direct_login_is_a_host_session_and_unrecorded_sessions_settle() {
         assert!(!is_tunnelled(Some("198.51.100.7")));
         let direct = host_session(&login(
@@ -414,6 +489,9 @@ mod tests {
             origin: "secure".into(),
             parent_cmd: None,
             seen_in_transcript: None,
+            target_name: None,
+            environment: None,
+            account_alias: None,
         };
         let mut commands = vec![
             command("2026-10-06T16:05:00Z", "ec2-user"),

@@ -7,7 +7,9 @@
 //! from it. So each exec walks to its parent (the latest exec of the parent's pid before it, on
 //! the same instance), and takes the parent's session:
 //!
-//! - `ssm-session-worker SESSION` is the root of SESSION;
+//! - `ssm-session-worker SESSION` is the root of SESSION; a Run Command invocation's
+//!   `ssm-document-worker COMMAND` (or its script, under the agent's orchestration folder) is the
+//!   root of the invocation's access on that instance, `COMMAND-INSTANCE`;
 //! - an exec whose parent is known takes the parent's session, and the parent's command line;
 //! - an exec whose parent never exec'd but whose own process did earlier, with the same parent
 //!   (`exec`, a shell replacing itself), keeps that process's session;
@@ -34,6 +36,49 @@ use crate::correlate::OPEN_SESSION_SPAN;
 
 /// How old a parent may be: a session's longest assumed span.
 pub const MAX_PARENT_AGE: i64 = OPEN_SESSION_SPAN;
+
+/// The session an exec starts, when it is the root of one ([`session_worker`], or a Run Command
+/// invocation's worker or script: [`run_command`]).
+pub fn session_root(event: &HostEvent) -> Option<String> {
+    let cmd = event.cmd.as_deref()?;
+    if let Some(session) = session_worker(cmd) {
+        return Some(session.to_string());
+    }
+    let (command_id, instance) = run_command(cmd)?;
+    let instance = event.target.as_deref().or(instance)?;
+    Some(format!("{command_id}-{instance}"))
+}
+
+/// The Run Command invocation an exec runs, as the SSM agent starts it: `ssm-document-worker
+/// <command id>` (the agent's out-of-process executer), or a plugin's script under its
+/// orchestration folder, `sh -c /var/lib/amazon/ssm/<instance>/document/orchestration/<command
+/// id>/awsrunShellScript/0.awsrunShellScript/_script.sh`. Returns the command id, and the instance
+/// id when the path names it. State Manager associations (`<association id>.<run id>`) are not
+/// Run Command invocations.
+pub fn run_command(cmd: &str) -> Option<(&str, Option<&str>)> {
+    let mut words = cmd.split_whitespace();
+    let program = words.next()?;
+    if program.rsplit('/').next() == Some("ssm-document-worker") {
+        let id = words.next()?.trim_matches(['\'', '"']);
+        return is_command_id(id).then_some((id, None));
+    }
+    let (before, after) = cmd.split_once("/document/orchestration/")?;
+    let id = after.split('/').next()?;
+    let instance = before
+        .rsplit('/')
+        .next()
+        .filter(|i| i.starts_with("i-") || i.starts_with("mi-"));
+    is_command_id(id).then_some((id, instance))
+}
+
+/// A Run Command id: a UUID.
+fn is_command_id(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
 
 /// The session id `ssm-session-worker` was started for, from its command line.
 pub fn session_worker(cmd: &str) -> Option<&str> {
@@ -150,7 +195,7 @@ pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, 
             });
         // The same process exec'ing again keeps its parent; a reused pid has another.
         let itself = latest(&table, &(here.clone(), pid), at).filter(|p| p.ppid == event.ppid);
-        let root = event.cmd.as_deref().and_then(session_worker);
+        let root = session_root(event);
         let on_terminal = event
             .tty
             .as_ref()
@@ -161,7 +206,7 @@ pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, 
         let session_id = event
             .session_id
             .clone()
-            .or(root.map(str::to_string))
+            .or(root)
             .or(parent.as_ref().and_then(|p| p.session_id.clone()))
             .or(itself.as_ref().and_then(|p| p.session_id.clone()))
             .or(on_terminal);
@@ -417,6 +462,23 @@ mod tests {
         assert_eq!(session_worker("ssm-session-worker"), None);
         assert_eq!(session_worker("/usr/bin/ssm-agent-worker"), None);
         assert_eq!(session_worker("grep ssm-session-worker x"), None);
+        let id = "b58c980c-87be-4119-ab51-8a14cec6e65a";
+        assert_eq!(
+            run_command(&format!("/usr/bin/ssm-document-worker {id}")),
+            Some((id, None))
+        );
+        assert_eq!(
+            run_command(&format!(
+                "sh -c /var/lib/amazon/ssm/i-0a1b/document/orchestration/{id}/awsrunShellScript/0.awsrunShellScript/_script.sh"
+            )),
+            Some((id, Some("i-0a1b")))
+        );
+        // A State Manager association, and a path that only looks alike.
+        assert_eq!(
+            run_command("/usr/bin/ssm-document-worker 4b1a2c3d-1111-2222-3333-444455556666.7f8e"),
+            None
+        );
+        assert_eq!(run_command("cat /tmp/document/orchestration/x/y"), None);
     }
 
     #[test]

@@ -396,6 +396,9 @@ fn command_of(event: &HostEvent, source: &str) -> Option<Command> {
         origin: event.origin.clone(),
         parent_cmd: None,
         seen_in_transcript: None,
+        target_name: None,
+        environment: None,
+        account_alias: None,
     })
 }
 

@@ -135,6 +135,17 @@ pub fn parse_object(bytes: Vec<u8>, object: Object<'_>, limits: &Limits) -> Pars
             return parsed;
         }
     };
+    // A Run Command invocation's output, named by the agent after the command and instance: what
+    // it printed, kept where it is, and the access told where to find it.
+    if let Some(output) = ssm::run_command_output(object.origin) {
+        parsed.fragments.push(ssm::run_command_fragment(
+            &output,
+            object.origin,
+            false,
+            object.modified,
+        ));
+        return parsed;
+    }
     if ssm::looks_like_transcript(&bytes) {
         parse_transcript_object(&bytes, object, None, &mut parsed);
         return parsed;
@@ -341,6 +352,17 @@ pub fn parse_log_events(
         );
     }
     for (stream, parts) in uploads {
+        if let Some(output) = ssm::run_command_output(&stream) {
+            let origin = format!("{}#{stream}", object.origin);
+            let last = parts.iter().filter_map(|(t, _, _)| *t).max();
+            parsed.fragments.push(ssm::run_command_fragment(
+                &output,
+                &origin,
+                true,
+                last.unwrap_or(object.modified),
+            ));
+            continue;
+        }
         let text: String = parts
             .iter()
             .map(|(_, t, _)| t.as_str())
@@ -497,7 +519,11 @@ fn parse_log_event(
     uploads: &mut Uploads,
 ) {
     let trimmed = event.message.trim_start();
-    if trimmed.starts_with('{') {
+    // Output a Run Command printed is text, whatever it looks like.
+    let output = event
+        .stream
+        .is_some_and(|s| ssm::run_command_output(s).is_some());
+    if trimmed.starts_with('{') && !output {
         match serde_json::from_str::<Value>(trimmed) {
             Ok(value) => {
                 let origin = match event.stream {
@@ -678,6 +704,65 @@ mod tests {
         assert_eq!(parsed.chunks[0].origin, "e.json#alice-1");
         assert_eq!(parsed.rejects.len(), 1);
         assert_eq!(parsed.rejects[0].position, "event 2");
+    }
+
+    #[test]
+    fn run_command_output_points_its_access_at_it_and_is_not_parsed() {
+        let id = "b58c980c-87be-4119-ab51-8a14cec6e65a";
+        // S3 (OutputS3BucketName): the output of what a script printed, JSON or not.
+        let key = format!(
+            "s3://out/run/{id}/i-0a1b2c3d4e5f60711/awsrunShellScript/0.awsrunShellScript/stdout"
+        );
+        let parsed = parse_object(
+            br#"{"eventSource": "not a record", "x": 1}"#.to_vec(),
+            object(&key),
+            &Limits::default(),
+        );
+        assert!(
+            parsed.rejects.is_empty() && parsed.trail.is_empty(),
+            "{parsed:?}"
+        );
+        let fragment = &parsed.fragments[0];
+        assert_eq!(fragment.session_id, format!("{id}-i-0a1b2c3d4e5f60711"));
+        assert_eq!(fragment.transcript_uri.as_deref(), Some(key.as_str()));
+        let session = crate::session::merge([fragment]).unwrap_or_else(|| panic!("no row"));
+        assert_eq!(
+            (session.kind.as_str(), session.logged.as_str()),
+            ("run_command", "output")
+        );
+
+        // CloudWatch Logs (CloudWatchOutputConfig): a stream per instance and plugin.
+        let stream = format!("{id}/i-0a1b2c3d4e5f60711/aws-runShellScript/stdout");
+        let events = [
+            LogEventIn {
+                index: 0,
+                stream: Some(&stream),
+                timestamp: None,
+                message: "{\"upgraded\": [\"openssl\"]}",
+            },
+            LogEventIn {
+                index: 1,
+                stream: Some(&stream),
+                timestamp: None,
+                message: "Complete!",
+            },
+        ];
+        let mut parsed = Parsed::default();
+        parse_log_events(
+            &events,
+            object("cwl:///aws/ssm/AWS-RunShellScript"),
+            "",
+            &mut parsed,
+        );
+        assert!(parsed.rejects.is_empty(), "{:?}", parsed.rejects);
+        assert_eq!(parsed.fragments.len(), 1);
+        assert_eq!(
+            parsed.fragments[0].stream_uri,
+            Some(format!("cwl:///aws/ssm/AWS-RunShellScript#{stream}"))
+        );
+        // Not output: no plugin folder between instance and file, or no command id.
+        assert!(ssm::run_command_output(&format!("{id}/i-1/stdout")).is_none());
+        assert!(ssm::run_command_output("x/not-a-uuid/i-1/aws-runShellScript/stdout").is_none());
     }
 
     #[test]

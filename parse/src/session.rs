@@ -60,6 +60,9 @@ pub struct SessionFragment {
     /// The kind of access, when its call says (Run Command, EC2 Instance Connect); else the
     /// document's ([`session_kind`]).
     pub kind: Option<String>,
+    /// The names a stored row was labelled with (`auditq_ingest::names` labels rows again
+    /// once folded; kept so that folding a row with nothing new returns the row).
+    pub labels: [Option<String>; 3],
 }
 
 impl SessionFragment {
@@ -98,6 +101,11 @@ impl SessionFragment {
             kind: EXPLICIT_KINDS
                 .contains(&row.kind.as_str())
                 .then(|| row.kind.clone()),
+            labels: [
+                row.target_name.clone(),
+                row.environment.clone(),
+                row.account_alias.clone(),
+            ],
         }
     }
 }
@@ -147,13 +155,28 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
         acc.started_at = min_time(acc.started_at, min_time(f.started_at, f.first_seen));
         acc.ended_at = max_time(acc.ended_at, max_time(f.ended_at, f.last_seen));
         acc.commands = acc.commands.max(f.commands);
+        for (kept, label) in acc.labels.iter_mut().zip(&f.labels) {
+            if kept.is_none() {
+                kept.clone_from(label);
+            }
+        }
     }
     let anchor = acc.started_at.or(acc.ended_at)?;
     let kind = acc
         .kind
         .clone()
         .unwrap_or_else(|| session_kind(acc.document.as_deref()).to_string());
-    let logged = if acc.transcript_uri.is_some() {
+    let logged = if kind == "run_command" {
+        // Its output is no record of what it ran (CloudTrail hides the commands); auditd's
+        // execs are.
+        if fragments.iter().any(|f| f.host_seen) {
+            "host_only"
+        } else if acc.transcript_uri.is_some() || acc.stream_uri.is_some() {
+            "output"
+        } else {
+            "none"
+        }
+    } else if acc.transcript_uri.is_some() {
         "transcript"
     } else if acc.stream_uri.is_some() {
         "stream"
@@ -187,6 +210,9 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
         stream_uri: acc.stream_uri,
         reason: acc.reason,
         start_event_id: acc.start_event_id,
+        target_name: acc.labels[0].take(),
+        environment: acc.labels[1].take(),
+        account_alias: acc.labels[2].take(),
     })
 }
 

@@ -186,6 +186,9 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
                 origin: chunk.origin.clone(),
                 parent_cmd: None,
                 seen_in_transcript: None,
+                target_name: None,
+                environment: None,
+                account_alias: None,
             });
         }
         fragments.push(SessionFragment {
@@ -236,6 +239,79 @@ pub fn session_id_of_key(key: &str) -> Option<String> {
     let name = key.rsplit('/').next()?;
     let id = name.strip_suffix(".log").unwrap_or(name);
     (!id.is_empty()).then(|| id.to_string())
+}
+
+/// Where a Run Command invocation's output is, as the SSM agent names it: an S3 key
+/// `<prefix>/<command id>/<instance id>/awsrunShellScript/0.awsrunShellScript/stdout` (or
+/// `stderr`), or a CloudWatch Logs stream `<command id>/<instance id>/aws-runShellScript/stdout`
+/// (in the group `/aws/ssm/<document>`, or the one the command named).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCommandOutput<'a> {
+    /// The command id.
+    pub command_id: &'a str,
+    /// The instance it ran on.
+    pub instance: &'a str,
+    /// `stdout` or `stderr`.
+    pub stream: &'a str,
+}
+
+impl RunCommandOutput<'_> {
+    /// The access it belongs to: `<command id>-<instance id>`, the Run Command session.
+    pub fn session_id(&self) -> String {
+        format!("{}-{}", self.command_id, self.instance)
+    }
+}
+
+/// The Run Command invocation an S3 key or log stream name holds the output of.
+pub fn run_command_output(name: &str) -> Option<RunCommandOutput<'_>> {
+    let parts: Vec<&str> = name.split(['/', '#']).collect();
+    let stream = *parts.last()?;
+    if !matches!(stream, "stdout" | "stderr") {
+        return None;
+    }
+    // The command id and instance, then at least the plugin, then the file.
+    parts
+        .windows(2)
+        .enumerate()
+        .find(|(i, pair)| {
+            is_uuid(pair[0])
+                && (pair[1].starts_with("i-") || pair[1].starts_with("mi-"))
+                && i + 3 < parts.len()
+        })
+        .map(|(_, pair)| RunCommandOutput {
+            command_id: pair[0],
+            instance: pair[1],
+            stream,
+        })
+}
+
+fn is_uuid(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// What an output object (`logged: false`: an S3 object or file) or log stream (`true`) says of
+/// its Run Command access: its instance, where its output is (`stdout` is the recording an
+/// auditor opens; `stderr` adds only its time), and when it was written.
+pub fn run_command_fragment(
+    output: &RunCommandOutput<'_>,
+    uri: &str,
+    in_log_stream: bool,
+    time: Timestamp,
+) -> SessionFragment {
+    let stdout = output.stream == "stdout";
+    SessionFragment {
+        target: Some(output.instance.to_string()),
+        kind: Some("run_command".to_string()),
+        document: None,
+        last_seen: Some(time),
+        transcript_uri: (stdout && !in_log_stream).then(|| uri.to_string()),
+        stream_uri: (stdout && in_log_stream).then(|| uri.to_string()),
+        ..SessionFragment::new(output.session_id())
+    }
 }
 
 /// A transcript's commands and what it says about its session.
@@ -293,6 +369,9 @@ pub fn parse_transcript(
             origin: origin.to_string(),
             parent_cmd: None,
             seen_in_transcript: None,
+            target_name: None,
+            environment: None,
+            account_alias: None,
         })
         .collect();
     Ok(Transcript {

@@ -146,6 +146,9 @@ async fn main() -> anyhow::Result<()> {
                     origin: format!("cwl://aws/ssm/sessions#{session_id}"),
                     parent_cmd: None,
                     seen_in_transcript: None,
+                    target_name: None,
+                    environment: None,
+                    account_alias: None,
                 });
             }
             day_sessions.push(Session {
@@ -170,6 +173,9 @@ async fn main() -> anyhow::Result<()> {
                 stream_uri: Some(format!("cwl://aws/ssm/sessions#{session_id}")),
                 reason: None,
                 start_event_id: Some(event_id("trail", &[&session_id])),
+                target_name: None,
+                environment: None,
+                account_alias: None,
             });
         }
         // Two commits a day, as micro-batches leave a day before compaction.

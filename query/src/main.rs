@@ -226,6 +226,15 @@ enum Command {
         #[arg(long, default_value_t = 168)]
         retention_hours: u64,
     },
+    /// Look up what instances and the account are called now (EC2 DescribeTags of the Name and
+    /// Environment tags, IAM ListAccountAliases) and add what changed to the `names` history.
+    /// CloudTrail's CreateTags, DeleteTags, RunInstances and CreateAccountAlias keep it
+    /// current between look-ups.
+    Names {
+        /// Regions whose instances to look up (repeatable) [default: the configured region].
+        #[arg(long)]
+        region: Vec<String>,
+    },
     /// Check the lake against its signed digests: every commit, the chain of digests, and
     /// every data file's SHA-256. Says what was changed, removed, added or reordered; exits 1
     /// when anything was.
@@ -709,6 +718,26 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => FollowMode::LiveTail,
             };
             follow(&pipeline, &aws, &groups, mode).await?;
+        }
+        Some(Command::Names { region }) => {
+            let lookup = aws.lookup().await;
+            let regions = match (region.is_empty(), lookup.region()) {
+                (false, _) => region,
+                (true, Some(configured)) => vec![configured],
+                (true, None) => anyhow::bail!("give --region, or set AWS_REGION"),
+            };
+            let names = lookup.names(&regions, chrono::Utc::now()).await?;
+            let looked_up = names.len();
+            let pipeline = writing.pipeline(&lake, None).await?;
+            let summary = pipeline.store_names(names).await?;
+            let changed = summary
+                .tables
+                .get(&auditq_model::Table::Names)
+                .map_or(0, |c| c.added);
+            println!(
+                "{looked_up} names looked up in {}; {changed} new or changed",
+                regions.join(", ")
+            );
         }
         Some(Command::Rules(command)) => {
             if !rules_cli::rules(command, &lake, &writing).await? {

@@ -14,7 +14,7 @@ pub fn who(target: &str) -> String {
 
 /// Every session (the global filters narrow it), oldest first.
 pub fn sessions() -> String {
-    "select started_at, duration_seconds, user, source_ip, target, account, region, kind, logged, commands, session_id \
+    "select started_at, duration_seconds, user, source_ip, target, target_name, environment, account, account_alias, region, kind, logged, commands, session_id \
      from sessions order by started_at"
         .to_string()
 }

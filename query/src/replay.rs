@@ -52,7 +52,7 @@ pub async fn load(
     session_id: &str,
 ) -> anyhow::Result<Replay> {
     let sql = format!(
-        "select stream_uri, transcript_uri, logged, started_at, run_as from sessions where session_id = {}",
+        "select stream_uri, transcript_uri, logged, started_at, run_as, kind from sessions where session_id = {}",
         sql_quote(session_id)
     );
     let batches = run_sql(ctx, &sql).await?;
@@ -66,6 +66,35 @@ pub async fn load(
     let text = |name: &str| row.get(name).and_then(Value::as_str).map(str::to_string);
     let started = text("started_at").and_then(|t| parse_rfc3339(&t));
     let run_as = text("run_as");
+    if text("kind").as_deref() == Some("run_command")
+        && let Some(uri) = text("stream_uri").or(text("transcript_uri"))
+    {
+        // What a Run Command printed (its standard output), line by line: no terminal, no
+        // prompts; what it ran is in `auditq commands` when auditd saw it.
+        let (place, stream) = split_stream(&uri);
+        let lines: Vec<(Timestamp, String)> = match stream {
+            Some(stream) => read_events(aws, place, stream)
+                .await?
+                .into_iter()
+                .map(|(time, line)| (time.or(started).unwrap_or_default(), line))
+                .collect(),
+            None => {
+                let bytes = read_bytes(aws, place).await?;
+                let time = started.unwrap_or_default();
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .map(|l| (time, l.to_string()))
+                    .collect()
+            }
+        };
+        let timed = stream.is_some();
+        return Ok(Replay {
+            source: uri,
+            timed,
+            lines,
+            commands: Vec::new(),
+        });
+    }
     if let Some(uri) = text("stream_uri") {
         let (place, stream) = split_stream(&uri);
         let events = read_events(aws, place, stream.unwrap_or(session_id)).await?;

@@ -77,7 +77,8 @@ fn sections(period: &Period) -> Vec<Section> {
             title: "Access per instance",
             about: "Each instance or managed node that was accessed: by how many people, in how many sessions, and through which kinds of session.",
             sql: format!(
-                "SELECT target, account, region, count(DISTINCT user) AS users, count(*) AS sessions, sum(commands) AS commands, \
+                "SELECT target, array_to_string(array_sort(array_agg(DISTINCT target_name)), ', ') AS names, \
+                 array_to_string(array_sort(array_agg(DISTINCT environment)), ', ') AS environment, account, region, count(DISTINCT user) AS users, count(*) AS sessions, sum(commands) AS commands, \
                  array_to_string(array_sort(array_agg(DISTINCT kind)), ', ') AS kinds, max(started_at) AS last_access \
                  FROM sessions WHERE {sessions} GROUP BY target, account, region ORDER BY sessions DESC, target"
             ),
@@ -87,7 +88,7 @@ fn sections(period: &Period) -> Vec<Section> {
             title: "Sessions",
             about: "Every session: who opened it, from where, on which instance, for how long, and what recorded it.",
             sql: format!(
-                "SELECT started_at, ended_at, duration_seconds, user, source_ip, target, account, kind, run_as, logged, commands, session_id \
+                "SELECT started_at, ended_at, duration_seconds, user, source_ip, target, target_name, environment, account, kind, run_as, logged, commands, session_id \
                  FROM sessions WHERE {sessions} ORDER BY started_at"
             ),
         },
@@ -96,7 +97,7 @@ fn sections(period: &Period) -> Vec<Section> {
             title: "Privileged commands",
             about: "Commands run through sudo, su, doas, pkexec or runuser, or as root, with the session they belong to.",
             sql: format!(
-                "SELECT time, user, target, run_as, cmd, session_id FROM commands WHERE {time} AND {PRIVILEGED} ORDER BY time, session_id, seq"
+                "SELECT time, user, target, target_name, run_as, cmd, session_id FROM commands WHERE {time} AND {PRIVILEGED} ORDER BY time, session_id, seq"
             ),
         },
         Section {
@@ -104,7 +105,7 @@ fn sections(period: &Period) -> Vec<Section> {
             title: "Alerts and their handling",
             about: "Every rule match in the period. Delivered: published to the alert topic (subscribers were told at detection time). Not delivered: recorded only (no alert sink configured), or kept in the outbox until the topic accepted it.",
             sql: format!(
-                "SELECT time, detected_at, severity, rule_id, user, target, coalesce(cmd, event_name) AS what, \
+                "SELECT time, detected_at, severity, rule_id, user, target, target_name, coalesce(cmd, event_name) AS what, \
                  CASE WHEN published THEN 'delivered' ELSE 'not delivered' END AS handling, session_id \
                  FROM alerts WHERE {time} ORDER BY time, rule_id"
             ),
@@ -134,6 +135,17 @@ fn sections(period: &Period) -> Vec<Section> {
             sql: format!(
                 "SELECT time, user, principal_type, account, source_ip, CASE WHEN response LIKE '%\"ConsoleLogin\":\"Success\"%' THEN 'Success' ELSE coalesce(error_message, 'Failure') END AS outcome \
                  FROM cloudtrail WHERE {time} AND event_name = 'ConsoleLogin' AND NOT coalesce(mfa, false) ORDER BY time"
+            ),
+        },
+        Section {
+            id: "names",
+            title: "Names in force",
+            about: "What each instance and account was called during the period (EC2 Name and Environment tags, account aliases, IAM Identity Center users), from the CloudTrail calls that set them and from look-ups (auditq names): each row holds from valid_from until valid_to. The tables above show the names in force at each event's time.",
+            sql: format!(
+                "SELECT kind, key, attribute, value, time AS valid_from, valid_to, source FROM names \
+                 WHERE time < TIMESTAMP '{to}' AND (valid_to IS NULL OR valid_to > TIMESTAMP '{from}') ORDER BY kind, key, attribute, time",
+                from = rfc3339(period.from),
+                to = rfc3339(period.to),
             ),
         },
         Section {

@@ -138,6 +138,9 @@ pub enum AlertsCommand {
         /// Only alerts from these accounts (repeatable).
         #[arg(long)]
         account: Vec<String>,
+        /// Only alerts on instances whose `Environment` tag was this then (repeatable).
+        #[arg(long)]
+        environment: Vec<String>,
     },
     /// List the topic's subscriptions and their filters.
     Subscriptions {
@@ -404,6 +407,7 @@ pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow
             min_severity,
             rule,
             account,
+            environment,
         } => {
             let (protocol, endpoint) = match (email, sqs, https, lambda) {
                 (Some(e), ..) => ("email", e),
@@ -418,7 +422,8 @@ pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow
                 })?),
                 None => None,
             };
-            let policy = filter_policy(min, &rule, &account).map_err(anyhow::Error::msg)?;
+            let policy =
+                filter_policy(min, &rule, &account, &environment).map_err(anyhow::Error::msg)?;
             let mut request = sns
                 .subscribe()
                 .topic_arn(&topic)

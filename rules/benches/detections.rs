@@ -143,6 +143,9 @@ fn command(session: &str, seq: i64, cmd: &str, start: Timestamp) -> Command {
         origin: "bench".into(),
         parent_cmd: None,
         seen_in_transcript: None,
+        target_name: None,
+        environment: None,
+        account_alias: None,
     }
 }
 

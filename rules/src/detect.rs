@@ -428,6 +428,9 @@ impl AlertNotice {
             source_table: self.table.clone(),
             event_id: self.event_id.clone(),
             published,
+            target_name: self.target_name.clone(),
+            environment: self.environment.clone(),
+            account_alias: self.account_alias.clone(),
         }
     }
 }

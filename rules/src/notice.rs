@@ -39,6 +39,15 @@ pub struct AlertNotice {
     pub account: Option<String>,
     /// Where: region.
     pub region: Option<String>,
+    /// Where, as it was named then: the instance's `Name` tag.
+    #[serde(default)]
+    pub target_name: Option<String>,
+    /// Where, as it was named then: the instance's `Environment` tag.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Where, as it was named then: the account's alias.
+    #[serde(default)]
+    pub account_alias: Option<String>,
     /// Where from.
     pub source_ip: Option<String>,
     /// What: the command.
@@ -82,6 +91,9 @@ impl AlertNotice {
             target: get("target"),
             account: get("account"),
             region: get("region"),
+            target_name: get("target_name"),
+            environment: get("environment"),
+            account_alias: get("account_alias"),
             source_ip: get("source_ip"),
             cmd: get("cmd"),
             event_name: get("event_name"),
@@ -97,10 +109,14 @@ impl AlertNotice {
     pub fn subject(&self) -> String {
         let who = self.user.as_deref().unwrap_or("someone");
         let head = format!("[{}] {}: {who} ", self.severity, self.rule_id);
-        let place = match (&self.target, &self.account) {
-            (Some(target), _) => format!(" on {target}"),
-            (None, Some(account)) => format!(" in {account}"),
-            (None, None) => String::new(),
+        let place = match (&self.target, &self.target_name, &self.account) {
+            (Some(target), Some(name), _) => format!(" on {name} ({target})"),
+            (Some(target), None, _) => format!(" on {target}"),
+            (None, _, Some(account)) => match &self.account_alias {
+                Some(alias) => format!(" in {alias} ({account})"),
+                None => format!(" in {account}"),
+            },
+            (None, _, None) => String::new(),
         };
         let (verb, what) = match (&self.cmd, &self.event_name) {
             (Some(cmd), _) => ("ran", cmd.as_str()),
@@ -120,7 +136,8 @@ impl AlertNotice {
     }
 
     /// Message attributes for SNS filter policies (at most 10; empty values are left out, as
-    /// SNS refuses them).
+    /// SNS refuses them): severity, rule, table, and who and where, with the names in force then
+    /// (`environment` lets a team subscribe to production alone).
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
         let mut attributes = vec![
             ("severity", self.severity.name().to_string()),
@@ -131,6 +148,9 @@ impl AlertNotice {
             ("account", &self.account),
             ("target", &self.target),
             ("user", &self.user),
+            ("environment", &self.environment),
+            ("target_name", &self.target_name),
+            ("account_alias", &self.account_alias),
         ] {
             if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
                 attributes.push((name, value.clone()));
@@ -151,11 +171,13 @@ impl AlertNotice {
 
 /// The SNS filter policy (on message attributes) for a subscription: at least `min_severity`,
 /// rule ids matching any of `rules` (`linux.*` is a prefix, `*.sudo` a suffix, anything else
-/// exact), from any of `accounts`. Conditions on different attributes must all hold.
+/// exact), from any of `accounts`, on instances of any of `environments`. Conditions on
+/// different attributes must all hold.
 pub fn filter_policy(
     min_severity: Option<crate::Severity>,
     rules: &[String],
     accounts: &[String],
+    environments: &[String],
 ) -> Result<Option<String>, String> {
     let mut policy = serde_json::Map::new();
     if let Some(min) = min_severity {
@@ -184,9 +206,11 @@ pub fn filter_policy(
         }
         policy.insert("rule_id".to_string(), values.into());
     }
-    if !accounts.is_empty() {
-        let values: Vec<serde_json::Value> = accounts.iter().map(|a| a.as_str().into()).collect();
-        policy.insert("account".to_string(), values.into());
+    for (attribute, values) in [("account", accounts), ("environment", environments)] {
+        if !values.is_empty() {
+            let values: Vec<serde_json::Value> = values.iter().map(|a| a.as_str().into()).collect();
+            policy.insert(attribute.to_string(), values.into());
+        }
     }
     Ok((!policy.is_empty()).then(|| serde_json::Value::Object(policy).to_string()))
 }
@@ -274,16 +298,17 @@ mod tests {
             Some(Severity::High),
             &["linux.*".to_string(), "aws.root_activity".to_string()],
             &["111122223333".to_string()],
+            &["prod".to_string()],
         );
         assert_eq!(
             policy,
             Ok(Some(
-                r#"{"account":["111122223333"],"rule_id":[{"prefix":"linux."},"aws.root_activity"],"severity":["high","critical"]}"#
+                r#"{"account":["111122223333"],"environment":["prod"],"rule_id":[{"prefix":"linux."},"aws.root_activity"],"severity":["high","critical"]}"#
                     .to_string()
             ))
         );
-        assert_eq!(filter_policy(None, &[], &[]), Ok(None));
-        assert!(filter_policy(None, &["a*b*".to_string()], &[]).is_err());
+        assert_eq!(filter_policy(None, &[], &[], &[]), Ok(None));
+        assert!(filter_policy(None, &["a*b*".to_string()], &[], &[]).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use auditq_model::{Command, HostEvent, Position, Reject, TrailEvent};
+use auditq_model::{Command, HostEvent, Name, Position, Reject, TrailEvent};
 
 use crate::host::{command_id, join_audit_event};
 use crate::parse::Parsed;
@@ -31,6 +31,9 @@ pub struct Batch {
     /// auditd events joined with the records a stored row of the same event holds (an event a
     /// batch or file boundary split): their stored rows, and their commands', are replaced.
     pub rejoined: HashSet<String>,
+    /// Names the batch's CloudTrail records set or remove, and names looked up
+    /// ([`crate::names`]).
+    pub names: Vec<Name>,
 }
 
 impl Batch {
@@ -70,7 +73,9 @@ impl Batch {
                 .or_default()
                 .push(fragment);
         }
+        let names = trail.iter().flat_map(crate::names::from_trail).collect();
         let mut batch = Batch {
+            names,
             trail,
             fragments: by_session,
             commands,
@@ -150,5 +155,6 @@ impl Batch {
             && self.host.is_empty()
             && self.rejects.is_empty()
             && self.positions.is_empty()
+            && self.names.is_empty()
     }
 }

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use auditq_model::{
-    Command, HostEvent, Position, Reject, Row, Session, Table, Timestamp, TrailEvent,
+    Command, HostEvent, Name, Position, Reject, Row, Session, Table, Timestamp, TrailEvent,
 };
 use auditq_rules::EventView;
 use chrono::{Duration, NaiveDate};
@@ -52,6 +52,11 @@ pub struct Stored {
     pub ancestors: Vec<HostEvent>,
     /// Stored auditd events the batch holds more records of (an event a boundary split).
     pub split_host: Vec<HostEvent>,
+    /// Stored host lines of sessions an access of the batch claims
+    /// ([`correlate::claimed_by`]).
+    pub claimed_host: Vec<HostEvent>,
+    /// The stored history of every name the batch's rows may carry ([`crate::names`]).
+    pub names: Vec<Name>,
     /// Ids of the batch's rows already stored, per table.
     pub ids: HashMap<Table, HashSet<String>>,
     /// Ids of alerts already stored for the batch's events and sessions.
@@ -84,8 +89,16 @@ pub struct Decision {
     pub replaced_commands: Vec<(Command, Timestamp)>,
     /// Of those, the stream commands a longer read revised (rules see their new text).
     pub revised: Vec<Command>,
-    /// Stored auditd events joined with more of their records (each replaces the stored row).
+    /// Stored auditd events joined with more of their records, and stored host lines that
+    /// moved to another session (each replaces the stored row).
     pub replaced_host: Vec<HostEvent>,
+    /// Stored sessions another one took the place of (a direct login's, which an Instance
+    /// Connect access read later explains): removed.
+    pub retired_sessions: Vec<String>,
+    /// Names changed by the batch.
+    pub names: Vec<Name>,
+    /// Stored names a change of the batch now follows (their `valid_to` moved).
+    pub replaced_names: Vec<Name>,
     /// Rows read and added per table.
     pub counts: BTreeMap<Table, TableCount>,
     /// The time of the newest command or CloudTrail record read.
@@ -197,6 +210,7 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         positions,
         redactions,
         rejoined,
+        names,
     } = batch;
     let mut decision = Decision {
         positions,
@@ -204,8 +218,18 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         ..Decision::default()
     };
 
-    // 1. Sessions.
+    // 1. Sessions, and the names in force.
     let (mut sessions, mut changed, mut count) = merge_sessions(&fragments, &stored.sessions);
+    let read = names.len();
+    let named = crate::names::merge(&stored.names, names);
+    decision.counts.insert(
+        Table::Names,
+        TableCount {
+            read,
+            added: named.added.len(),
+            updated: named.replaced.len(),
+        },
+    );
 
     // 2. Host correlation: process trees first (an exec below a session worker or a stored
     // ancestor is that session's, whatever its user), then logins, then the trees again (the
@@ -242,6 +266,7 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         if let Some(session) = session_of(command) {
             enrich_command(command, session);
         }
+        named.names.label_command(command);
     }
     let recorded = recordings(&commands, &stored.session_commands);
     for command in commands.iter_mut().filter(|c| c.source == "auditd") {
@@ -294,12 +319,23 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         .chain(&correlated.attributed)
         .filter_map(|c| Some((c.session_id.clone()?, c.event_id.clone())))
         .collect();
+    let moved: HashSet<&str> = correlated
+        .attributed
+        .iter()
+        .map(|c| c.event_id.as_str())
+        .collect();
     counted.extend(
         stored
             .session_commands
             .iter()
+            .filter(|c| !moved.contains(c.event_id.as_str()))
             .filter_map(|c| Some((c.session_id.clone()?, c.event_id.clone()))),
     );
+    decision.retired_sessions = correlated.retired.clone();
+    decision
+        .replaced_host
+        .extend(correlated.moved_host.iter().cloned());
+    changed.retain(|s| !correlated.retired.contains(&s.session_id));
     for command in correlated.attributed {
         let time = command.time;
         replaced
@@ -344,7 +380,13 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
             replaced.insert(command.event_id.clone(), (command.clone(), command.time));
         }
     }
-    decision.replaced_commands = replaced.into_values().collect();
+    decision.replaced_commands = replaced
+        .into_values()
+        .map(|(mut command, at)| {
+            named.names.label_command(&mut command);
+            (command, at)
+        })
+        .collect();
 
     let read = commands.len();
     decision.commands = fresh(commands, |c| {
@@ -370,7 +412,7 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
     let (rejoined_host, host): (Vec<HostEvent>, Vec<HostEvent>) = host
         .into_iter()
         .partition(|e| rejoined.contains(&e.event_id));
-    decision.replaced_host = rejoined_host;
+    decision.replaced_host.extend(rejoined_host);
     decision.host = fresh(host, |e| stored.has(Table::HostEvents, &e.event_id));
     decision.counts.insert(
         Table::HostEvents,
@@ -386,7 +428,12 @@ pub fn decide(batch: Batch, stored: &Stored, grace: Duration, now: Timestamp) ->
         Table::Rejects,
         TableCount::new(read, decision.rejects.len()),
     );
+    for session in &mut changed {
+        named.names.label_session(session);
+    }
     decision.sessions = changed;
+    decision.names = named.added;
+    decision.replaced_names = named.replaced;
     decision
 }
 
@@ -441,7 +488,8 @@ fn seen(command: &Command, recorded: &HashMap<String, Vec<String>>) -> Option<bo
     Some(process::seen_in(&command.cmd, lines))
 }
 
-/// A session known only from the host counts the commands attributed to it: `commands` holds
+/// A session known only from the host (and a Run Command invocation auditd saw run) counts the
+/// commands attributed to it: `commands` holds
 /// `(session, command id)` of the batch's and of every stored command of the sessions the batch
 /// touches, so the count is what the commands table holds, however often a batch is retried.
 fn count_host_commands(
@@ -468,6 +516,12 @@ fn count_host_commands(
         let Some(mut session) = current else {
             continue;
         };
+        // A Run Command invocation whose execs auditd saw is known from the host.
+        if session.kind == "run_command"
+            && let Some(seen) = correlate::seen_on_host(&session, None)
+        {
+            session = seen;
+        }
         if session.logged != "host_only" || session.commands == n {
             continue;
         }
@@ -504,6 +558,9 @@ struct Correlated {
     new_sessions: usize,
     /// Stored host commands attributed to a session now.
     attributed: Vec<Command>,
+    /// Stored sessions claimed by an access of the batch, and their host lines, moved to it.
+    retired: Vec<String>,
+    moved_host: Vec<HostEvent>,
 }
 
 fn upsert(changed: &mut Vec<Session>, session: Session) {
@@ -614,6 +671,46 @@ fn correlate_hosts(
                 linked.push((session.clone(), login.clone()));
             }
         }
+        // A direct login read before the Instance Connect record that explains it became a
+        // session of its own: the access takes its place, its commands and its host lines.
+        for login in &stored.logins {
+            let Some((claimed, access)) = correlate::claimed_by(login, &candidates) else {
+                continue;
+            };
+            if stored
+                .sessions
+                .get(&claimed)
+                .is_none_or(|s| s.kind != "host_ssh")
+            {
+                continue;
+            }
+            result.retired.push(claimed.clone());
+            for command in stored
+                .session_commands
+                .iter()
+                .filter(|c| c.session_id.as_deref() == Some(claimed.as_str()))
+            {
+                let mut command = command.clone();
+                correlate::give_to(&mut command, access);
+                result.attributed.push(command);
+            }
+            for event in stored
+                .claimed_host
+                .iter()
+                .chain(std::iter::once(login))
+                .filter(|e| e.session_id.as_deref() == Some(claimed.as_str()))
+            {
+                let mut event = event.clone();
+                event.session_id = Some(access.session_id.clone());
+                if !result
+                    .moved_host
+                    .iter()
+                    .any(|e| e.event_id == event.event_id)
+                {
+                    result.moved_host.push(event);
+                }
+            }
+        }
     }
 
     // 3. Each linked session reads host_only with the OS user; the login names its session.
@@ -628,9 +725,20 @@ fn correlate_hosts(
             .get(&session.session_id)
             .cloned()
             .unwrap_or_else(|| session.clone());
-        let Some(updated) = correlate::with_login(&current, login) else {
+        let Some(mut updated) = correlate::with_login(&current, login) else {
             continue;
         };
+        // A login no CloudTrail call ends (a direct SSH login, Instance Connect) ends when its
+        // sshd session closes.
+        if updated.ended_at.is_none()
+            && let Some(closed) = correlate::login_closed(login, host)
+                .or_else(|| correlate::login_closed(login, &stored.claimed_host))
+        {
+            updated.ended_at = Some(closed);
+            updated.duration_seconds = updated
+                .started_at
+                .map(|start| (closed - start).num_seconds().max(0));
+        }
         if updated != current || !sessions.contains_key(&updated.session_id) {
             upsert(changed, updated.clone());
         }
@@ -696,13 +804,17 @@ fn correlate_hosts(
 
     // 4. The host's own events and commands in those windows, by that OS user.
     for event in host.iter_mut().filter(|e| e.session_id.is_none()) {
-        if let Some((link, _)) = links.iter().find(|(l, _)| {
-            l.owns(
-                event.target.as_deref().or(event.host.as_deref()),
-                event.time,
-                event.user.as_deref(),
-            )
-        }) {
+        if let Some((link, _)) = links
+            .iter()
+            .filter(|(l, _)| {
+                l.owns(
+                    event.target.as_deref().or(event.host.as_deref()),
+                    event.time,
+                    event.user.as_deref(),
+                )
+            })
+            .max_by_key(|(l, _)| l.from)
+        {
             event.session_id = Some(link.session_id.clone());
         }
     }
@@ -724,7 +836,7 @@ fn correlate_hosts(
             .collect();
         if correlate::attribute_commands(&mut earlier, &links) > 0 {
             earlier.retain(|c| c.session_id.is_some());
-            result.attributed = earlier;
+            result.attributed.extend(earlier);
         }
     }
 
@@ -845,6 +957,9 @@ mod tests {
             origin: "secure".into(),
             parent_cmd: None,
             seen_in_transcript: None,
+            target_name: None,
+            environment: None,
+            account_alias: None,
         }
     }
 

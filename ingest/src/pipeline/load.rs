@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use auditq_model::{Alert, Command, HostEvent, Session, Table, Timestamp};
+use auditq_model::{Alert, Command, HostEvent, Name, Session, Table, Timestamp};
 use chrono::Duration;
 
 use super::batch::Batch;
@@ -204,6 +204,25 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     let learned = learning_sessions(&changed, &stored.sessions);
     let learned_commands = lake.rows::<Command>(Filter::all().any_of("session_id", learned));
 
+    // The history of every name the batch's rows may be labelled with: their instances and
+    // accounts, and what the batch names (the table is small: read by key, whatever the time).
+    let mut named: HashSet<String> = batch.names.iter().map(|n| n.key.clone()).collect();
+    let places = batch
+        .commands
+        .iter()
+        .flat_map(|c| [&c.target, &c.account])
+        .chain(batch.host.iter().map(|e| &e.target))
+        .chain(batch.trail.iter().map(|e| &e.account))
+        .chain(
+            changed
+                .iter()
+                .chain(stored.sessions.values())
+                .flat_map(|s| [&s.target, &s.account]),
+        )
+        .flatten();
+    named.extend(places.cloned());
+    let names = lake.rows::<Name>(Filter::all().any_of("key", named));
+
     // SSH sessions that may now meet a stored login (a superset: decisions narrow it).
     let waiting: Vec<&Session> = changed
         .iter()
@@ -314,8 +333,7 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     // what their recordings show (whether an exec shows in it).
     let mut process_sessions: HashSet<String> = execs
         .iter()
-        .filter_map(|e| e.cmd.as_deref().and_then(process::session_worker))
-        .map(str::to_string)
+        .filter_map(|e| process::session_root(e))
         .collect();
     process_sessions.extend(stored.ancestors.iter().filter_map(|e| e.session_id.clone()));
     // Sessions known only from the host count their commands: every stored one of those the
@@ -346,6 +364,7 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
         process_sessions_rows,
         process_commands,
         split_host,
+        names,
     ) = futures::try_join!(
         learned_commands,
         stored_logins,
@@ -353,9 +372,11 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
         alerts,
         process_sessions_rows,
         process_commands,
-        split_host
+        split_host,
+        names
     )?;
     stored.split_host = split_host;
+    stored.names = names;
     for session in process_sessions_rows {
         stored.sessions.insert(session.session_id.clone(), session);
     }
@@ -371,6 +392,34 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     }
     stored.logins = logins;
     stored.unattributed = unattributed;
+
+    // Round 3, rare: direct logins stored as sessions of their own that an Instance Connect
+    // access of the batch explains ([`correlate::claimed_by`]); their rows move to the access.
+    let accesses: Vec<&Session> = changed
+        .iter()
+        .filter(|s| s.kind == "instance_connect")
+        .collect();
+    let claimed: Vec<String> = stored
+        .logins
+        .iter()
+        .filter_map(|l| correlate::claimed_by(l, &accesses).map(|(id, _)| id))
+        .collect();
+    if !claimed.is_empty() {
+        let (sessions, commands, host) = futures::try_join!(
+            lake.rows::<Session>(Filter::all().any_of("session_id", claimed.clone())),
+            lake.rows::<Command>(Filter::all().any_of("session_id", claimed.clone())),
+            lake.rows::<HostEvent>(Filter::all().any_of("session_id", claimed)),
+        )?;
+        for session in sessions {
+            stored.sessions.insert(session.session_id.clone(), session);
+        }
+        for command in commands {
+            if known.insert(command.event_id.clone()) {
+                stored.session_commands.push(command);
+            }
+        }
+        stored.claimed_host = host;
+    }
     stored.alerts = alerts;
     Ok(stored)
 }

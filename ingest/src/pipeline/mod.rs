@@ -92,10 +92,35 @@ impl Pipeline {
                 .or_insert_with(|| reject.reason.clone());
         }
         let prepared = Batch::prepare(parsed, positions, &self.redactor);
+        self.store_prepared(prepared, now, &reject_reasons, &reject_examples)
+            .await
+    }
+
+    /// Stores names looked up from AWS ([`crate::lookup`]): those that change what the
+    /// `names` table knows are added to its history.
+    pub async fn store_names(&self, names: Vec<auditq_model::Name>) -> Result<IngestSummary> {
+        let _batch = self.lake.batch_guard().await;
+        let batch = Batch {
+            names,
+            ..Batch::default()
+        };
+        let none = (Default::default(), Default::default());
+        self.store_prepared(batch, chrono::Utc::now(), &none.0, &none.1)
+            .await
+    }
+
+    /// Stores a prepared batch, deciding it again when another writer's commit conflicts.
+    async fn store_prepared(
+        &self,
+        prepared: Batch,
+        now: chrono::DateTime<chrono::Utc>,
+        reject_reasons: &std::collections::BTreeMap<String, usize>,
+        reject_examples: &std::collections::BTreeMap<String, String>,
+    ) -> Result<IngestSummary> {
         let mut attempt = 1;
         loop {
             match self
-                .store_batch(prepared.clone(), now, &reject_reasons, &reject_examples)
+                .store_batch(prepared.clone(), now, reject_reasons, reject_examples)
                 .await
             {
                 // Another writer (a second Lambda container, ECS task or process) committed to
@@ -197,7 +222,11 @@ impl Pipeline {
             self.lake.commit(&rows, Some(&replace), &txns).await?;
             let sessions = Replace::keys(
                 "session_id",
-                decision.sessions.iter().map(|s| s.session_id.clone()),
+                decision
+                    .sessions
+                    .iter()
+                    .map(|s| s.session_id.clone())
+                    .chain(decision.retired_sessions.iter().cloned()),
             );
             self.lake
                 .commit(&decision.sessions, Some(&sessions), &txns)
@@ -206,7 +235,16 @@ impl Pipeline {
         // Every commit runs to its end before an error is returned: none is dropped half-way
         // (deltalake's kernel may be working on it in a blocking task, which must not outlive
         // the process's runtime).
-        let (sessions, trail, host, rejects) = futures::join!(
+        let names = async {
+            let replaced = &decision.replaced_names;
+            let replace = replacing(
+                "event_id",
+                replaced.iter().map(|n| (n.event_id.clone(), n.time)),
+            );
+            let rows = with_replacements(&decision.names, replaced.clone());
+            self.lake.commit(&rows, Some(&replace), &txns).await
+        };
+        let (sessions, trail, host, rejects, names) = futures::join!(
             commands_and_sessions,
             self.lake.commit(&decision.trail, None, &txns),
             async {
@@ -219,11 +257,13 @@ impl Pipeline {
                 self.lake.commit(&rows, Some(&replace), &txns).await
             },
             self.lake.commit(&decision.rejects, None, &txns),
+            names,
         );
         sessions?;
         trail?;
         host?;
         rejects?;
+        names?;
         // Positions last: they say everything above is durable.
         self.lake.commit(&decision.positions, None, &txns).await?;
         stages.write = clock.elapsed();
