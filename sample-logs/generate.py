@@ -450,8 +450,67 @@ def other_records():
     ]
 
 
+def names_records():
+    """What the instances and accounts are called: tags and aliases set the evening before, and
+    prod-db-1 renamed on Tuesday morning (sessions on it before and after carry each name)."""
+    ec2, iam = "ec2.amazonaws.com", "iam.amazonaws.com"
+
+    def tags(user_key, when, names, pairs):
+        account = INSTANCES[names[0]][1]
+        request = {"resourcesSet": {"items": [{"resourceId": INSTANCES[n][0]} for n in names]},
+                   "tagSet": {"items": [{"key": k, "value": v} for k, v in pairs]}}
+        return trail_record(user_key, when, ec2, "CreateTags", REGION[account], request, {"_return": True},
+                            account=account)
+
+    prod = ["prod-web-1", "prod-db-1", "prod-bastion-1"]
+    records = [
+        trail_record("carol-prod", "2026-10-04T17:00:00Z", iam, "CreateAccountAlias", "us-east-1",
+                     {"accountAlias": "acme-prod"}, None),
+        trail_record("dave", "2026-10-04T17:01:00Z", iam, "CreateAccountAlias", "us-east-1",
+                     {"accountAlias": "acme-staging"}, None),
+        tags("carol-prod", "2026-10-04T17:06:00Z", prod, [("Environment", "production")]),
+        tags("dave", "2026-10-04T17:10:00Z", ["staging-app-1"], [("Name", "staging-app-1"), ("Environment", "staging")]),
+        tags("carol-prod", "2026-10-06T10:00:00Z", ["prod-db-1"], [("Name", "prod-db-primary")]),
+    ]
+    for n, name in enumerate(prod):
+        records.append(tags("carol-prod", f"2026-10-04T17:05:0{n}Z", [name], [("Name", name)]))
+    return records
+
+
+RUN_COMMAND_ID = uuid_of("run-command", "bob", "openssl")
+
+
+def access_records():
+    """Accesses without a Session Manager session: bob's Run Command on two production instances
+    (CloudTrail hides its parameters), and alice's EC2 Instance Connect login to the bastion."""
+    web, db = INSTANCES["prod-web-1"][0], INSTANCES["prod-db-1"][0]
+    bastion = INSTANCES["prod-bastion-1"][0]
+    region = REGION[PROD]
+    command = {
+        "commandId": RUN_COMMAND_ID, "documentName": "AWS-RunShellScript", "documentVersion": "$DEFAULT",
+        "comment": "CHG-2041 patch openssl", "expiresAfter": "Oct 6, 2026 2:30:00 PM",
+        "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS", "instanceIds": [web, db], "targets": [],
+        "requestedDateTime": "Oct 6, 2026 12:30:00 PM", "status": "Pending", "statusDetails": "Pending",
+        "outputS3BucketName": "", "outputS3KeyPrefix": "", "maxConcurrency": "50", "maxErrors": "0",
+        "targetCount": 2, "completedCount": 0, "errorCount": 0, "deliveryTimedOutCount": 0,
+        "serviceRole": "", "timeoutSeconds": 600,
+    }
+    return [
+        trail_record("bob", "2026-10-06T12:30:00Z", "ssm.amazonaws.com", "SendCommand", region,
+                     {"instanceIds": [web, db], "documentName": "AWS-RunShellScript",
+                      "comment": "CHG-2041 patch openssl", "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                      "interactive": False},
+                     {"command": command}),
+        trail_record("alice", "2026-10-06T13:10:00Z", "ec2-instance-connect.amazonaws.com", "SendSSHPublicKey",
+                     region,
+                     {"instanceId": bastion, "availabilityZone": f"{region}a", "instanceOSUser": "ec2-user",
+                      "sSHPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGFsaWNlLWVpYy1zYW1wbGUta2V5LTAwMDAwMDAw"},
+                     {"requestId": uuid_of("eic", "alice"), "success": True}),
+    ]
+
+
 def write_cloudtrail():
-    records = session_records() + other_records()
+    records = session_records() + other_records() + names_records() + access_records()
     files = {}
     for record in records:
         moment = t(record["eventTime"])
@@ -555,9 +614,17 @@ def write_host_logs():
         ("2026-10-06T16:03:31Z", "sudo: pam_unix(sudo:session): session closed for user root"),
         ("2026-10-06T16:05:02Z", "sudo: ec2-user : TTY=pts/0 ; PWD=/home/ec2-user ; USER=root ; COMMAND=/bin/cat /etc/shadow"),
         ("2026-10-06T16:44:58Z", "sshd[2211]: pam_unix(sshd:session): session closed for user ec2-user"),
+        # alice through EC2 Instance Connect: the key pushed at 13:10:00 is accepted for 60 seconds.
+        ("2026-10-06T13:10:21Z", "sshd[1874]: Accepted publickey for ec2-user from 203.0.113.10 port 51822 "
+                                 "ssh2: ED25519 SHA256:YWxpY2UtZWljLXNhbXBsZS1rZXktMDAwMDAwMDA"),
+        ("2026-10-06T13:10:21Z", "sshd[1874]: pam_unix(sshd:session): session opened for user ec2-user by (uid=0)"),
+        ("2026-10-06T13:11:05Z", "sudo: ec2-user : TTY=pts/1 ; PWD=/home/ec2-user ; USER=root ; "
+                                 "COMMAND=/usr/bin/systemctl status sshd"),
+        ("2026-10-06T13:14:40Z", "sshd[1874]: pam_unix(sshd:session): session closed for user ec2-user"),
     ]
     for when, rest in lines:
         secure.append((t(when), f"{syslog_time(t(when))} {host} {rest}"))
+    secure.sort(key=lambda pair: pair[0])
     # auditd on the bastion (log_format = ENRICHED, the Amazon Linux 2023 default: names after
     # the 0x1d separator), with a watch on sudoers: `-w /etc/sudoers -p wa -k sudoers`.
     moment = t("2026-10-06T16:02:41Z")
@@ -629,6 +696,19 @@ def write_host_logs():
         ("2026-10-05T09:16:04Z", 20172, 3162, 3161, ["useradd", "-m", "-c", "Support Account", "support"],
          "/usr/sbin/useradd", 0, "root", "/root", "pts0"),
         ("2026-10-05T09:16:30Z", 20180, 3170, 3122, ["stty", "echo"], "/usr/bin/stty", 0, "root", "/root", "pts0"),
+    ]
+    # bob's Run Command on Tuesday (AWS-RunShellScript): the agent's document worker for the
+    # command id, `sh -c` of the script it wrote under its orchestration folder, and what the
+    # script ran. No terminal, no login uid, no transcript.
+    script = (f"/var/lib/amazon/ssm/{web}/document/orchestration/{RUN_COMMAND_ID}/"
+              f"awsrunShellScript/0.awsrunShellScript/_script.sh")
+    alice += [
+        ("2026-10-06T12:30:01Z", 30501, 4410, 1840, ["/usr/bin/ssm-document-worker", RUN_COMMAND_ID],
+         "/usr/bin/ssm-document-worker", 0, "root", "/", None),
+        ("2026-10-06T12:30:01Z", 30502, 4411, 4410, ["sh", "-c", script], "/usr/bin/bash", 0, "root", "/", None),
+        ("2026-10-06T12:30:02Z", 30503, 4412, 4411, ["/usr/bin/python3", "/usr/bin/dnf", "-y", "upgrade", "openssl"],
+         "/usr/bin/python3.9", 0, "root", "/", None),
+        ("2026-10-06T12:30:41Z", 30540, 4460, 4411, ["rpm", "-q", "openssl"], "/usr/bin/rpm", 0, "root", "/", None),
     ]
     timed = []
     for when, serial, pid, ppid, argv, exe, uid, uid_name, cwd, tty in alice:

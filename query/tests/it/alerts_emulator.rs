@@ -258,7 +258,7 @@ async fn each_queue_receives_exactly_the_alerts_its_filter_selects() {
         .unwrap_or_else(|| panic!("no root-shell alert for alice in {high:#?}"));
     assert_eq!(
         root_shell["Subject"],
-        "[high] linux.sudo_root_shell: alice ran \"sudo su -\" on i-0a1b2c3d4e5f60711"
+        "[high] linux.sudo_root_shell: alice ran \"sudo su -\" on prod-web-1 (i-0a1b2c3d4e5f60711)"
     );
     let attributes = &root_shell["MessageAttributes"];
     assert_eq!(attributes["severity"]["Value"], "high");

@@ -29,7 +29,7 @@ fn sample_lake() -> (tempfile::TempDir, PathBuf) {
     let lake = dir.path().join("lake");
     let summary = ok(&lake, &["ingest", SAMPLES, "--rules", "default"]);
     assert!(
-        summary.contains("alerts          36 read     36 added"),
+        summary.contains("alerts          45 read     45 added"),
         "{summary}"
     );
     (dir, lake)
@@ -59,7 +59,8 @@ fn october_report(dir: &Path, lake: &Path) -> (PathBuf, String) {
 fn named_questions_and_filters_answer_the_scenario() {
     let (dir, lake) = sample_lake();
 
-    // Who accessed prod-web-1: alice and carol on Monday, bob on Tuesday, from their own IPs.
+    // Who accessed prod-web-1: alice and carol on Monday, bob on Tuesday (a shell, then his Run
+    // Command), from their own IPs.
     let who = csv(&lake, &["who", "i-0a1b2c3d4e5f60711"]);
     let rows: Vec<Vec<&str>> = who
         .lines()
@@ -73,6 +74,7 @@ fn named_questions_and_filters_answer_the_scenario() {
             ("2026-10-05T09:12:03Z", "alice", "203.0.113.10"),
             ("2026-10-05T14:05:44Z", "carol@example.com", "192.0.2.77"),
             ("2026-10-06T09:30:00Z", "bob", "198.51.100.23"),
+            ("2026-10-06T12:30:00Z", "bob", "198.51.100.23"),
         ],
         "{who}"
     );
@@ -98,19 +100,20 @@ fn named_questions_and_filters_answer_the_scenario() {
         .skip(1)
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            format!("{} {} {}", f[4], f[7], f[8])
+            format!("{} {} {} {}", f[4], f[6], f[10], f[11])
         })
         .collect();
     assert_eq!(
         kinds,
         [
-            "i-0c3d4e5f607182933 shell stream",
-            "i-0c3d4e5f607182933 shell stream",
-            "i-0c3d4e5f607182933 port_forward none"
+            "i-0c3d4e5f607182933 staging shell stream",
+            "i-0c3d4e5f607182933 staging shell stream",
+            "i-0c3d4e5f607182933 staging port_forward none"
         ],
         "{dave}"
     );
-    // --since/--until by day: alice on Tuesday is the vim session on prod-db-1 only.
+    // --since/--until by day: alice on Tuesday is the vim session on prod-db-1 (renamed
+    // prod-db-primary that morning) and her Instance Connect login to the bastion.
     let tuesday = csv(
         &lake,
         &[
@@ -123,8 +126,16 @@ fn named_questions_and_filters_answer_the_scenario() {
             "2026-10-06",
         ],
     );
-    assert_eq!(tuesday.lines().count(), 2, "{tuesday}");
-    assert!(tuesday.contains("alice-0e1f2a3b4c5d6e7f8"), "{tuesday}");
+    assert_eq!(tuesday.lines().count(), 3, "{tuesday}");
+    assert!(
+        tuesday.contains("i-0b2c3d4e5f6071822,prod-db-primary,production,111122223333,acme-prod,")
+            && tuesday.contains("alice-0e1f2a3b4c5d6e7f8"),
+        "{tuesday}"
+    );
+    assert!(
+        tuesday.contains(",instance_connect,host_only,1,eic-"),
+        "{tuesday}"
+    );
     let monday = csv(
         &lake,
         &["sessions", "--user", "alice", "--until", "2026-10-05"],
@@ -179,10 +190,15 @@ fn named_questions_and_filters_answer_the_scenario() {
         &[
             "--target",
             "i-0d4e5f60718293a44",
-            "select user, event_name from cloudtrail",
+            "select user, event_name from cloudtrail order by time",
         ],
     );
-    assert_eq!(trail, "user,event_name\nbob,StartSession\n");
+    // Its tags set, alice's Instance Connect key, bob's SSH session.
+    assert_eq!(
+        trail,
+        "user,event_name\ncarol@example.com,CreateTags\ncarol@example.com,CreateTags\n\
+         alice,SendSSHPublicKey\nbob,StartSession\n"
+    );
     let wildcard = csv(
         &lake,
         &["--target", "i-0c3d%", "select count(*) n from sessions"],
@@ -408,7 +424,9 @@ fn the_evidence_report_renders_in_headless_chromium() {
         again.starts_with("user,sessions,instances,commands,unrecorded"),
         "{again}"
     );
-    assert!(again.contains("\nbob,3,3,14,0,"), "{again}");
+    // bob: three shells, the SSH session, and the Run Command on two instances (one of which
+    // left no record).
+    assert!(again.contains("\nbob,5,3,18,1,"), "{again}");
     assert!(again.contains("\ndave,3,1,9,1,"), "{again}");
 
     let pdf = dir.path().join("report.pdf");

@@ -134,13 +134,13 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
         dir.path(),
         &["--data", &lake, "ingest", &s3_source, &cwl_source],
     );
-    assert!(summary.contains("read 32 sources"), "{summary}");
+    assert!(summary.contains("read 39 sources"), "{summary}");
     assert!(
         summary.contains("commands        37 read     37 added"),
         "{summary}"
     );
     assert!(
-        summary.contains("cloudtrail      28 read     27 added"),
+        summary.contains("cloudtrail      38 read     37 added"),
         "{summary}"
     );
 
@@ -156,7 +156,7 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
         dir.path(),
         &["--data", &lake, "--format", "csv", COUNTS_SQL],
     );
-    assert_eq!(counts, "sessions,commands,trail\n10,37,27\n");
+    assert_eq!(counts, "sessions,commands,trail\n13,37,37\n");
     let origins = auditq(
         dir.path(),
         &[
@@ -245,7 +245,7 @@ async fn ingest_from_aws_into_an_s3_lake_answers_like_the_local_samples() {
         dir.path(),
         &["--data", &lake, "ingest", &s3_source, &cwl_source],
     );
-    assert!(again.contains("read 0 sources (32 skipped"), "{again}");
+    assert!(again.contains("read 0 sources (39 skipped"), "{again}");
     let counts_again = auditq(
         dir.path(),
         &["--data", &lake, "--format", "csv", COUNTS_SQL],
@@ -524,7 +524,7 @@ async fn host_log_groups_complete_the_ssh_session() {
         ],
     );
     assert!(
-        summary.contains("host_events     13 read     13 added"),
+        summary.contains("host_events     17 read     17 added"),
         "{summary}"
     );
     let csv = |sql: &str| auditq(dir.path(), &["--data", &lake, "--format", "csv", sql]);

@@ -100,7 +100,7 @@ fn output_formats_and_explicit_lake() {
     assert!(
         tables
             .lines()
-            .any(|l| l.starts_with("cloudtrail") && l.contains(" 27 rows")),
+            .any(|l| l.starts_with("cloudtrail") && l.contains(" 37 rows")),
         "{tables}"
     );
     let (ok, schema, _) = output(auditq(dir.path()).args(["schema", "sessions"]));
@@ -353,7 +353,7 @@ fn alone_in_a_terminal_it_is_a_shell_with_history() {
     assert!(shown.contains("statements end with ';'"), "{shown}");
     assert!(shown.contains("   ...> "), "a continuation prompt: {shown}");
     assert!(shown.contains("│ alice "), "{shown}");
-    assert!(shown.contains("n\n11\n"), ".format csv: {shown}");
+    assert!(shown.contains("n\n14\n"), ".format csv: {shown}");
     assert!(shown.contains("no table \"nope\""), "{shown}");
     let history = std::fs::read_to_string(dir.path().join(".local/share/auditq/history"))
         .unwrap_or_else(|e| panic!("no history: {e}"));
@@ -369,7 +369,7 @@ fn alone_in_a_terminal_it_is_a_shell_with_history() {
         .split("select count(*) as n from sessions;")
         .nth(1)
         .unwrap_or_else(|| panic!("not recalled: {again}"));
-    assert!(answer.contains("│ 11 "), "recalled and run: {again}");
+    assert!(answer.contains("│ 14 "), "recalled and run: {again}");
 }
 
 /// Statements piped in run one after another, dot commands too; one that fails is reported,
@@ -401,8 +401,8 @@ fn piped_statements_run_in_turn() {
         ".format csv\nselect user, count(*) c from sessions\n group by user order by user;\nselect count(*) n from sessions -- the last one needs no ;\n",
     );
     assert!(ok, "{stderr}");
-    assert!(stdout.starts_with("user,c\nalice,2\nbob,3\n"), "{stdout}");
-    assert!(stdout.ends_with("n\n11\n"), "{stdout}");
+    assert!(stdout.starts_with("user,c\nalice,3\nbob,5\n"), "{stdout}");
+    assert!(stdout.ends_with("n\n14\n"), "{stdout}");
 
     let (ok, stdout, stderr) = run(
         ".format csv\nselect nothing from sessions;\ndelete from sessions;\nselect count(*) n from sessions;\n",
@@ -410,5 +410,5 @@ fn piped_statements_run_in_turn() {
     assert!(!ok, "{stdout}");
     assert!(stderr.contains("nothing"), "{stderr}");
     assert!(stderr.contains("read-only"), "{stderr}");
-    assert!(stdout.contains("n\n11\n"), "{stdout}");
+    assert!(stdout.contains("n\n14\n"), "{stdout}");
 }

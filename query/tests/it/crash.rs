@@ -130,7 +130,7 @@ fn killed_and_restarted_ingest_loses_and_doubles_nothing() {
         "only {killed} of {runs} runs were killed mid-ingest"
     );
 
-    let expected_trail = FILES * RECORDS_PER_FILE + 27;
+    let expected_trail = FILES * RECORDS_PER_FILE + 37;
     let counts = query(
         &lake,
         "select t.n trail, t.d trail_ids, c.n commands, c.d command_ids, s.n sessions \
@@ -141,7 +141,7 @@ fn killed_and_restarted_ingest_loses_and_doubles_nothing() {
     assert_eq!(
         counts,
         format!(
-            "trail,trail_ids,commands,command_ids,sessions\n{expected_trail},{expected_trail},63,63,11\n"
+            "trail,trail_ids,commands,command_ids,sessions\n{expected_trail},{expected_trail},68,68,14\n"
         ),
         "after {killed} kills (seed {seed})"
     );

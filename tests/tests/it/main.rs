@@ -8,6 +8,7 @@
 mod aws_cwl;
 mod aws_follow;
 mod aws_lake;
+mod aws_names;
 mod bad_input;
 mod corpora;
 mod live_stream;

@@ -73,27 +73,31 @@ async fn sample_scenario_answers_who_when_where_what() {
     let lake = Lake::new(dir.path().join("lake").display().to_string());
 
     let first = ingest(&lake).await;
-    assert_eq!(first.objects, 36, "{first:?}");
+    assert_eq!(first.objects, 43, "{first:?}");
     assert_eq!(
         first.skipped, 2,
         "generate.py and README.md are not log files"
     );
     let added = |s: &IngestSummary, t: Table| s.tables.get(&t).map(|c| (c.read, c.added));
-    assert_eq!(added(&first, Table::Commands), Some((63, 63)));
-    assert_eq!(added(&first, Table::Sessions), Some((11, 11)));
-    assert_eq!(added(&first, Table::HostEvents), Some((41, 41)));
+    assert_eq!(added(&first, Table::Commands), Some((68, 68)));
+    assert_eq!(added(&first, Table::Sessions), Some((14, 14)));
+    assert_eq!(added(&first, Table::HostEvents), Some((49, 49)));
     assert_eq!(
         added(&first, Table::Cloudtrail),
-        Some((28, 27)),
+        Some((38, 37)),
         "one duplicate delivery"
     );
     assert_eq!(added(&first, Table::Rejects), Some((0, 0)));
+    // Names CloudTrail set: 2 account aliases, 4 instances' Name and Environment, a rename,
+    // and the Identity Center principals (each call says them again: 2 kept per principal).
+    assert_eq!(added(&first, Table::Names), Some((31, 15)));
 
     let second = ingest(&lake).await;
-    assert_eq!(added(&second, Table::Commands), Some((63, 0)));
-    assert_eq!(added(&second, Table::Cloudtrail), Some((28, 0)));
-    assert_eq!(added(&second, Table::Sessions), Some((11, 0)));
-    assert_eq!(added(&second, Table::HostEvents), Some((41, 0)));
+    assert_eq!(added(&second, Table::Commands), Some((68, 0)));
+    assert_eq!(added(&second, Table::Cloudtrail), Some((38, 0)));
+    assert_eq!(added(&second, Table::Sessions), Some((14, 0)));
+    assert_eq!(added(&second, Table::Names), Some((31, 0)));
+    assert_eq!(added(&second, Table::HostEvents), Some((49, 0)));
     assert_eq!(second.tables[&Table::Sessions].updated, 0);
 
     let counts = csv(
@@ -104,7 +108,7 @@ async fn sample_scenario_answers_who_when_where_what() {
          (select count(*) n from rejects) r",
     )
     .await;
-    assert_eq!(counts, "c,s,t,d,r\n63,11,27,27,0\n");
+    assert_eq!(counts, "c,s,t,d,r\n68,14,37,37,0\n");
 
     // Every sudo command: who, when, where, what (the README's first question).
     let sudo = csv(&lake, auditq_tests::SUDO_COMMANDS_SQL).await;
@@ -130,10 +134,13 @@ dave-03d4e5f6a7b8c9da2,dave,198.51.100.99,i-0c3d4e5f607182933,SSM-SessionManager
 dave-0d9a5b1e3f4a6c823,dave,198.51.100.99,i-0c3d4e5f607182933,SSM-SessionManagerRunShell,shell,stream,6,2026-10-06T08:02:11Z,2026-10-06T08:09:57Z\n\
 bob-02c3d4e5f6a7b8c91,bob,198.51.100.23,i-0a1b2c3d4e5f60711,SSM-SessionManagerRunShell,shell,stream,3,2026-10-06T09:30:00Z,2026-10-06T09:34:10Z\n\
 alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,SSM-SessionManagerRunShell,shell,transcript,5,2026-10-06T11:00:05Z,2026-10-06T11:07:31Z\n\
+b58c980c-87be-4119-ab51-8a14cec6e65a-i-0a1b2c3d4e5f60711,bob,198.51.100.23,i-0a1b2c3d4e5f60711,AWS-RunShellScript,run_command,host_only,4,2026-10-06T12:30:00Z,\n\
+b58c980c-87be-4119-ab51-8a14cec6e65a-i-0b2c3d4e5f6071822,bob,198.51.100.23,i-0b2c3d4e5f6071822,AWS-RunShellScript,run_command,none,0,2026-10-06T12:30:00Z,\n\
+eic-35363804-8390-4fe1-aed9-8a0107c71f8a,alice,203.0.113.10,i-0d4e5f60718293a44,SendSSHPublicKey,instance_connect,host_only,1,2026-10-06T13:10:00Z,2026-10-06T13:14:40Z\n\
 carol@example.com-q3ksx7n2pd5m4hbf6gtyr8wzla,carol@example.com,192.0.2.77,i-0c3d4e5f607182933,SSM-SessionManagerRunShell,shell,transcript,4,2026-10-06T15:20:30Z,2026-10-06T15:26:02Z\n\
 bob-0f1a2b3c4d5e6f701,bob,198.51.100.23,i-0d4e5f60718293a44,AWS-StartSSHSession,ssh,host_only,7,2026-10-06T16:00:12Z,2026-10-06T16:45:50Z\n\
 dave-01b2c3d4e5f6a7b80,dave,198.51.100.99,i-0c3d4e5f607182933,AWS-StartPortForwardingSession,port_forward,none,0,2026-10-06T17:10:00Z,2026-10-06T17:55:30Z\n\
-ssh-arc-web-1-0945a40dfd8d,carol@example.com,192.0.2.77,arc-web-1,sshd,host_ssh,host_only,1,2026-10-06T19:20:02.036114Z,\n"
+ssh-arc-web-1-0945a40dfd8d,carol@example.com,192.0.2.77,arc-web-1,sshd,host_ssh,host_only,1,2026-10-06T19:20:02.036114Z,2026-10-06T19:29:40.118305Z\n"
     );
 
     // Transcripts resolve to what was run: the typo fixed with backspaces, history recall, nothing
@@ -172,6 +179,7 @@ ssh-arc-web-1-0945a40dfd8d,carol@example.com,192.0.2.77,arc-web-1,sshd,host_ssh,
         "user,run_as,cmd\nalice,root,tail -n 20 /var/log/secure\n\
          alice,root,/usr/local/sbin/rotate-logs.sh\nalice,root,stty -echo\nalice,root,exit\n\
          dave,root,cat /root/.aws/credentials\ndave,root,history -c\ndave,root,exit\n\
+         alice,root,/usr/bin/systemctl status sshd\n\
          bob,root,/usr/sbin/visudo\nbob,root,/bin/cat /etc/shadow\n\
          carol@example.com,root,/usr/bin/journalctl -u nginx -n 50\n"
     );
@@ -198,7 +206,8 @@ ssh-arc-web-1-0945a40dfd8d,carol@example.com,192.0.2.77,arc-web-1,sshd,host_ssh,
     .await;
     assert_eq!(
         iam,
-        "event_name,user,account\nCreateUser,bob,111122223333\nAttachUserPolicy,bob,111122223333\n\
+        "event_name,user,account\nCreateAccountAlias,carol@example.com,111122223333\n\
+         CreateAccountAlias,dave,444455556666\nCreateUser,bob,111122223333\nAttachUserPolicy,bob,111122223333\n\
          CreateAccessKey,bob,111122223333\nStopLogging,dave,444455556666\n"
     );
     let carol = csv(
@@ -218,7 +227,7 @@ arn:aws:sts::444455556666:assumed-role/AWSReservedSSO_ReadOnlyAccess_1f2e3d4c5b6
         "select date, count(*) n from commands group by date order by date",
     )
     .await;
-    assert_eq!(days, "date,n\n2026-10-05,37\n2026-10-06,26\n");
+    assert_eq!(days, "date,n\n2026-10-05,37\n2026-10-06,31\n");
     assert!(dir.path().join("lake/commands/date=2026-10-05").is_dir());
     assert!(dir.path().join("lake/commands/_delta_log").is_dir());
 }
@@ -253,10 +262,11 @@ alice-0a7f3c9e1b2d4f601,alice,203.0.113.10,i-0a1b2c3d4e5f60711,stream,2026-10-05
 alice-0e1f2a3b4c5d6e7f8,alice,203.0.113.10,i-0b2c3d4e5f6071822,transcript,2026-10-06T11:00:05Z\n"
     );
     let counts = csv(&lake, "select s.n s, c.n c from (select count(*) n from sessions) s, (select count(*) n from commands) c").await;
-    // Bob's seven host commands (sudo and auditd on the bastion) and the 18 execs auditd saw on
-    // prod-web-1 during alice's session (17 hers, logrotate's no one's) are in
-    // cloudwatch/host-logs.
-    assert_eq!(counts, "s,c\n10,62\n");
+    // Bob's seven host commands (sudo and auditd on the bastion), alice's sudo through Instance
+    // Connect, and the 22 execs auditd saw on prod-web-1 (17 in alice's session, 4 of bob's Run
+    // Command, logrotate's no one's) are in cloudwatch/host-logs; carol's Entra ID login on the
+    // Arc machine (hosts/) is not read here.
+    assert_eq!(counts, "s,c\n13,67\n");
     // Commands stored before CloudTrail arrived were given their session's who/where.
     let missing = csv(
         &lake,
@@ -299,18 +309,31 @@ async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
         )
         .await;
         let lines: Vec<&str> = sessions.lines().collect();
-        assert_eq!(lines.len(), 4, "{sessions}");
+        assert_eq!(lines.len(), 7, "{sessions}");
+        // bob's Run Command: auditd on prod-web-1 saw what it ran; prod-db-1 ships no host logs.
         assert_eq!(
-            lines[1],
+            &lines[1..3],
+            [
+                "b58c980c-87be-4119-ab51-8a14cec6e65a-i-0a1b2c3d4e5f60711,bob,run_command,host_only,,i-0a1b2c3d4e5f60711",
+                "b58c980c-87be-4119-ab51-8a14cec6e65a-i-0b2c3d4e5f6071822,bob,run_command,none,,i-0b2c3d4e5f6071822",
+            ]
+        );
+        // alice through EC2 Instance Connect: the key pushed for ec2-user, then the login.
+        assert_eq!(
+            lines[3],
+            "eic-35363804-8390-4fe1-aed9-8a0107c71f8a,alice,instance_connect,host_only,ec2-user,i-0d4e5f60718293a44"
+        );
+        assert_eq!(
+            lines[4],
             "bob-0f1a2b3c4d5e6f701,bob,ssh,host_only,ec2-user,i-0d4e5f60718293a44"
         );
         assert_eq!(
-            lines[2],
+            lines[5],
             "dave-01b2c3d4e5f6a7b80,dave,port_forward,none,,i-0c3d4e5f607182933"
         );
         assert!(
-            lines[3].starts_with("ssh-arc-web-1-")
-                && lines[3]
+            lines[6].starts_with("ssh-arc-web-1-")
+                && lines[6]
                     .ends_with(",carol@example.com,host_ssh,host_only,carol@example.com,arc-web-1"),
             "{sessions}"
         );
@@ -331,10 +354,23 @@ async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
              2026-10-06T16:05:01.831Z,bob,root,auditd,cat /etc/shadow\n\
              2026-10-06T16:05:02Z,bob,root,sudo,/bin/cat /etc/shadow\n"
         );
+        // What alice ran through Instance Connect on the same machine, as the same OS user,
+        // hours before bob: hers, not his.
+        let alice = csv(
+            &lake,
+            "select session_id, user, cmd from commands \
+             where target = 'i-0d4e5f60718293a44' and time < '2026-10-06T14:00:00Z'",
+        )
+        .await;
+        assert_eq!(
+            alice,
+            "session_id,user,cmd\n\
+             eic-35363804-8390-4fe1-aed9-8a0107c71f8a,alice,/usr/bin/systemctl status sshd\n"
+        );
         let alerts = csv(
             &lake,
             "select rule_id, user, target from alerts \
-             where rule_id like 'host.%' or rule_id like 'ssm.%' order by rule_id",
+             where rule_id like 'host.%' or rule_id like 'ssm.%' order by rule_id, user, target",
         )
         .await;
         assert_eq!(
@@ -346,6 +382,14 @@ async fn host_logs_complete_the_sessions_session_manager_cannot_see() {
              host.ssh_failed_login_burst,postgres,i-0d4e5f60718293a44\n\
              host.sudo_outside_allowlist,carol@example.com,\n\
              host.sudoers_edit_auditd,ec2-user,i-0d4e5f60718293a44\n\
+             ssm.production_access_without_reason,alice,i-0a1b2c3d4e5f60711\n\
+             ssm.production_access_without_reason,alice,i-0b2c3d4e5f6071822\n\
+             ssm.production_access_without_reason,alice,i-0d4e5f60718293a44\n\
+             ssm.production_access_without_reason,bob,i-0a1b2c3d4e5f60711\n\
+             ssm.production_access_without_reason,bob,i-0b2c3d4e5f6071822\n\
+             ssm.production_access_without_reason,bob,i-0d4e5f60718293a44\n\
+             ssm.production_access_without_reason,carol@example.com,i-0a1b2c3d4e5f60711\n\
+             ssm.session_unlogged,bob,i-0b2c3d4e5f6071822\n\
              ssm.session_unlogged,dave,i-0c3d4e5f607182933\n"
         );
         answers.push((sessions, bob, alerts));
@@ -382,7 +426,7 @@ async fn auditd_execs_belong_to_the_session_that_started_them() {
         )
         .await;
         let lines: Vec<&str> = execs.lines().skip(1).collect();
-        assert_eq!(lines.len(), 18, "{execs}");
+        assert_eq!(lines.len(), 22, "{execs}");
         let alice = "alice-0a7f3c9e1b2d4f601,alice,";
         let theirs: Vec<&str> = lines
             .iter()
@@ -398,6 +442,30 @@ async fn auditd_execs_belong_to_the_session_that_started_them() {
         assert_eq!(
             unowned,
             [",,root,/usr/sbin/logrotate /etc/logrotate.conf,,"],
+            "{execs}"
+        );
+        // bob's Run Command: the agent's document worker roots it, and what its script ran is
+        // the invocation's (no recording: shown or not is unknown).
+        let script = "sh -c /var/lib/amazon/ssm/i-0a1b2c3d4e5f60711/document/orchestration/\
+                      b58c980c-87be-4119-ab51-8a14cec6e65a/awsrunShellScript/0.awsrunShellScript/_script.sh";
+        let run_command = "b58c980c-87be-4119-ab51-8a14cec6e65a-i-0a1b2c3d4e5f60711,bob,root,";
+        let invocation: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(run_command))
+            .collect();
+        assert_eq!(
+            invocation,
+            [
+                format!(
+                    "{run_command}/usr/bin/ssm-document-worker b58c980c-87be-4119-ab51-8a14cec6e65a,,"
+                ),
+                format!(
+                    "{run_command}{script},/usr/bin/ssm-document-worker b58c980c-87be-4119-ab51-8a14cec6e65a,"
+                ),
+                format!("{run_command}/usr/bin/python3 /usr/bin/dnf -y upgrade openssl,{script},"),
+                format!("{run_command}rpm -q openssl,{script},"),
+            ],
             "{execs}"
         );
         for expected in [
