@@ -115,6 +115,10 @@ pub struct Sources {
     pub follow: Follow,
     /// Polling interval in milliseconds (at least 200). Environment: `AUDITQ_POLL_INTERVAL_MS`.
     pub poll_interval_ms: u64,
+    /// Regions whose Run Command scripts to read from Systems Manager (`ssm:ListCommands`,
+    /// which CloudTrail's `SendCommand` hides), every minute. Environment:
+    /// `AUDITQ_RUN_COMMAND_REGIONS` (comma-separated).
+    pub run_command_regions: Vec<String>,
 }
 
 /// How log groups are followed.
@@ -179,6 +183,7 @@ impl Default for Sources {
             sqs_queue: None,
             follow: Follow::LiveTail,
             poll_interval_ms: 5000,
+            run_command_regions: Vec::new(),
         }
     }
 }
@@ -286,6 +291,9 @@ impl Config {
         }
         if let Some(queue) = var("AUDITQ_SQS_QUEUE_URL") {
             self.sources.sqs_queue = Some(queue);
+        }
+        if let Some(regions) = var("AUDITQ_RUN_COMMAND_REGIONS") {
+            self.sources.run_command_regions = list(regions);
         }
         if let Some(follow) = var("AUDITQ_FOLLOW") {
             self.sources.follow = match follow.as_str() {

@@ -76,6 +76,9 @@ impl Shared {
     }
 }
 
+/// How often Systems Manager is asked for new Run Command invocations.
+const RUN_COMMAND_POLL: Duration = Duration::from_secs(60);
+
 /// Runs the service until `shutdown` completes, then drains and returns.
 pub async fn run(
     config: Config,
@@ -174,6 +177,31 @@ pub async fn run(
                 })
                 .await;
         }));
+    }
+    if !shared.config.sources.run_command_regions.is_empty() {
+        let lookup = Arc::new(aws.lookup().await);
+        for region in shared.config.sources.run_command_regions.clone() {
+            let shared = shared.clone();
+            let lookup = lookup.clone();
+            sources.push(tokio::spawn(async move {
+                let name = format!("ssm-commands://{region}");
+                shared
+                    .supervise(&name, || async {
+                        let summary = auditq_ingest::aws::ingest_run_commands(
+                            &shared.pipeline,
+                            &lookup,
+                            &region,
+                        )
+                        .await?;
+                        if summary.objects > 0 {
+                            shared.committed(&name, &summary);
+                        }
+                        shared.pause(RUN_COMMAND_POLL).await;
+                        Ok(true)
+                    })
+                    .await;
+            }));
+        }
     }
     let compaction = &shared.config.compaction;
     if compaction.every_hours > 0 || compaction.every_batches > 0 {

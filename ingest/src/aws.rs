@@ -497,6 +497,36 @@ fn position(source: String, version: i64, detail: String, time: Timestamp) -> Po
     }
 }
 
+/// Ingests the Run Command invocations of a region sent since the last time
+/// (`ssm-commands://REGION`): each instance's access, and the lines of the script it was sent
+/// (which CloudTrail's `SendCommand` hides) as its commands. Systems Manager keeps 30 days.
+pub async fn ingest_run_commands(
+    pipeline: &Pipeline,
+    lookup: &crate::lookup::Lookup,
+    region: &str,
+) -> Result<IngestSummary> {
+    let source = format!("ssm-commands://{region}");
+    let stored = stored_positions(pipeline.lake(), std::slice::from_ref(&source)).await?;
+    let last = stored.values().next();
+    let after = last.map(|p| p.time);
+    let listed = lookup.run_commands(region, after).await?;
+    let Some(newest) = listed.last().map(|c| c.requested) else {
+        return Ok(IngestSummary::default());
+    };
+    let mut parsed = Parsed::default();
+    for command in &listed {
+        let origin = format!("{source}/{}", command.command_id);
+        let (fragments, commands) = crate::ssm::listed_command_rows(command, &origin);
+        parsed.fragments.extend(fragments);
+        parsed.commands.extend(commands);
+    }
+    let version = last.map_or(0, |p| p.version) + 1;
+    let at = position(source, version, newest.to_rfc3339(), newest);
+    let mut summary = pipeline.store_at(parsed, vec![at]).await?;
+    summary.objects = listed.len();
+    Ok(summary)
+}
+
 /// Ingests every object under an S3 prefix not ingested before (same key and ETag).
 pub async fn ingest_s3(
     pipeline: &Pipeline,

@@ -1,9 +1,11 @@
-//! Names looked up from AWS as they are now: EC2 `DescribeTags` (the `Name` and `Environment`
-//! tags of every instance in a region), IAM `ListAccountAliases`, and STS `GetCallerIdentity`
-//! (the account they belong to). Each becomes a [`Name`] row seen now; the history
-//! ([`crate::names`]) keeps only those that differ from what was already known.
+//! What AWS holds that its logs do not say, looked up: names as they are now (EC2 `DescribeTags`:
+//! the `Name` and `Environment` tags of every instance in a region; IAM `ListAccountAliases`;
+//! STS `GetCallerIdentity`: the account they belong to), each a [`Name`] row seen now, of which
+//! the history ([`crate::names`]) keeps those that differ from what was known; and the scripts
+//! Run Command invocations sent (SSM `ListCommands`), which CloudTrail hides.
 //!
-//! These three are AWS Query-protocol calls (a form-encoded POST, an XML answer), made here with
+//! These are AWS Query-protocol calls (a form-encoded POST, an XML answer) and, for SSM,
+//! JSON-protocol ones, made here with
 //! the SDK's own configuration (credentials chain, region, `AWS_ENDPOINT_URL`) and signed with
 //! SigV4 by `aws-sigv4`, the SDK's signer, over the HTTP client the lake's object store already
 //! uses. The generated SDK crates would add 1.24 million lines of Rust to the build for EC2
@@ -19,6 +21,7 @@ use aws_sigv4::sign::v4;
 
 use crate::error::{IngestError, Result};
 use crate::names::{name, tag_attribute};
+use crate::ssm::ListedCommand;
 
 /// The tag keys asked for: `Name`, and `Environment` as teams spell it (tag keys are
 /// case-sensitive; [`tag_attribute`] maps each to its attribute).
@@ -169,63 +172,21 @@ impl Lookup {
         action: &str,
         params: &[(String, String)],
     ) -> Result<String> {
-        let endpoint = match (&self.endpoint_url, service) {
-            (Some(url), _) => format!("{}/", url.trim_end_matches('/')),
-            (None, "iam") => "https://iam.amazonaws.com/".to_string(),
-            (None, service) => format!("https://{service}.{region}.amazonaws.com/"),
-        };
         let mut body = format!("Action={}&Version={}", encode(action), encode(version));
         for (key, value) in params {
             body.push_str(&format!("&{}={}", encode(key), encode(value)));
         }
         let operation = format!("{service}:{action}");
-        let provider = self
-            .config
-            .credentials_provider()
-            .ok_or_else(|| failure(&operation, &endpoint, "no AWS credentials configured"))?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| failure(&operation, &endpoint, &e.to_string()))?;
-        let identity = credentials.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name(service)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| failure(&operation, &endpoint, &e.to_string()))?
-            .into();
         let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-        let headers = [("content-type", content_type)];
-        let signable = SignableRequest::new(
-            "POST",
-            endpoint.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| failure(&operation, &endpoint, &e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| failure(&operation, &endpoint, &e.to_string()))?
-            .into_parts();
-        let mut request = self
-            .http
-            .post(&endpoint)
-            .header("content-type", content_type)
-            .body(body);
-        for (header, value) in instructions.headers() {
-            request = request.header(header, value);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| failure(&operation, &endpoint, &e.to_string()))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| failure(&operation, &endpoint, &e.to_string()))?;
+        let (status, text) = self
+            .send(
+                service,
+                region,
+                &operation,
+                &[("content-type", content_type)],
+                body,
+            )
+            .await?;
         if !status.is_success() {
             let mut code = String::new();
             let mut message = String::new();
@@ -238,11 +199,198 @@ impl Lookup {
             });
             return Err(failure(
                 &operation,
-                &endpoint,
+                service,
                 &format!("{status}: {code} {message}"),
             ));
         }
         Ok(text)
+    }
+
+    /// One signed JSON-protocol call (`target`: `AmazonSSM.ListCommands`); the answer, or the
+    /// service's error.
+    pub async fn json_call(
+        &self,
+        service: &str,
+        region: &str,
+        target: &str,
+        request: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let operation = format!("{service}:{}", target.rsplit('.').next().unwrap_or(target));
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target),
+        ];
+        let (status, text) = self
+            .send(service, region, &operation, &headers, request.to_string())
+            .await?;
+        let answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            failure(
+                &operation,
+                service,
+                &format!("{status}: not JSON ({e}): {text:.200}"),
+            )
+        })?;
+        if !status.is_success() {
+            let code = answer["__type"].as_str().unwrap_or_default();
+            let message = answer["message"]
+                .as_str()
+                .or(answer["Message"].as_str())
+                .unwrap_or_default();
+            return Err(failure(
+                &operation,
+                service,
+                &format!("{status}: {code} {message}"),
+            ));
+        }
+        Ok(answer)
+    }
+
+    /// A POST to `service`'s endpoint in `region` (or the emulator's), signed with SigV4.
+    async fn send(
+        &self,
+        service: &str,
+        region: &str,
+        operation: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> Result<(reqwest::StatusCode, String)> {
+        let endpoint = match (&self.endpoint_url, service) {
+            (Some(url), _) => format!("{}/", url.trim_end_matches('/')),
+            (None, "iam") => "https://iam.amazonaws.com/".to_string(),
+            (None, service) => format!("https://{service}.{region}.amazonaws.com/"),
+        };
+        let fail = |e: &dyn std::fmt::Display| failure(operation, &endpoint, &e.to_string());
+        let provider = self
+            .config
+            .credentials_provider()
+            .ok_or_else(|| fail(&"no AWS credentials configured"))?;
+        let credentials = provider.provide_credentials().await.map_err(|e| fail(&e))?;
+        let identity = credentials.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| fail(&e))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            endpoint.as_str(),
+            headers.iter().copied(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| fail(&e))?;
+        let (instructions, _) = sign(signable, &params).map_err(|e| fail(&e))?.into_parts();
+        let mut request = self.http.post(&endpoint).body(body);
+        for (header, value) in headers.iter().copied().chain(instructions.headers()) {
+            request = request.header(header, value);
+        }
+        let response = request.send().await.map_err(|e| fail(&e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| fail(&e))?;
+        Ok((status, text))
+    }
+
+    /// The Run Command invocations of a region sent after `after` (all that Systems Manager
+    /// keeps, 30 days, when `None`), oldest first, with the instances each ran on.
+    pub async fn run_commands(
+        &self,
+        region: &str,
+        after: Option<Timestamp>,
+    ) -> Result<Vec<ListedCommand>> {
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = serde_json::json!({ "MaxResults": 50 });
+            if let Some(after) = after {
+                request["Filters"] = serde_json::json!([{
+                    "key": "InvokedAfter",
+                    "value": after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                }]);
+            }
+            if let Some(token) = &token {
+                request["NextToken"] = token.clone().into();
+            }
+            let answer = self
+                .json_call("ssm", region, "AmazonSSM.ListCommands", &request)
+                .await?;
+            for command in answer["Commands"].as_array().into_iter().flatten() {
+                let Some(id) = command["CommandId"].as_str() else {
+                    continue;
+                };
+                let text = |key: &str| command[key].as_str().map(str::to_string);
+                let requested = command["RequestedDateTime"]
+                    .as_f64()
+                    .and_then(|s| chrono::DateTime::from_timestamp_micros((s * 1e6) as i64))
+                    .unwrap_or_else(chrono::Utc::now);
+                if after.is_some_and(|a| requested <= a) {
+                    continue;
+                }
+                let mut instances: Vec<String> = command["InstanceIds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect();
+                if instances.is_empty() {
+                    // Sent to tags: the invocations name the instances.
+                    instances = self.invocations(region, id).await?;
+                }
+                listed.push(ListedCommand {
+                    command_id: id.to_string(),
+                    document: text("DocumentName"),
+                    comment: text("Comment"),
+                    commands: command["Parameters"]["commands"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect(),
+                    instances,
+                    requested,
+                    region: region.to_string(),
+                });
+            }
+            match answer["NextToken"].as_str().filter(|t| !t.is_empty()) {
+                Some(next) if token.as_deref() != Some(next) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        listed.sort_by_key(|c| c.requested);
+        Ok(listed)
+    }
+
+    /// The instances a Run Command invocation ran on (`ListCommandInvocations`).
+    async fn invocations(&self, region: &str, command_id: &str) -> Result<Vec<String>> {
+        let mut instances = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = serde_json::json!({ "CommandId": command_id, "MaxResults": 50 });
+            if let Some(token) = &token {
+                request["NextToken"] = token.clone().into();
+            }
+            let answer = self
+                .json_call("ssm", region, "AmazonSSM.ListCommandInvocations", &request)
+                .await?;
+            for invocation in answer["CommandInvocations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(instance) = invocation["InstanceId"].as_str() {
+                    instances.push(instance.to_string());
+                }
+            }
+            match answer["NextToken"].as_str().filter(|t| !t.is_empty()) {
+                Some(next) if token.as_deref() != Some(next) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        instances.sort();
+        instances.dedup();
+        Ok(instances)
     }
 }
 

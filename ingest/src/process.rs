@@ -221,6 +221,16 @@ pub fn attribute(host: &mut [HostEvent], known: &[HostEvent]) -> HashMap<usize, 
     found
 }
 
+/// Whether a command is a line of its session's recording, which execs are compared with: what
+/// the terminal showed (a stream or transcript), or the script a Run Command sent
+/// (`ssm:ListCommands`).
+pub fn is_recording(command: &Command) -> bool {
+    matches!(
+        command.source.as_str(),
+        "stream" | "transcript" | "run_command"
+    )
+}
+
 /// Whether rules already saw what an exec did as another row: a line the session's recording
 /// shows (the typed line was seen), or the program `sudo`, `su -c`, `env` or `timeout` ran for
 /// its parent (`cat /etc/shadow` below `sudo cat /etc/shadow`). One act, one alert: the live

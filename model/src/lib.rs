@@ -393,7 +393,8 @@ table_row! {
         pub session_id: Option<String>,
         /// Position of the command in its session, from 1.
         pub seq: i64,
-        /// Where the command was read: `stream`, `transcript`, `sudo`, `auditd`.
+        /// Where the command was read: `stream`, `transcript`, `sudo`, `auditd`, `run_command`
+        /// (a line of the script Run Command sent, from Systems Manager).
         pub source: String,
         /// Location of the record that produced it (file, S3 object, log stream).
         pub origin: String,

@@ -314,6 +314,82 @@ pub fn run_command_fragment(
     }
 }
 
+/// A Run Command invocation as `ssm:ListCommands` returns it: CloudTrail hides its parameters,
+/// Systems Manager keeps them (for 30 days).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedCommand {
+    /// The command id.
+    pub command_id: String,
+    /// The document it ran (`AWS-RunShellScript`).
+    pub document: Option<String>,
+    /// Its comment.
+    pub comment: Option<String>,
+    /// The `commands` parameter: the script's lines.
+    pub commands: Vec<String>,
+    /// The instances it ran on.
+    pub instances: Vec<String>,
+    /// When it was sent.
+    pub requested: Timestamp,
+    /// The region it was sent in.
+    pub region: String,
+}
+
+/// What a listed Run Command invocation says: on each instance, an access of its own (who sent
+/// it comes from CloudTrail's `SendCommand`), and the lines of its script as that access's
+/// commands (`source = run_command`), numbered from 1.
+pub fn listed_command_rows(
+    listed: &ListedCommand,
+    origin: &str,
+) -> (Vec<SessionFragment>, Vec<Command>) {
+    let mut fragments = Vec::new();
+    let mut commands = Vec::new();
+    for instance in &listed.instances {
+        let session_id = format!("{}-{instance}", listed.command_id);
+        fragments.push(SessionFragment {
+            target: Some(instance.clone()),
+            region: Some(listed.region.clone()),
+            document: listed.document.clone(),
+            reason: listed.comment.clone().filter(|c| !c.is_empty()),
+            kind: Some("run_command".to_string()),
+            first_seen: Some(listed.requested),
+            ..SessionFragment::new(session_id.clone())
+        });
+        let lines = listed
+            .commands
+            .iter()
+            .flat_map(|c| c.lines())
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        for (n, line) in lines.enumerate() {
+            let seq = n as i64 + 1;
+            commands.push(Command {
+                event_id: event_id("run_command", &[&session_id, &seq.to_string()]),
+                time: listed.requested,
+                date: day_of(&listed.requested),
+                user: None,
+                principal_arn: None,
+                run_as: None,
+                target: Some(instance.clone()),
+                account: None,
+                region: Some(listed.region.clone()),
+                source_ip: None,
+                cmd: line.to_string(),
+                cwd: None,
+                session_id: Some(session_id.clone()),
+                seq,
+                source: "run_command".to_string(),
+                origin: origin.to_string(),
+                parent_cmd: None,
+                seen_in_transcript: None,
+                target_name: None,
+                environment: None,
+                account_alias: None,
+            });
+        }
+    }
+    (fragments, commands)
+}
+
 /// A transcript's commands and what it says about its session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transcript {

@@ -151,8 +151,9 @@ enum Command {
     /// Read log files and folders into the lake (format detected from content; re-reading adds
     /// no rows).
     Ingest {
-        /// Files or folders, `s3://bucket/prefix`, `cwl://LOG_GROUP[/STREAM_PREFIX]`, or
-        /// `sqs://QUEUE` (a queue of S3 event notifications, drained).
+        /// Files or folders, `s3://bucket/prefix`, `cwl://LOG_GROUP[/STREAM_PREFIX]`,
+        /// `sqs://QUEUE` (a queue of S3 event notifications, drained), or `ssm-commands://REGION`
+        /// (the scripts Run Command sent, which CloudTrail hides: SSM ListCommands, 30 days).
         #[arg(required = true)]
         sources: Vec<String>,
         /// Files read per lake commit.
@@ -1034,8 +1035,18 @@ async fn ingest_sources(
         } else if let Some(queue) = uri.strip_prefix("sqs://") {
             let queue_url = auditq_ingest::aws::queue_url(&sqs, queue).await?;
             auditq_ingest::aws::ingest_sqs(pipeline, &s3, &sqs, &queue_url, limits).await
+        } else if let Some(region) = uri.strip_prefix("ssm-commands://") {
+            let lookup = aws.lookup().await;
+            let region = match (region.trim_matches('/'), lookup.region()) {
+                ("", Some(configured)) => configured,
+                ("", None) => anyhow::bail!("{uri}: name the region (ssm-commands://eu-west-1)"),
+                (region, _) => region.to_string(),
+            };
+            auditq_ingest::aws::ingest_run_commands(pipeline, &lookup, &region).await
         } else {
-            anyhow::bail!("{uri}: not a path, s3://bucket/prefix, cwl://LOG_GROUP or sqs://QUEUE");
+            anyhow::bail!(
+                "{uri}: not a path, s3://bucket/prefix, cwl://LOG_GROUP, sqs://QUEUE or ssm-commands://REGION"
+            );
         };
         bar.finish_and_clear();
         summary.add(part.with_context(|| {

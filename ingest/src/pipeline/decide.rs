@@ -467,9 +467,7 @@ fn recordings(batch: &[Command], stored: &[Command]) -> HashMap<String, Vec<Stri
     let mut seen_ids = HashSet::new();
     let mut recorded: HashMap<String, Vec<String>> = HashMap::new();
     for command in batch.iter().chain(stored) {
-        if !matches!(command.source.as_str(), "stream" | "transcript")
-            || !seen_ids.insert(command.event_id.as_str())
-        {
+        if !process::is_recording(command) || !seen_ids.insert(command.event_id.as_str()) {
             continue;
         }
         if let Some(session) = &command.session_id {

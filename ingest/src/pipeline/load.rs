@@ -88,7 +88,7 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     let recorded: HashSet<String> = batch
         .commands
         .iter()
-        .filter(|c| matches!(c.source.as_str(), "stream" | "transcript"))
+        .filter(|c| process::is_recording(c))
         .filter_map(|c| c.session_id.clone())
         .collect();
     let session_commands = lake.rows::<Command>(Filter::all().any_of("session_id", recorded));
@@ -111,7 +111,7 @@ pub async fn load(lake: &Lake, batch: &Batch, now: Timestamp, alerting: bool) ->
     let loose: Vec<&Command> = batch
         .commands
         .iter()
-        .filter(|c| !matches!(c.source.as_str(), "stream" | "transcript"))
+        .filter(|c| !process::is_recording(c))
         .collect();
     let command_ids = lake.ids_near(
         Table::Commands,

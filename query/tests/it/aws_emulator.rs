@@ -569,3 +569,190 @@ async fn host_log_groups_complete_the_ssh_session() {
         )
     );
 }
+
+/// A Run Command invocation's output, as the SSM agent writes it to S3 (`OutputS3BucketName`)
+/// and to CloudWatch Logs (`CloudWatchOutputConfig`, group `/aws/ssm/<document>`): each is found
+/// by its name, becomes the record of its invocation's access (`logged = output`), and
+/// `auditq replay` prints it from where it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_command_output_in_s3_and_log_groups_is_the_record_of_its_access() {
+    let _ = emulator();
+    let run = run_id("rc");
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let s3 = aws_sdk_s3::Client::new(&config);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let bucket = format!("auditq-rc-{run}");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let id = "3f1c2b7a-9d4e-4c1b-8a2f-6e5d4c3b2a10";
+    let (web, db) = ("i-0123456789abcdef0", "i-0fedcba9876543210");
+    let sent = (chrono::Utc::now() - chrono::Duration::minutes(10))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let record = format!(
+        r#"{{"Records":[{{"eventVersion":"1.09","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/bob","userName":"bob"}},
+        "eventTime":"{sent}","eventSource":"ssm.amazonaws.com","eventName":"SendCommand","awsRegion":"eu-west-1",
+        "sourceIPAddress":"198.51.100.23","requestParameters":{{"instanceIds":["{web}","{db}"],"documentName":"AWS-RunShellScript",
+        "comment":"CHG-2041","parameters":"HIDDEN_DUE_TO_SECURITY_REASONS"}},
+        "responseElements":{{"command":{{"commandId":"{id}","documentName":"AWS-RunShellScript","instanceIds":["{web}","{db}"]}}}},
+        "eventID":"send-{id}","recipientAccountId":"111122223333"}}]}}"#
+    );
+    let stdout_key = format!("run-output/{id}/{web}/awsrunShellScript/0.awsrunShellScript/stdout");
+    for (key, body) in [
+        (
+            "AWSLogs/111122223333/CloudTrail/eu-west-1/send.json".to_string(),
+            record,
+        ),
+        (
+            stdout_key.clone(),
+            "Upgraded:\n  openssl-3.0.8-1\nComplete!\n".to_string(),
+        ),
+    ] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(ByteStream::from(body.into_bytes()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+    }
+    let group = format!("/aws/ssm/AWS-RunShellScript-{run}");
+    let stream = format!("{id}/{db}/aws-runShellScript/stdout");
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(&stream)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let now = chrono::Utc::now().timestamp_millis();
+    let events: Vec<InputLogEvent> = ["{\"openssl\": \"3.0.8-1\"}", "Complete!"]
+        .iter()
+        .enumerate()
+        .map(|(n, m)| {
+            InputLogEvent::builder()
+                .timestamp(now - 5_000 + n as i64)
+                .message(*m)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    logs.put_log_events()
+        .log_group_name(&group)
+        .log_stream_name(&stream)
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake").display().to_string();
+    let summary = auditq(
+        dir.path(),
+        &[
+            "--data",
+            &lake,
+            "ingest",
+            &format!("s3://{bucket}/"),
+            &format!("cwl://{group}"),
+        ],
+    );
+    assert!(summary.contains("rejects          0 read"), "{summary}");
+    let sessions = auditq(
+        dir.path(),
+        &[
+            "--data",
+            &lake,
+            "--format",
+            "csv",
+            "select session_id, user, kind, logged, reason, transcript_uri, stream_uri from sessions order by target",
+        ],
+    );
+    assert_eq!(
+        sessions,
+        format!(
+            "session_id,user,kind,logged,reason,transcript_uri,stream_uri\n\
+             {id}-{web},bob,run_command,output,CHG-2041,s3://{bucket}/{stdout_key},\n\
+             {id}-{db},bob,run_command,output,CHG-2041,,cwl://{}#{stream}\n",
+            group.trim_start_matches('/')
+        )
+    );
+    for (instance, expected) in [(web, "openssl-3.0.8-1"), (db, "\"openssl\": \"3.0.8-1\"")] {
+        let replay = auditq(
+            dir.path(),
+            &["--data", &lake, "replay", &format!("{id}-{instance}")],
+        );
+        assert!(
+            replay.contains(expected) && replay.contains("Complete!"),
+            "{instance}: {replay}"
+        );
+    }
+}
+
+/// The scripts Run Command sent, which CloudTrail hides (`"parameters":
+/// "HIDDEN_DUE_TO_SECURITY_REASONS"`), read from Systems Manager (`ListCommands`) as the
+/// commands of each instance's access; read again from the stored position, nothing doubles.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_command_scripts_come_from_systems_manager() {
+    let endpoint = emulator();
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let lookup = auditq_ingest::lookup::Lookup::new(config, Some(endpoint));
+    let region = "eu-north-1";
+    let (web, db) = ("i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2");
+    let sent = lookup
+        .json_call(
+            "ssm",
+            region,
+            "AmazonSSM.SendCommand",
+            &serde_json::json!({
+                "InstanceIds": [web, db],
+                "DocumentName": "AWS-RunShellScript",
+                "Comment": "CHG-2042 rotate keys",
+                "Parameters": {"commands": ["# rotate", "cd /etc/ssh", "ssh-keygen -A\nsystemctl restart sshd"]},
+            }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = sent["Command"]["CommandId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no command id in {sent}"))
+        .to_string();
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = dir.path().join("lake").display().to_string();
+    let source = format!("ssm-commands://{region}");
+    let summary = auditq(dir.path(), &["--data", &lake, "ingest", &source]);
+    assert!(summary.contains("rejects          0 read"), "{summary}");
+    let csv = |sql: &str| auditq(dir.path(), &["--data", &lake, "--format", "csv", sql]);
+    assert_eq!(
+        csv(&format!(
+            "select session_id, seq, source, cmd from commands where session_id like '{id}%' order by session_id, seq"
+        )),
+        format!(
+            "session_id,seq,source,cmd\n\
+             {id}-{web},1,run_command,cd /etc/ssh\n{id}-{web},2,run_command,ssh-keygen -A\n\
+             {id}-{web},3,run_command,systemctl restart sshd\n\
+             {id}-{db},1,run_command,cd /etc/ssh\n{id}-{db},2,run_command,ssh-keygen -A\n\
+             {id}-{db},3,run_command,systemctl restart sshd\n"
+        )
+    );
+    assert_eq!(
+        csv(&format!(
+            "select kind, document, reason, target, region from sessions where session_id = '{id}-{web}'"
+        )),
+        format!(
+            "kind,document,reason,target,region\nrun_command,AWS-RunShellScript,CHG-2042 rotate keys,{web},{region}\n"
+        )
+    );
+    let count = "select count(*) n from commands";
+    let before = csv(count);
+    let again = auditq(dir.path(), &["--data", &lake, "ingest", &source]);
+    assert!(again.contains("read 0 sources"), "{again}");
+    assert_eq!(csv(count), before);
+}

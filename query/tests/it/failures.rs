@@ -336,7 +336,24 @@ cp -a "$1" "$4""#;
         "the file system's error is reported: {stderr}"
     );
     assert!(stderr.contains("auditq exit: 1"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    // No panic of auditq's. One of object_store's is caught by deltalake and only printed: when
+    // a data file's upload fails in its final flush, deltalake aborts the writer, and
+    // object_store's BufWriter panics "Already shut down" on an abort after a shutdown began
+    // (apache/arrow-rs-object-store#810, open); deltalake runs the abort under catch_unwind and
+    // returns the upload's error, which is the one reported above.
+    let panics: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("panicked at"))
+        .collect();
+    assert!(
+        panics
+            .iter()
+            .all(|l| l.contains("object_store") && l.contains("buffered.rs")),
+        "{stderr}"
+    );
+    if !panics.is_empty() {
+        assert!(stderr.contains("Already shut down"), "{stderr}");
+    }
 
     // What was committed is whole and readable; a rerun with space completes.
     let committed = files_under(&kept)
