@@ -225,8 +225,9 @@ impl datafusion::catalog::SchemaProvider for LakeSchema {
     }
 }
 
-/// Parses one statement and gives every `FROM`-less `SELECT` in it the default relation.
-pub fn with_default_from(sql: &str) -> Result<Statement, QueryError> {
+/// Parses one statement and gives every `FROM`-less `SELECT` in it the default relation. A query,
+/// or `EXPLAIN [ANALYZE]` of one (what a user tuning a question asks; it changes nothing).
+pub fn with_default_from(sql: &str) -> Result<DfStatement, QueryError> {
     let mut statements =
         DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| {
             QueryError::User {
@@ -238,14 +239,21 @@ pub fn with_default_from(sql: &str) -> Result<Statement, QueryError> {
             message: format!("expected one SQL statement, found {}", statements.len()),
         });
     }
-    let Some(DfStatement::Statement(statement)) = statements.pop_front() else {
-        return Err(QueryError::User {
-            message: "only SQL queries are supported".to_string(),
-        });
+    let only = || QueryError::User {
+        message: "only SQL queries, and EXPLAIN [ANALYZE] of one, are supported".to_string(),
     };
-    let mut statement = *statement;
-    if let Statement::Query(query) = &mut statement {
-        add_default_from_to_query(query)?;
+    let mut statement = statements.pop_front().ok_or_else(only)?;
+    let inner = match &mut statement {
+        DfStatement::Explain(explain) => explain.statement.as_mut(),
+        other => other,
+    };
+    match inner {
+        DfStatement::Statement(statement) => {
+            if let Statement::Query(query) = statement.as_mut() {
+                add_default_from_to_query(query)?;
+            }
+        }
+        _ => return Err(only()),
     }
     Ok(statement)
 }
@@ -320,7 +328,7 @@ pub async fn plan_sql(
     let statement = with_default_from(sql)?;
     let plan = ctx
         .state()
-        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .statement_to_plan(statement)
         .await
         .map_err(classify)?;
     SQLOptions::new()
@@ -334,18 +342,20 @@ pub async fn plan_sql(
     Ok(plan)
 }
 
-/// Runs a planned statement within `limits`: more rows than `max_rows`, more memory than
-/// `max_memory`, or more time than `timeout` is refused with a message saying which.
-pub async fn collect_limited(
+/// Runs a planned statement within `limits`, handing each batch of the answer to `each` as it
+/// comes: more rows than `max_rows`, more memory than `max_memory`, or more time than `timeout`
+/// is refused with a message saying which (the batch that would pass `max_rows` is not handed
+/// on). Returns the rows handed on.
+pub async fn stream_limited(
     ctx: &SessionContext,
     plan: datafusion::logical_expr::LogicalPlan,
     limits: &QueryLimits,
-) -> Result<Vec<RecordBatch>, QueryError> {
+    mut each: impl FnMut(RecordBatch) -> Result<(), QueryError>,
+) -> Result<usize, QueryError> {
     use futures::StreamExt;
     let run = async {
         let df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
         let mut stream = df.execute_stream().await.map_err(classify)?;
-        let mut batches = Vec::new();
         let mut rows = 0usize;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(limit_error)?;
@@ -358,9 +368,9 @@ pub async fn collect_limited(
                     ),
                 });
             }
-            batches.push(batch);
+            each(batch)?;
         }
-        Ok(batches)
+        Ok(rows)
     };
     match tokio::time::timeout(limits.timeout, run).await {
         Ok(answer) => answer,
@@ -371,6 +381,129 @@ pub async fn collect_limited(
             ),
         }),
     }
+}
+
+/// Runs a planned statement within `limits` ([`stream_limited`]) and keeps the answer.
+pub async fn collect_limited(
+    ctx: &SessionContext,
+    plan: datafusion::logical_expr::LogicalPlan,
+    limits: &QueryLimits,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let mut batches = Vec::new();
+    stream_limited(ctx, plan, limits, |batch| {
+        batches.push(batch);
+        Ok(())
+    })
+    .await?;
+    Ok(batches)
+}
+
+/// An answer written as it arrives, batch by batch, in a format that needs nothing of the rows
+/// still to come (the table format sizes its columns on every row: it is written whole, by
+/// [`write_batches`]).
+pub enum Encoder<W: Write + Send> {
+    /// CSV with a header (written before the first row, or alone for no rows).
+    Csv(Box<arrow::csv::Writer<W>>, bool),
+    /// One JSON array.
+    Json(arrow::json::ArrayWriter<W>, bool),
+    /// A JSON object per line.
+    Ndjson(arrow::json::LineDelimitedWriter<W>),
+    /// A Parquet file (Snappy).
+    Parquet(Box<parquet::arrow::ArrowWriter<W>>),
+}
+
+impl<W: Write + Send> std::fmt::Debug for Encoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encoder::Csv(..) => "Encoder::Csv",
+            Encoder::Json(..) => "Encoder::Json",
+            Encoder::Ndjson(_) => "Encoder::Ndjson",
+            Encoder::Parquet(_) => "Encoder::Parquet",
+        })
+    }
+}
+
+impl<W: Write + Send> Encoder<W> {
+    /// An encoder of `format` into `out`; `None` for the table format.
+    pub fn new(
+        format: OutputFormat,
+        schema: SchemaRef,
+        out: W,
+    ) -> Result<Option<Self>, QueryError> {
+        Ok(Some(match format {
+            OutputFormat::Table => return Ok(None),
+            OutputFormat::Csv => Encoder::Csv(
+                Box::new(
+                    arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(out),
+                ),
+                false,
+            ),
+            OutputFormat::Json => Encoder::Json(arrow::json::ArrayWriter::new(out), false),
+            OutputFormat::Ndjson => Encoder::Ndjson(arrow::json::LineDelimitedWriter::new(out)),
+            OutputFormat::Parquet => {
+                let properties = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                Encoder::Parquet(Box::new(
+                    parquet::arrow::ArrowWriter::try_new(out, schema, Some(properties))
+                        .map_err(parquet_error)?,
+                ))
+            }
+        }))
+    }
+
+    /// Writes one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
+        match self {
+            Encoder::Csv(writer, wrote) => {
+                writer.write(batch)?;
+                *wrote = true;
+            }
+            Encoder::Json(writer, rows) => {
+                writer.write(batch)?;
+                *rows |= batch.num_rows() > 0;
+            }
+            Encoder::Ndjson(writer) => writer.write(batch)?,
+            Encoder::Parquet(writer) => writer.write(batch).map_err(parquet_error)?,
+        }
+        Ok(())
+    }
+
+    /// Ends the answer (a header alone, `[]`, the Parquet footer) and flushes it; `schema` is
+    /// the answer's, for a CSV header with no rows.
+    pub fn finish(self, schema: SchemaRef) -> Result<(), QueryError> {
+        match self {
+            Encoder::Csv(mut writer, wrote) => {
+                if !wrote {
+                    writer.write(&RecordBatch::new_empty(schema))?;
+                }
+                writer.into_inner().flush()?;
+            }
+            Encoder::Json(mut writer, rows) => {
+                writer.finish()?;
+                let mut out = writer.into_inner();
+                if !rows {
+                    write!(out, "[]")?;
+                }
+                writeln!(out)?;
+                out.flush()?;
+            }
+            Encoder::Ndjson(mut writer) => {
+                writer.finish()?;
+                writer.into_inner().flush()?;
+            }
+            Encoder::Parquet(writer) => {
+                writer.close().map_err(parquet_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parquet_error(e: parquet::errors::ParquetError) -> QueryError {
+    QueryError::Encode(arrow::error::ArrowError::ExternalError(Box::new(e)))
 }
 
 fn limit_error(error: DataFusionError) -> QueryError {
@@ -475,27 +608,6 @@ pub fn write_batches(
         }
     }
     out.flush()?;
-    Ok(())
-}
-
-/// Writes batches to a Parquet file (Snappy-compressed, the result's schema).
-pub fn write_parquet(
-    batches: &[RecordBatch],
-    schema: SchemaRef,
-    file: std::fs::File,
-) -> Result<(), QueryError> {
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
-    let parquet_error = |e: parquet::errors::ParquetError| {
-        QueryError::Encode(arrow::error::ArrowError::ExternalError(Box::new(e)))
-    };
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(properties))
-        .map_err(parquet_error)?;
-    for batch in batches {
-        writer.write(batch).map_err(parquet_error)?;
-    }
-    writer.close().map_err(parquet_error)?;
     Ok(())
 }
 
@@ -667,6 +779,22 @@ mod tests {
             statement.to_string(),
             "WITH s AS (SELECT cmd FROM commands WHERE seq = 1) SELECT * FROM s"
         );
+    }
+
+    #[test]
+    fn explain_is_allowed_of_a_query_and_gets_the_default_from_too() {
+        let statement = with_default_from("explain analyze select count(*) where cmd like 'sudo%'")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            statement
+                .to_string()
+                .ends_with("SELECT count(*) FROM commands WHERE cmd LIKE 'sudo%'"),
+            "{statement}"
+        );
+        assert!(matches!(
+            with_default_from("explain copy commands to '/tmp/x' stored as csv"),
+            Err(QueryError::User { .. })
+        ));
     }
 
     #[test]

@@ -343,24 +343,73 @@ async fn answer(
     let ctx = auditq_query::context_limited(lake, filters, &out.limits, &out.datafusion).await?;
     let plan = auditq_query::plan_sql(&ctx, sql).await?;
     let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
+    if out.format != OutputFormat::Table {
+        return stream_answer(&ctx, plan, schema, out).await;
+    }
+    // The table sizes its columns on every row: it is kept whole (at most --max-rows).
     let batches = auditq_query::collect_limited(&ctx, plan, &out.limits).await?;
     let elapsed = started.elapsed();
-    match (out.format, &out.file) {
-        (OutputFormat::Table, None)
-            if out.fit_to.is_some() && batches.iter().any(|b| b.num_rows() > 0) =>
-        {
-            let width = out.fit_to.unwrap_or(80);
-            let mut sink = out.writer()?;
+    let mut sink = out.writer()?;
+    match out.fit_to {
+        Some(width) if out.file.is_none() && batches.iter().any(|b| b.num_rows() > 0) => {
             auditq_query::fit::write_fitted(&batches, schema, width, Some(elapsed), &mut sink)?;
         }
-        (OutputFormat::Parquet, Some(path)) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            auditq_query::write_parquet(&batches, schema, file)?;
-        }
-        _ => {
-            let mut sink = out.writer()?;
-            auditq_query::write_batches(&batches, schema, out.format, &mut sink)?;
+        _ => auditq_query::write_batches(&batches, schema, out.format, &mut sink)?,
+    }
+    Ok(())
+}
+
+/// Writes an answer as it arrives (CSV, JSON, NDJSON, Parquet). Into `-o FILE`, the answer goes
+/// to a file beside it that takes its name only once the answer is whole: a refused or failed
+/// answer leaves no file (and an existing one as it was).
+async fn stream_answer(
+    ctx: &datafusion::prelude::SessionContext,
+    plan: datafusion::logical_expr::LogicalPlan,
+    schema: arrow::datatypes::SchemaRef,
+    out: &Output,
+) -> anyhow::Result<()> {
+    if out.format == OutputFormat::Parquet && out.file.is_none() {
+        anyhow::bail!("--format parquet writes a file: give -o FILE");
+    }
+    let partial = out.file.as_ref().map(|path| {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
+    });
+    let sink: Box<dyn Write + Send> = match &partial {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| {
+                format!(
+                    "cannot create {}",
+                    out.file.as_deref().unwrap_or(path).display()
+                )
+            })?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let written = async {
+        let Some(mut encoder) = auditq_query::Encoder::new(out.format, schema.clone(), sink)?
+        else {
+            return Err(auditq_query::QueryError::User {
+                message: "the table format is written whole, not streamed".to_string(),
+            });
+        };
+        auditq_query::stream_limited(ctx, plan, &out.limits, |batch| encoder.write(&batch)).await?;
+        encoder.finish(schema)?;
+        Ok::<_, auditq_query::QueryError>(())
+    }
+    .await;
+    match (written, partial, &out.file) {
+        (Ok(()), Some(partial), Some(file)) => std::fs::rename(&partial, file)
+            .with_context(|| format!("cannot write {}", file.display()))?,
+        (Ok(()), _, _) => {}
+        (Err(error), partial, _) => {
+            if let Some(partial) = partial {
+                let _ = std::fs::remove_file(partial);
+            }
+            return Err(error.into());
         }
     }
     Ok(())

@@ -412,3 +412,122 @@ fn piped_statements_run_in_turn() {
     assert!(stderr.contains("read-only"), "{stderr}");
     assert!(stdout.contains("n\n14\n"), "{stdout}");
 }
+
+/// `EXPLAIN` and `EXPLAIN ANALYZE` of a question print its plans (with what each step did, for
+/// ANALYZE) and change nothing; the default `FROM commands` applies inside them too.
+#[test]
+fn explain_and_explain_analyze_show_the_plan() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
+    let lake = dir.path().join("lake");
+    let lake = lake.to_string_lossy();
+    let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
+    assert!(ok, "{stderr}");
+    let (ok, plan, stderr) = output(auditq(dir.path()).args([
+        "--data",
+        &lake,
+        "--format",
+        "csv",
+        "explain select count(*) n where cmd like 'sudo%'",
+    ]));
+    assert!(ok, "{stderr}");
+    assert!(plan.starts_with("plan_type,plan\n"), "{plan}");
+    assert!(
+        plan.contains("logical_plan") && plan.contains("physical_plan"),
+        "{plan}"
+    );
+    assert!(plan.contains("commands"), "{plan}");
+    let (ok, analyzed, stderr) = output(auditq(dir.path()).args([
+        "--data",
+        &lake,
+        "--format",
+        "csv",
+        "explain analyze select count(*) n where cmd like 'sudo%'",
+    ]));
+    assert!(ok, "{stderr}");
+    assert!(
+        analyzed.contains("Plan with Metrics") && analyzed.contains("output_rows"),
+        "{analyzed}"
+    );
+}
+
+/// Answers are written as they arrive; one refused half-way (more rows than `--max-rows`) ends
+/// with the message naming the option and a failure, and `-o FILE` then leaves no file behind
+/// (an existing one as it was); a whole answer takes the file's name.
+#[test]
+fn a_streamed_answer_refused_half_way_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
+    let lake = dir.path().join("lake");
+    let lake = lake.to_string_lossy();
+    let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
+    assert!(ok, "{stderr}");
+    // A batch per day's file: the answer comes in several batches.
+    let sql = "select date, cmd from commands";
+    for format in ["csv", "json", "ndjson", "parquet"] {
+        let file = dir.path().join(format!("answer.{format}"));
+        let (ok, _, stderr) = output(auditq(dir.path()).args([
+            "--data",
+            &lake,
+            "--format",
+            format,
+            "--max-rows",
+            "40",
+            "-o",
+            &file.to_string_lossy(),
+            sql,
+        ]));
+        assert!(!ok, "{format}: more than 40 rows were accepted");
+        assert!(stderr.contains("--max-rows"), "{format}: {stderr}");
+        assert!(!file.exists(), "{format}: a partial answer was left");
+        std::fs::write(&file, b"kept").unwrap_or_else(|e| panic!("{e}"));
+        let (ok, _, _) = output(auditq(dir.path()).args([
+            "--data",
+            &lake,
+            "--format",
+            format,
+            "--max-rows",
+            "40",
+            "-o",
+            &file.to_string_lossy(),
+            sql,
+        ]));
+        assert!(!ok);
+        assert_eq!(
+            std::fs::read(&file).unwrap_or_default(),
+            b"kept",
+            "{format}"
+        );
+        // Within the limit the whole answer replaces it.
+        let (ok, _, stderr) = output(auditq(dir.path()).args([
+            "--data",
+            &lake,
+            "--format",
+            format,
+            "-o",
+            &file.to_string_lossy(),
+            sql,
+        ]));
+        assert!(ok, "{format}: {stderr}");
+        let written = std::fs::read(&file).unwrap_or_default();
+        assert!(written.len() > 1000, "{format}: {} bytes", written.len());
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // To standard output, what came before the refusal was written, and the exit says so.
+    let (ok, stdout, stderr) = output(auditq(dir.path()).args([
+        "--data",
+        &lake,
+        "--format",
+        "csv",
+        "--max-rows",
+        "40",
+        sql,
+    ]));
+    assert!(!ok && stderr.contains("--max-rows"), "{stderr}");
+    assert!(stdout.lines().count() <= 41, "{stdout}");
+}

@@ -37,6 +37,7 @@ fn hostile_statements_are_refused_and_change_nothing() {
     let outside = outside.to_string_lossy();
     let copy = format!("copy (select * from commands) to '{outside}'");
     let copy_csv = format!("copy commands to '{outside}' stored as csv");
+    let explain_copy = format!("explain analyze copy commands to '{outside}' stored as csv");
     let external = format!("create external table t stored as csv location '{outside}'");
     // (statement, what the refusal must say)
     let hostile: Vec<(&str, &str)> = vec![
@@ -75,11 +76,18 @@ fn hostile_statements_are_refused_and_change_nothing() {
         ),
         ("select * from read_csv('/etc/passwd')", "not found"),
         ("select 1; drop table commands", "one SQL statement"),
+        // EXPLAIN is allowed of queries only: ANALYZE runs what it explains.
+        ("explain analyze delete from commands", "read-only"),
+        (
+            "explain analyze insert into commands (cmd) values ('forged')",
+            "read-only",
+        ),
+        ("explain drop table commands", "read-only"),
+        (&explain_copy, "only SQL queries"),
         (
             "select cmd from commands; delete from commands",
             "one SQL statement",
         ),
-        ("explain analyze delete from commands", "only SQL queries"),
     ];
     assert!(hostile.len() >= 20);
     for (statement, says) in &hostile {
