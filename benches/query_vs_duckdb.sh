@@ -1,35 +1,40 @@
 #!/usr/bin/env bash
-# Query speed, auditq against DuckDB, on the same Parquet files, in one run; and the cold
+# Query speed, auditq against DuckDB on the same lake, both in-process, in one run; and the cold
 # `auditq` process on the sample data.
 #
 #   ./benches/query_vs_duckdb.sh [COMMANDS] [SESSIONS] [RUNS]   (defaults 10000000 1000000 3)
 #
-# Builds auditq and the lake generator in release (a clean release build of this stack takes
-# about 45 minutes on 2 cores), generates the lake once into target/bench-lake-COMMANDS
-# (query/examples/generate_lake.rs: seeded, a year of sessions, written through auditq's lake
-# writer and compacted as `auditq compact` does), installs DuckDB (pinned) into
-# target/bench-venv, and runs benches/query_vs_duckdb.py.
+# Builds auditq, the lake generator and auditq's in-process harness (query/examples/query_bench.rs)
+# in release (a clean release build of this stack takes about 45 minutes on 2 cores), generates
+# the lake once into target/bench-lake-COMMANDS (query/examples/generate_lake.rs: seeded, a year
+# of sessions with their CloudTrail StartSession, one in 25 a port forward nothing recorded,
+# written through auditq's lake writer and compacted as `auditq compact` does), installs DuckDB
+# 1.4.4 and its Delta extension (pinned) into target/bench-venv-delta, and runs
+# benches/query_vs_duckdb.py over benches/query_questions.json: auditq against DuckDB's
+# read_parquet over the files and DuckDB's delta_scan over the Delta tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 commands=${1:-10000000}
 sessions=${2:-1000000}
 runs=${3:-3}
 lake=target/bench-lake-$commands
-cargo build --release --locked -p auditq-query --bin auditq --example generate_lake
+cargo build --release --locked -p auditq-query --bin auditq --example generate_lake --example query_bench
 if [ ! -f "$lake/GENERATED" ]; then
   rm -rf "$lake"
   target/release/examples/generate_lake "$lake" "$commands" "$sessions" 365 > "$lake.log"
   cp "$lake.log" "$lake/GENERATED"
 fi
-if [ ! -x target/bench-venv/bin/python ]; then
-  python3 -m venv target/bench-venv
-  target/bench-venv/bin/pip install --quiet duckdb==1.4.1
+venv=target/bench-venv-delta
+if [ ! -x $venv/bin/python ] || ! $venv/bin/python -c "import duckdb, duckdb_ext" 2>/dev/null; then
+  python3 -m venv $venv
+  $venv/bin/pip install --quiet duckdb==1.4.4 duckdb-ext-delta==1.4.4.20260205
 fi
 cat "$lake/GENERATED"
 echo "files: $(find "$lake/commands" -name '*.parquet' -not -path '*_delta_log*' | wc -l) in commands," \
-  "$(find "$lake/sessions" -name '*.parquet' -not -path '*_delta_log*' | wc -l) in sessions;" \
+  "$(find "$lake/sessions" -name '*.parquet' -not -path '*_delta_log*' | wc -l) in sessions," \
+  "$(find "$lake/cloudtrail" -name '*.parquet' -not -path '*_delta_log*' | wc -l) in cloudtrail;" \
   "$(du -sh "$lake" | cut -f1) in all; $(nproc) cores"
-target/bench-venv/bin/python benches/query_vs_duckdb.py "$lake" target/release/auditq "$runs"
+$venv/bin/python benches/query_vs_duckdb.py "$lake" target/release/examples/query_bench "$runs"
 
 echo "== cold auditq process on the sample data (README's first query), 20 runs"
 sample=$(mktemp -d)

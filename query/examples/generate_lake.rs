@@ -3,12 +3,15 @@
 //!   cargo run --release --example generate_lake -- DIR [COMMANDS] [SESSIONS] [DAYS]
 //!
 //! Defaults: 10,000,000 commands in 1,000,000 sessions over 365 days, by 300 users on 3,000
-//! instances in 4 accounts. Each day is written as two commits (as micro-batches leave it) and
-//! the lake is then compacted as `auditq compact` does, so the files are what a lake in
-//! production holds after its daily compaction. Written through auditq's own lake writer.
+//! instances in 4 accounts. One session in 25 is a port forward that nothing recorded (`logged =
+//! none`, no commands); every session has its CloudTrail `StartSession`, and every tenth user
+//! call around it is another read-only API call (`DescribeInstances`). Each day is written as two
+//! commits (as micro-batches leave it) and the lake is then compacted as `auditq compact` does,
+//! so the files are what a lake in production holds after its daily compaction. Written through
+//! auditq's own lake writer.
 
 use auditq_ingest::Lake;
-use auditq_model::{Command, Session, Timestamp, day_of, event_id};
+use auditq_model::{Command, Session, Timestamp, TrailEvent, day_of, event_id};
 use chrono::{Duration, TimeZone, Utc};
 
 /// A small, seeded generator (xorshift64*): the same lake on every machine.
@@ -101,11 +104,12 @@ async fn main() -> anyhow::Result<()> {
     // At least `sessions` in all: whole sessions per day, rounded up.
     let sessions_per_day = sessions.div_ceil(days);
     let started = std::time::Instant::now();
-    let (mut written_sessions, mut written_commands) = (0usize, 0usize);
+    let (mut written_sessions, mut written_commands, mut written_trail) = (0usize, 0usize, 0usize);
     for day in 0..days {
         let midnight = first_day + Duration::days(day as i64);
         let mut day_sessions = Vec::new();
         let mut day_commands = Vec::new();
+        let mut day_trail = Vec::new();
         for n in 0..sessions_per_day {
             let user = format!("user{:03}", rng.below(300));
             let account = rng.pick(ACCOUNTS);
@@ -119,8 +123,46 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 "ssm-user"
             };
+            let forward = rng.below(25) == 0;
+            let principal = format!("arn:aws:iam::{account}:user/{user}");
+            let call = |name: &str, id: &str, at: Timestamp, session: Option<&str>| TrailEvent {
+                event_id: event_id("trail", &[id]),
+                time: at,
+                date: day_of(&at),
+                principal_arn: Some(principal.clone()),
+                principal_type: Some("IAMUser".to_string()),
+                user: Some(user.clone()),
+                access_key_id: Some(format!("AKIA{:016X}", id.len() as u64 * 7919)),
+                mfa: Some(false),
+                account: Some(account.to_string()),
+                region: Some(region.to_string()),
+                source_ip: Some(ip.clone()),
+                user_agent: Some("aws-cli/2.17.0 md/awscrt#0.20.11".to_string()),
+                event_source: if session.is_some() { "ssm" } else { "ec2" }.to_string()
+                    + ".amazonaws.com",
+                event_name: name.to_string(),
+                event_type: Some("AwsApiCall".to_string()),
+                error_code: None,
+                error_message: None,
+                read_only: Some(session.is_none()),
+                session_id: session.map(str::to_string),
+                request: Some(format!(r#"{{"target":"{target}"}}"#)),
+                response: session.map(|s| format!(r#"{{"sessionId":"{s}"}}"#)),
+                additional: None,
+                resources: None,
+                origin: format!(
+                    "s3://trail/AWSLogs/{account}/CloudTrail/{region}/{}",
+                    day_of(&at)
+                ),
+            };
+            day_trail.push(call("StartSession", &session_id, start, Some(&session_id)));
+            if rng.below(10) == 0 {
+                let id = format!("{session_id}-describe");
+                let before = start - Duration::seconds(30);
+                day_trail.push(call("DescribeInstances", &id, before, None));
+            }
             let mut time = start;
-            for seq in 1..=per_session {
+            for seq in (1..=per_session).filter(|_| !forward) {
                 time += Duration::seconds(1 + rng.below(40) as i64);
                 let cmd = if rng.below(33) == 0 {
                     rng.pick(PRIVILEGED)
@@ -164,15 +206,22 @@ async fn main() -> anyhow::Result<()> {
                 target: Some(target),
                 account: Some(account.to_string()),
                 region: Some(region.to_string()),
-                document: Some("SSM-SessionManagerRunShell".to_string()),
-                kind: "shell".to_string(),
-                run_as: Some(run_as.to_string()),
-                commands: per_session as i64,
-                logged: "stream".to_string(),
+                document: Some(
+                    if forward {
+                        "AWS-StartPortForwardingSession"
+                    } else {
+                        "SSM-SessionManagerRunShell"
+                    }
+                    .to_string(),
+                ),
+                kind: if forward { "port_forward" } else { "shell" }.to_string(),
+                run_as: (!forward).then(|| run_as.to_string()),
+                commands: if forward { 0 } else { per_session as i64 },
+                logged: if forward { "none" } else { "stream" }.to_string(),
                 transcript_uri: None,
-                stream_uri: Some(format!("cwl://aws/ssm/sessions#{session_id}")),
+                stream_uri: (!forward).then(|| format!("cwl://aws/ssm/sessions#{session_id}")),
                 reason: None,
-                start_event_id: Some(event_id("trail", &[&session_id])),
+                start_event_id: Some(event_id("trail", &[session_id.as_str()])),
                 target_name: None,
                 environment: None,
                 account_alias: None,
@@ -187,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
         let later = day_commands.split_off(half);
         written_commands += lake.append(&day_commands).await?.added;
         written_commands += lake.append(&later).await?.added;
+        written_trail += lake.append(&day_trail).await?.added;
         if day % 30 == 29 {
             eprintln!(
                 "day {}: {written_sessions} sessions, {written_commands} commands, {:.0?}",
@@ -203,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "{dir}: {written_sessions} sessions, {written_commands} commands over {days} days in {:.0?}",
+        "{dir}: {written_sessions} sessions, {written_commands} commands, {written_trail} CloudTrail records over {days} days in {:.0?}",
         started.elapsed()
     );
     Ok(())
