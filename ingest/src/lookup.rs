@@ -139,7 +139,7 @@ impl Lookup {
                     Some("key") => 1,
                     Some("value") => 2,
                     Some("nextToken") => {
-                        next = Some(value.to_string()).filter(|t| !t.is_empty());
+                        next = Some(value.to_string());
                         return;
                     }
                     _ => return,
@@ -154,9 +154,8 @@ impl Lookup {
                     item = Default::default();
                 }
             })?;
-            match next {
-                Some(t) if token.as_ref() != Some(&t) => token = Some(t),
-                _ => break,
+            if !next_page(&mut token, next.as_deref()) {
+                break;
             }
         }
         Ok(tags)
@@ -353,9 +352,8 @@ impl Lookup {
                     region: region.to_string(),
                 });
             }
-            match answer["NextToken"].as_str().filter(|t| !t.is_empty()) {
-                Some(next) if token.as_deref() != Some(next) => token = Some(next.to_string()),
-                _ => break,
+            if !next_page(&mut token, answer["NextToken"].as_str()) {
+                break;
             }
         }
         listed.sort_by_key(|c| c.requested);
@@ -383,14 +381,25 @@ impl Lookup {
                     instances.push(instance.to_string());
                 }
             }
-            match answer["NextToken"].as_str().filter(|t| !t.is_empty()) {
-                Some(next) if token.as_deref() != Some(next) => token = Some(next.to_string()),
-                _ => break,
+            if !next_page(&mut token, answer["NextToken"].as_str()) {
+                break;
             }
         }
         instances.sort();
         instances.dedup();
         Ok(instances)
+    }
+}
+
+/// Moves `token` to the next page's, when the answer names one not seen yet (an empty or
+/// repeated token ends the listing); whether there is a next page.
+fn next_page(token: &mut Option<String>, next: Option<&str>) -> bool {
+    match next.filter(|t| !t.is_empty()) {
+        Some(next) if token.as_deref() != Some(next) => {
+            *token = Some(next.to_string());
+            true
+        }
+        _ => false,
     }
 }
 

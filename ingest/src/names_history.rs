@@ -3,7 +3,7 @@
 //! labelled with the names in force at its own time, so a session on an instance renamed since
 //! still reads as where it happened.
 //!
-//! Where names come from: CloudTrail calls that set them (`auditq_parse::names::from_trail`), and
+//! Where names come from: CloudTrail calls that set them (`auditq_parse::names::of_trail`), and
 //! look-ups of the present state ([`crate::aws::look_up_names`]: EC2 `DescribeTags`, IAM
 //! `ListAccountAliases`). A look-up knows only when it looked: before the first row of a name
 //! there is nothing to go by, except that a value first seen by a look-up was probably in force
@@ -19,10 +19,12 @@ use auditq_model::{Command, Name, Session, Timestamp};
 /// One name's history: (kind, key, attribute).
 type Key = (String, String, String);
 
-/// The history of every name a batch needs, sorted by time.
+/// The history of every name a batch needs: by the thing named (instance id, account id,
+/// principal ARN), one history per attribute it has, each sorted by time. A look-up by key
+/// allocates nothing: every command and session of a batch is labelled.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
-    history: HashMap<Key, Vec<Name>>,
+    history: HashMap<String, Vec<Vec<Name>>>,
 }
 
 /// What a batch changes in the `names` table.
@@ -44,7 +46,7 @@ pub fn merge(stored: &[Name], batch: Vec<Name>) -> NameChanges {
     for name in stored {
         groups.entry(key_of(name)).or_default().0.push(name.clone());
     }
-    // One row per id, the earliest: every call of a principal says its name again.
+    // One row per id, the earliest: CloudTrail may deliver a record twice.
     let mut earliest: HashMap<String, Name> = HashMap::new();
     for name in batch {
         if stored_ids.contains(name.event_id.as_str()) {
@@ -92,7 +94,12 @@ pub fn merge(stored: &[Name], batch: Vec<Name>) -> NameChanges {
             }
             history.push(name);
         }
-        changes.names.history.insert(key, history);
+        changes
+            .names
+            .history
+            .entry(key.1)
+            .or_default()
+            .push(history);
     }
     changes
 }
@@ -105,9 +112,10 @@ impl Names {
     /// The value of a name at `time`: the latest change at or before it; before the first, a
     /// value first seen by a look-up (in force since before it looked); else none.
     pub fn at(&self, kind: &str, key: &str, attribute: &str, time: Timestamp) -> Option<&str> {
-        let history =
-            self.history
-                .get(&(kind.to_string(), key.to_string(), attribute.to_string()))?;
+        let history = self.history.get(key)?.iter().find(|h| {
+            h.first()
+                .is_some_and(|n| n.kind == kind && n.attribute == attribute)
+        })?;
         let after = history.partition_point(|n| n.time <= time);
         let name = match after {
             0 => history.first().filter(|n| n.source != "cloudtrail")?,
@@ -116,61 +124,54 @@ impl Names {
         name.value.as_deref()
     }
 
-    /// What an instance and an account were called at `time`: (Name, Environment, alias).
-    pub fn labels(
+    /// Sets what an instance and an account were called at `time`, the instance's `Name` and
+    /// `Environment` and the account's alias, into `labels` (in that order); a name not known
+    /// leaves its label as it was.
+    fn label(
         &self,
-        target: Option<&str>,
-        account: Option<&str>,
+        (target, account): (Option<&str>, Option<&str>),
         time: Timestamp,
-    ) -> [Option<String>; 3] {
-        let tag = |attribute| {
-            target
-                .and_then(|t| self.at("instance", t, attribute, time))
-                .map(str::to_string)
-        };
-        [
-            tag("Name"),
-            tag("Environment"),
-            account
-                .and_then(|a| self.at("account", a, "alias", time))
-                .map(str::to_string),
-        ]
+        labels: [&mut Option<String>; 3],
+    ) {
+        let [name, environment, alias] = labels;
+        for (label, kind, key, attribute) in [
+            (name, "instance", target, "Name"),
+            (environment, "instance", target, "Environment"),
+            (alias, "account", account, "alias"),
+        ] {
+            if let Some(value) = key.and_then(|k| self.at(kind, k, attribute, time)) {
+                *label = Some(value.to_string());
+            }
+        }
     }
 
-    /// Labels a session with the names in force when it started (names not known stay as
-    /// they were).
+    /// Labels a session with the names in force when it started.
     pub fn label_session(&self, session: &mut Session) {
         let Some(time) = session.started_at.or(session.ended_at) else {
             return;
         };
-        let [name, environment, alias] =
-            self.labels(session.target.as_deref(), session.account.as_deref(), time);
-        fill(&mut session.target_name, name);
-        fill(&mut session.environment, environment);
-        fill(&mut session.account_alias, alias);
+        self.label(
+            (session.target.as_deref(), session.account.as_deref()),
+            time,
+            [
+                &mut session.target_name,
+                &mut session.environment,
+                &mut session.account_alias,
+            ],
+        );
     }
 
     /// Labels a command with the names in force when it ran.
     pub fn label_command(&self, command: &mut Command) {
-        let [name, environment, alias] = self.labels(
-            command.target.as_deref(),
-            command.account.as_deref(),
+        self.label(
+            (command.target.as_deref(), command.account.as_deref()),
             command.time,
+            [
+                &mut command.target_name,
+                &mut command.environment,
+                &mut command.account_alias,
+            ],
         );
-        fill(&mut command.target_name, name);
-        fill(&mut command.environment, environment);
-        fill(&mut command.account_alias, alias);
-    }
-
-    /// Whether no name is known at all.
-    pub fn is_empty(&self) -> bool {
-        self.history.is_empty()
-    }
-}
-
-fn fill(field: &mut Option<String>, value: Option<String>) {
-    if value.is_some() {
-        *field = value;
     }
 }
 
@@ -247,7 +248,14 @@ mod tests {
         );
 
         // The same batch again changes nothing.
-        let stored: Vec<Name> = second.names.history.values().flatten().cloned().collect();
+        let stored: Vec<Name> = second
+            .names
+            .history
+            .values()
+            .flatten()
+            .flatten()
+            .cloned()
+            .collect();
         let again = merge(
             &stored,
             vec![tag("2026-10-05T00:00:00Z", Some("db"), "cloudtrail", "e2")],

@@ -33,6 +33,7 @@ use auditq_model::{Command, HostEvent, Timestamp};
 use chrono::Duration;
 
 use crate::correlate::OPEN_SESSION_SPAN;
+use crate::ssm::{is_command_id, is_instance_id};
 
 /// How old a parent may be: a session's longest assumed span.
 pub const MAX_PARENT_AGE: i64 = OPEN_SESSION_SPAN;
@@ -64,20 +65,8 @@ pub fn run_command(cmd: &str) -> Option<(&str, Option<&str>)> {
     }
     let (before, after) = cmd.split_once("/document/orchestration/")?;
     let id = after.split('/').next()?;
-    let instance = before
-        .rsplit('/')
-        .next()
-        .filter(|i| i.starts_with("i-") || i.starts_with("mi-"));
+    let instance = before.rsplit('/').next().filter(|i| is_instance_id(i));
     is_command_id(id).then_some((id, instance))
-}
-
-/// A Run Command id: a UUID.
-fn is_command_id(id: &str) -> bool {
-    id.len() == 36
-        && id.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        })
 }
 
 /// The session id `ssm-session-worker` was started for, from its command line.

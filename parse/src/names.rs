@@ -13,7 +13,11 @@
 //! | `iam:CreateAccountAlias`, `iam:DeleteAccountAlias` | the account's alias |
 //! | any call by an `AWSReservedSSO_<permission set>_<id>` role session | the principal's user and permission set |
 
+use std::collections::HashMap;
+
 use auditq_model::{Name, Timestamp, TrailEvent, day_of, event_id};
+
+use crate::ssm::is_instance_id;
 use serde_json::Value;
 
 /// The instance tags kept, by tag key (compared without case): `Name`, and `Environment` as
@@ -62,12 +66,34 @@ pub fn name(
     }
 }
 
+/// The names a batch of CloudTrail records says: what each record sets or removes
+/// ([`from_trail`]), and who each IAM Identity Center principal is, once per principal, from its
+/// earliest successful call (a principal says its name again on every call it makes).
+pub fn of_trail(trail: &[TrailEvent]) -> Vec<Name> {
+    let mut names: Vec<Name> = trail.iter().flat_map(from_trail).collect();
+    let mut first: HashMap<&str, &TrailEvent> = HashMap::new();
+    for event in trail.iter().filter(|e| e.error_code.is_none()) {
+        if let Some(arn) = event
+            .principal_arn
+            .as_deref()
+            .filter(|a| sso_principal(a).is_some())
+        {
+            let earliest = first.entry(arn).or_insert(event);
+            if event.time < earliest.time {
+                *earliest = event;
+            }
+        }
+    }
+    names.extend(first.into_values().flat_map(identity_center));
+    names
+}
+
 /// The names a CloudTrail record sets or removes.
 pub fn from_trail(event: &TrailEvent) -> Vec<Name> {
+    let mut names = Vec::new();
     if event.error_code.is_some() {
-        return Vec::new();
+        return names;
     }
-    let mut names = identity_center(event);
     let parse = |raw: &Option<String>| -> Value {
         raw.as_deref()
             .and_then(|r| serde_json::from_str(r).ok())
@@ -88,7 +114,10 @@ pub fn from_trail(event: &TrailEvent) -> Vec<Name> {
             let request = parse(&event.request);
             let removing = event.event_name == "DeleteTags";
             for resource in items(&request["resourcesSet"]) {
-                let Some(id) = resource["resourceId"].as_str().filter(|id| is_instance(id)) else {
+                let Some(id) = resource["resourceId"]
+                    .as_str()
+                    .filter(|id| is_instance_id(id))
+                else {
                     continue;
                 };
                 for tag in items(&request["tagSet"]) {
@@ -130,7 +159,10 @@ pub fn from_trail(event: &TrailEvent) -> Vec<Name> {
         }
         ("ssm.amazonaws.com", "AddTagsToResource" | "RemoveTagsFromResource") => {
             let request = parse(&event.request);
-            let Some(id) = request["resourceId"].as_str().filter(|id| is_instance(id)) else {
+            let Some(id) = request["resourceId"]
+                .as_str()
+                .filter(|id| is_instance_id(id))
+            else {
                 return names;
             };
             if event.event_name == "AddTagsToResource" {
@@ -160,11 +192,6 @@ pub fn from_trail(event: &TrailEvent) -> Vec<Name> {
         _ => {}
     }
     names
-}
-
-/// An EC2 instance or a hybrid managed node.
-fn is_instance(id: &str) -> bool {
-    id.starts_with("i-") || id.starts_with("mi-")
 }
 
 /// The elements of `{"items": [...]}` (how EC2's CloudTrail records write lists), or of a plain
@@ -218,7 +245,7 @@ mod tests {
 
     fn names_of(record: &str) -> Vec<(String, String, String, Option<String>)> {
         let event = parse_record(record, "test").unwrap_or_else(|e| panic!("{e}"));
-        from_trail(&event)
+        of_trail(&[event])
             .into_iter()
             .map(|n| (n.kind, n.key, n.attribute, n.value))
             .collect()
@@ -294,6 +321,32 @@ mod tests {
         assert_eq!(
             names_of(node),
             vec![owned("instance", "mi-0abc", "Name", None)]
+        );
+    }
+
+    #[test]
+    fn a_principal_is_named_once_a_batch_from_its_earliest_call() {
+        let arn = "arn:aws:sts::1:assumed-role/AWSReservedSSO_ReadOnly_0123456789abcdef/bob";
+        let call = |time: &str, id: &str| {
+            parse_record(
+                &format!(
+                    r#"{{"eventTime":"{time}","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","eventID":"{id}","userIdentity":{{"type":"AssumedRole","arn":"{arn}"}}}}"#
+                ),
+                "test",
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let names = of_trail(&[
+            call("2026-10-05T10:00:00Z", "a"),
+            call("2026-10-05T09:00:00Z", "b"),
+            call("2026-10-05T11:00:00Z", "c"),
+        ]);
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n.time.to_rfc3339() == "2026-10-05T09:00:00+00:00"),
+            "{names:?}"
         );
     }
 

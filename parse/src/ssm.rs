@@ -273,11 +273,7 @@ pub fn run_command_output(name: &str) -> Option<RunCommandOutput<'_>> {
     parts
         .windows(2)
         .enumerate()
-        .find(|(i, pair)| {
-            is_uuid(pair[0])
-                && (pair[1].starts_with("i-") || pair[1].starts_with("mi-"))
-                && i + 3 < parts.len()
-        })
+        .find(|(i, pair)| is_command_id(pair[0]) && is_instance_id(pair[1]) && i + 3 < parts.len())
         .map(|(_, pair)| RunCommandOutput {
             command_id: pair[0],
             instance: pair[1],
@@ -285,12 +281,18 @@ pub fn run_command_output(name: &str) -> Option<RunCommandOutput<'_>> {
         })
 }
 
-fn is_uuid(id: &str) -> bool {
+/// A Run Command id (a UUID).
+pub fn is_command_id(id: &str) -> bool {
     id.len() == 36
         && id.char_indices().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_hexdigit(),
         })
+}
+
+/// An EC2 instance or hybrid managed-node id (`i-...`, `mi-...`).
+pub fn is_instance_id(id: &str) -> bool {
+    id.starts_with("i-") || id.starts_with("mi-")
 }
 
 /// What an output object (`logged: false`: an S3 object or file) or log stream (`true`) says of

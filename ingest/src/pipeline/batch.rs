@@ -73,7 +73,7 @@ impl Batch {
                 .or_default()
                 .push(fragment);
         }
-        let names = trail.iter().flat_map(crate::names::from_trail).collect();
+        let names = crate::names::of_trail(&trail);
         let mut batch = Batch {
             names,
             trail,

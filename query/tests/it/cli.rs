@@ -20,6 +20,17 @@ fn output(command: &mut Command) -> (bool, String, String) {
     )
 }
 
+/// A temporary directory with the samples ingested into its `lake`: the directory, and the
+/// lake's path for `--data`.
+fn sample_lake() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
+    let lake = dir.path().join("lake").to_string_lossy().into_owned();
+    let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
+    assert!(ok, "{stderr}");
+    (dir, lake)
+}
+
 #[test]
 fn first_run_loads_the_samples_and_answers_the_readme_query() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -51,12 +62,7 @@ fn first_run_loads_the_samples_and_answers_the_readme_query() {
 
 #[test]
 fn output_formats_and_explicit_lake() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
-    let lake = dir.path().join("lake");
-    let lake = lake.to_string_lossy();
-    let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
-    assert!(ok, "{stderr}");
+    let (dir, lake) = sample_lake();
     let sql = "select session_id, kind from sessions where kind in ('ssh', 'port_forward') order by session_id";
     let (ok, csv, stderr) =
         output(auditq(dir.path()).args(["--data", &lake, "--format", "csv", sql]));
@@ -133,12 +139,7 @@ fn user_errors_list_the_tables_and_columns() {
 
 #[test]
 fn a_closed_pipe_is_a_success() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
-    let lake = dir.path().join("lake");
-    let lake = lake.to_string_lossy();
-    let (ok, _, _) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
-    assert!(ok);
+    let (dir, lake) = sample_lake();
     // Far more output than a pipe buffer holds.
     let sql = "select a.cmd, b.cmd, c.cmd from commands a, commands b, commands c";
     let mut child = auditq(dir.path())
@@ -417,12 +418,7 @@ fn piped_statements_run_in_turn() {
 /// ANALYZE) and change nothing; the default `FROM commands` applies inside them too.
 #[test]
 fn explain_and_explain_analyze_show_the_plan() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
-    let lake = dir.path().join("lake");
-    let lake = lake.to_string_lossy();
-    let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
-    assert!(ok, "{stderr}");
+    let (dir, lake) = sample_lake();
     let (ok, plan, stderr) = output(auditq(dir.path()).args([
         "--data",
         &lake,
@@ -456,12 +452,7 @@ fn explain_and_explain_analyze_show_the_plan() {
 /// (an existing one as it was); a whole answer takes the file's name.
 #[test]
 fn a_streamed_answer_refused_half_way_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
-    let lake = dir.path().join("lake");
-    let lake = lake.to_string_lossy();
-    let (ok, _, stderr) = output(auditq(dir.path()).args(["--data", &lake, "ingest", samples]));
-    assert!(ok, "{stderr}");
+    let (dir, lake) = sample_lake();
     // A batch per day's file: the answer comes in several batches.
     let sql = "select date, cmd from commands";
     for format in ["csv", "json", "ndjson", "parquet"] {
