@@ -319,6 +319,8 @@ mod tests {
             target_name: None,
             environment: None,
             account_alias: None,
+            recorded_to: None,
+            longest_silence_seconds: None,
         }
     }
 }

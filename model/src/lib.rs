@@ -463,6 +463,14 @@ table_row! {
         pub environment: Option<String>,
         /// Where, as it was named at its start: the account's alias.
         pub account_alias: Option<String>,
+        /// Where its recording ends: a transcript's `Script done` time, a stream's last event.
+        /// Null when nothing recorded it, or when its transcript has no `Script done` line (it
+        /// was cut short: the agent or the instance stopped before the shell ended).
+        pub recorded_to: Option<Timestamp>,
+        /// The longest silence in its stream: seconds between two consecutive events. Session
+        /// Manager ends a session idle for its idle timeout (20 minutes by default), so a longer
+        /// silence in a session that went on is output the stream lost.
+        pub longest_silence_seconds: Option<i64>,
     }
 }
 

@@ -35,6 +35,11 @@ pub struct SessionFragment {
     pub first_seen: Option<Timestamp>,
     /// Latest time the session was seen in a recording.
     pub last_seen: Option<Timestamp>,
+    /// Where this recording ends (a transcript's `Script done`, a stream's last event); see
+    /// `Session::recorded_to`.
+    pub recorded_to: Option<Timestamp>,
+    /// A stream's longest silence between two of its events, in seconds.
+    pub silence: Option<i64>,
     /// Target instance.
     pub target: Option<String>,
     /// Account.
@@ -87,6 +92,8 @@ impl SessionFragment {
             ended_at: None,
             first_seen: row.started_at,
             last_seen: row.ended_at,
+            recorded_to: row.recorded_to,
+            silence: row.longest_silence_seconds,
             target: row.target.clone(),
             account: row.account.clone(),
             region: row.region.clone(),
@@ -155,12 +162,29 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
         acc.started_at = min_time(acc.started_at, min_time(f.started_at, f.first_seen));
         acc.ended_at = max_time(acc.ended_at, max_time(f.ended_at, f.last_seen));
         acc.commands = acc.commands.max(f.commands);
+        acc.silence = acc.silence.max(f.silence);
         for (kept, label) in acc.labels.iter_mut().zip(&f.labels) {
             if kept.is_none() {
                 kept.clone_from(label);
             }
         }
     }
+    // Pieces of one stream read at different times: the silence between one piece's end and
+    // the next one's start counts too.
+    let mut pieces: Vec<(Timestamp, Option<Timestamp>)> = fragments
+        .iter()
+        .filter(|f| f.stream_uri.is_some())
+        .filter_map(|f| Some((f.first_seen?, f.recorded_to)))
+        .collect();
+    pieces.sort();
+    for pair in pieces.windows(2) {
+        if let (Some(end), (next, _)) = (pair[0].1, pair[1])
+            && next > end
+        {
+            acc.silence = acc.silence.max(Some((next - end).num_seconds()));
+        }
+    }
+    acc.recorded_to = fragments.iter().filter_map(|f| f.recorded_to).max();
     let anchor = acc.started_at.or(acc.ended_at)?;
     let kind = acc
         .kind
@@ -213,6 +237,8 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a SessionFragment>) -> Op
         target_name: acc.labels[0].take(),
         environment: acc.labels[1].take(),
         account_alias: acc.labels[2].take(),
+        recorded_to: acc.recorded_to,
+        longest_silence_seconds: acc.silence,
     })
 }
 

@@ -197,6 +197,8 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
             account,
             first_seen: chunks.iter().map(|c| c.time).min(),
             last_seen: chunks.iter().map(|c| c.time).max(),
+            recorded_to: chunks.iter().map(|c| c.time).max(),
+            silence: longest_silence(chunks.iter().map(|c| c.time)),
             target: first.target.clone(),
             region: first.region.clone(),
             run_as: default_run_as.map(str::to_string),
@@ -206,6 +208,16 @@ pub fn assemble_stream(chunks: Vec<StreamChunk>) -> (Vec<Command>, Vec<SessionFr
         });
     }
     (commands, fragments)
+}
+
+/// The longest time between two consecutive times, in seconds (`None` for fewer than two).
+fn longest_silence(times: impl Iterator<Item = Timestamp>) -> Option<i64> {
+    let mut times: Vec<Timestamp> = times.collect();
+    times.sort_unstable();
+    times
+        .windows(2)
+        .map(|pair| (pair[1] - pair[0]).num_seconds())
+        .max()
 }
 
 /// Whether bytes are a `script` transcript.
@@ -412,11 +424,30 @@ pub fn parse_transcript(
     let mut started = None;
     let mut ended = None;
     let mut body = Vec::with_capacity(lines.len());
+    // PowerShell's `Start-Transcript` (Windows): `Start time: 20200125091923` in its header,
+    // `End time: ...` after `Windows PowerShell transcript end`; EC2's Windows clock is UTC.
+    let powershell_time = |text: &str| {
+        chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y%m%d%H%M%S")
+            .ok()
+            .map(|t| t.and_utc())
+    };
+    let mut powershell_ending = false;
     for line in lines {
         if let Some(rest) = line.text.strip_prefix("Script started on ") {
             started = parse_script_date(rest.split(" [").next().unwrap_or(rest));
         } else if let Some(rest) = line.text.strip_prefix("Script done on ") {
             ended = parse_script_date(rest.split(" [").next().unwrap_or(rest));
+        } else if line.text.trim_end() == "Windows PowerShell transcript end" {
+            powershell_ending = true;
+        } else if let Some(rest) = line.text.strip_prefix("End time: ")
+            && powershell_ending
+        {
+            ended = powershell_time(rest);
+        } else if let Some(rest) = line.text.strip_prefix("Start time: ")
+            && started.is_none()
+        {
+            started = powershell_time(rest);
+            body.push(line);
         } else {
             body.push(line);
         }
@@ -457,6 +488,8 @@ pub fn parse_transcript(
         fragment: SessionFragment {
             first_seen: started,
             last_seen: ended.or(started),
+            // No `Script done`: the shell did not end before the transcript was written.
+            recorded_to: ended,
             commands: Some(found.len() as i64),
             transcript_uri: Some(origin.to_string()),
             ..SessionFragment::new(session_id.to_string())
@@ -609,5 +642,62 @@ sh-5.2$ rm -rf /tmp/x^C\r\nsh-5.2$ lx\x08\x1b[Ks /\r\nbin\r\nsh-5.2$ exit\r\nexi
             session_id_of_key("session-logs/s-1.log").as_deref(),
             Some("s-1")
         );
+        assert_eq!(t.fragment.recorded_to, t.fragment.last_seen);
+    }
+
+    #[test]
+    fn a_transcript_without_script_done_was_cut_short() {
+        let bytes =
+            b"Script started on 2026-10-06 11:00:06+00:00\r\nsh-5.2$ ls /\r\nbin\r\nsh-5.2$ ";
+        let t = parse_transcript(bytes, "s-1", "s3://b/s-1.log", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.commands.len(), 1);
+        assert_eq!(t.fragment.recorded_to, None);
+    }
+
+    #[test]
+    fn a_powershell_transcript_ends_at_its_end_time() {
+        let bytes = b"**********************\r\nWindows PowerShell transcript start\r\nStart time: 20261006110006\r\n\
+**********************\r\nPS C:\\Users\\Administrator> whoami\r\nec2amaz\\administrator\r\n\
+**********************\r\nWindows PowerShell transcript end\r\nEnd time: 20261006110731\r\n**********************\r\n";
+        let t = parse_transcript(bytes, "s-1", "s3://b/s-1.log", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t.fragment.first_seen.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-10-06T11:00:06+00:00")
+        );
+        assert_eq!(
+            t.fragment.recorded_to.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-10-06T11:07:31+00:00")
+        );
+    }
+
+    #[test]
+    fn a_stream_knows_its_last_event_and_longest_silence() {
+        let first = vec![
+            chunk("2026-10-05T10:00:00Z", &["$ ls"]),
+            chunk("2026-10-05T10:01:00Z", &["a", "$ "]),
+            chunk("2026-10-05T10:40:00Z", &["$ df"]),
+        ];
+        let (_, fragments) = assemble_stream(first);
+        assert_eq!(fragments[0].silence, Some(39 * 60));
+        assert_eq!(
+            fragments[0].recorded_to.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-10-05T10:40:00+00:00")
+        );
+        // A later piece of the same stream: the silence between the pieces counts.
+        let (_, later) = assemble_stream(vec![chunk("2026-10-05T12:00:00Z", &["$ uptime"])]);
+        let row = crate::session::merge(fragments.iter().chain(&later))
+            .unwrap_or_else(|| panic!("no row"));
+        assert_eq!(row.longest_silence_seconds, Some(80 * 60));
+        assert_eq!(
+            row.recorded_to.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-10-05T12:00:00+00:00")
+        );
+        // Folding the stored row with nothing new keeps both.
+        let again = crate::session::merge([&crate::session::SessionFragment::from_row(&row)])
+            .unwrap_or_else(|| panic!("no row"));
+        assert_eq!(again.longest_silence_seconds, row.longest_silence_seconds);
+        assert_eq!(again.recorded_to, row.recorded_to);
     }
 }

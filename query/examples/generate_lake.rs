@@ -225,6 +225,8 @@ async fn main() -> anyhow::Result<()> {
                 target_name: None,
                 environment: None,
                 account_alias: None,
+                recorded_to: (!forward).then_some(time),
+                longest_silence_seconds: None,
             });
         }
         // Two commits a day, as micro-batches leave a day before compaction.

@@ -26,6 +26,7 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
+pub mod coverage;
 pub mod filters;
 pub mod fit;
 pub mod questions;

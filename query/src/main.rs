@@ -218,6 +218,23 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Is the trail complete? Reconciles what should exist with what does over a period:
+    /// sessions without their CloudTrail calls or recording, recordings cut short or with gaps
+    /// or that arrived late, hours with no CloudTrail delivery, hosts whose logs went silent.
+    /// Each finding has a severity; the statement behind each kind is printed with it.
+    Coverage {
+        /// First day (or time) of the period: as --since.
+        #[arg(long)]
+        from: String,
+        /// Last day of the period, included (or an exclusive time): as --until.
+        #[arg(long)]
+        to: String,
+        /// Session Manager's idle session timeout in the accounts, in minutes (its session
+        /// preferences; 20 by default): a recording that stops or falls silent for longer while
+        /// its session went on lost what followed.
+        #[arg(long, value_name = "MINUTES", default_value_t = auditq_query::coverage::Settings::default().idle_timeout_minutes)]
+        idle_timeout: i64,
+    },
     /// Compact the lake: rewrite each day's small files into large ones clustered on user,
     /// target and time (Delta OPTIMIZE, Z-order), then delete files no recent version reads
     /// (VACUUM).
@@ -887,20 +904,39 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 )?;
             }
         }
+        Some(Command::Coverage {
+            from,
+            to,
+            idle_timeout,
+        }) => {
+            load_samples_if_first_run(&lake, explicit, &writing).await?;
+            let period = period_of(&from, &to)?;
+            let ctx = auditq_query::context_limited(
+                &lake,
+                &filters,
+                &QueryLimits::default(),
+                &out.datafusion,
+            )
+            .await?;
+            let settings = auditq_query::coverage::Settings {
+                idle_timeout_minutes: idle_timeout.max(1),
+                ..Default::default()
+            };
+            let coverage = auditq_query::coverage::run(&ctx, &period, &settings).await?;
+            let mut sink = out.writer()?;
+            match cli.format {
+                OutputFormat::Json | OutputFormat::Ndjson => {
+                    serde_json::to_writer_pretty(&mut sink, &coverage)?;
+                    writeln!(sink)?;
+                }
+                _ => auditq_query::coverage::write_text(&coverage, &mut sink)?,
+            }
+            sink.flush()?;
+        }
         Some(Command::Report { from, to }) => {
             load_samples_if_first_run(&lake, explicit, &writing).await?;
             let now = chrono::Utc::now();
-            let time = |text: &str, end_of_day| {
-                auditq_query::filters::parse_time(text, now, end_of_day)
-                    .map_err(|message| QueryError::User { message })
-            };
-            let period = auditq_query::report::Period {
-                from: time(&from, false)?,
-                to: time(&to, true)?,
-            };
-            if period.to <= period.from {
-                anyhow::bail!("--to must be after --from");
-            }
+            let period = period_of(&from, &to)?;
             let ctx = auditq_query::context_limited(
                 &lake,
                 &filters,
@@ -933,6 +969,23 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The period `--from` and `--to` name: days (the last included) or times.
+fn period_of(from: &str, to: &str) -> anyhow::Result<auditq_query::report::Period> {
+    let now = chrono::Utc::now();
+    let time = |text: &str, end_of_day| {
+        auditq_query::filters::parse_time(text, now, end_of_day)
+            .map_err(|message| QueryError::User { message })
+    };
+    let period = auditq_query::report::Period {
+        from: time(from, false)?,
+        to: time(to, true)?,
+    };
+    if period.to <= period.from {
+        anyhow::bail!("--to must be after --from");
+    }
+    Ok(period)
 }
 
 /// The bundled sample logs: `./sample-logs` if present, else the copy in the source tree.

@@ -9,6 +9,7 @@ mod alerts_emulator;
 mod auditor;
 mod aws_emulator;
 mod cli;
+mod coverage;
 mod crash;
 mod failures;
 mod hostile;

@@ -1,0 +1,471 @@
+//! `auditq coverage`: is the trail complete? What should exist is reconciled with what does.
+//!
+//! Each kind of gap is a [`Check`]: a SQL statement over the lake whose rows are the findings
+//! (`subject`, `time`, `detail`, and optionally their own `severity`), so an auditor can run the
+//! statement again and see the same rows. One kind is decided in Rust from a statement's rows:
+//! hours without CloudTrail, which needs the hours that are *not* there.
+//!
+//! What it reconciles:
+//! - every Session Manager session with its CloudTrail `StartSession` and `TerminateSession`,
+//!   and with a transcript, stream or host login;
+//! - recordings that end before their session did: a transcript without `script`'s closing
+//!   `Script done` line, a stream whose last event is longer before the session's end than
+//!   Session Manager's idle timeout allows, a stream with a silence longer than that timeout;
+//! - recordings that arrived after their session had been settled as unrecorded;
+//! - CloudTrail itself: per account and region, the hours in which nothing was delivered;
+//! - hosts whose auditd records stopped while their instance had sessions.
+
+use std::collections::BTreeMap;
+
+use auditq_model::Timestamp;
+use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::report::Period;
+use crate::{QueryError, rows_as_json, run_sql};
+
+/// How coverage judges a recording.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Session Manager's idle session timeout, in minutes (20 unless the account's session
+    /// preferences say otherwise): a session with no input for this long is ended by the service,
+    /// so a recording that stops, or falls silent, for longer while its session went on lost
+    /// what followed.
+    pub idle_timeout_minutes: i64,
+    /// The share of an account and region's hours that must have CloudTrail records for an hour
+    /// without any to count as a missing delivery (below it, quiet hours cannot be told from
+    /// missing ones, and one `cloudtrail_sparse` finding says so).
+    pub dense_share: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_minutes: 20,
+            dense_share: 0.9,
+        }
+    }
+}
+
+/// Allowance for the agent's upload delay on top of the idle timeout.
+const SLACK_MINUTES: i64 = 2;
+
+/// One kind of gap, and the statement that finds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Its name; the alert rule raised for it is `coverage.KIND`.
+    pub kind: &'static str,
+    /// `info` to `critical` (a finding may carry its own).
+    pub severity: &'static str,
+    /// What it means, for the report.
+    pub about: &'static str,
+    /// The ISO/IEC 27001:2022 Annex A controls it evidences.
+    pub controls: &'static [&'static str],
+    /// The statement whose rows show it.
+    pub sql: String,
+}
+
+/// One gap found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// The [`Check::kind`].
+    pub kind: &'static str,
+    /// `info` to `critical`.
+    pub severity: String,
+    /// What is incomplete: a session id, `ACCOUNT/REGION`, an instance id.
+    pub subject: String,
+    /// When (RFC 3339), where it has a time.
+    pub time: Option<String>,
+    /// What is missing, in words.
+    pub detail: String,
+}
+
+/// What coverage found over a period.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coverage {
+    /// First instant covered (RFC 3339).
+    pub from: String,
+    /// First instant after the period.
+    pub to: String,
+    /// Every check that ran, with its statement.
+    pub checks: Vec<Check>,
+    /// The gaps, most severe first, then by time.
+    pub findings: Vec<Finding>,
+}
+
+fn rfc3339(time: Timestamp) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `column` of `alias` in the period, with the `date` bounds that skip other days; `days_after`
+/// widens the end for rows that follow what began in the period (a `TerminateSession`).
+fn within(period: &Period, alias: &str, column: &str, days_after: i64) -> String {
+    let to = period.to + Duration::days(days_after);
+    let last_day = (to - Duration::microseconds(1)).date_naive();
+    let p = if alias.is_empty() {
+        String::new()
+    } else {
+        format!("{alias}.")
+    };
+    format!(
+        "{p}{column} >= TIMESTAMP '{}' AND {p}{column} < TIMESTAMP '{}' AND {p}date BETWEEN DATE '{}' AND DATE '{}'",
+        rfc3339(period.from),
+        rfc3339(to),
+        period.from.date_naive(),
+        last_day
+    )
+}
+
+/// Kinds of session Session Manager opens (its CloudTrail calls are `StartSession` and
+/// `TerminateSession`).
+const SSM_KINDS: &str = "('shell', 'ssh', 'port_forward', 'command')";
+
+/// Every check, with its statement for the period.
+pub fn checks(period: &Period, settings: &Settings) -> Vec<Check> {
+    let sessions = within(period, "", "started_at", 0);
+    let s_sessions = within(period, "s", "started_at", 0);
+    let allowed = settings.idle_timeout_minutes + SLACK_MINUTES;
+    let idle = settings.idle_timeout_minutes;
+    vec![
+        Check {
+            kind: "session_unrecorded",
+            severity: "high",
+            about: "A session that nothing recorded: no transcript, no stream, no login on the host. What was done in it cannot be shown. A port forward is medium: Session Manager never records one, but an SSH login through it would have been seen on the host.",
+            controls: &["A.8.15", "A.8.2"],
+            sql: format!(
+                "SELECT session_id AS subject, started_at AS time, \
+                 CASE WHEN kind = 'port_forward' THEN 'medium' ELSE 'high' END AS severity, \
+                 concat(kind, ' session of ', coalesce(user, 'an unknown principal'), ' on ', coalesce(target, 'an unknown target'), ': no transcript, stream or host login') AS detail \
+                 FROM sessions WHERE {sessions} AND logged = 'none' ORDER BY started_at, session_id"
+            ),
+        },
+        Check {
+            kind: "session_without_start",
+            severity: "medium",
+            about: "A session recorded on the instance with no CloudTrail call that opened it: the trail is missing the record of who opened it and from where.",
+            controls: &["A.8.15"],
+            sql: format!(
+                "SELECT session_id AS subject, started_at AS time, \
+                 concat(kind, ' session on ', coalesce(target, 'an unknown target'), ' recorded (', logged, ') with no CloudTrail call that opened it') AS detail \
+                 FROM sessions WHERE {sessions} AND start_event_id IS NULL AND kind <> 'host_ssh' ORDER BY started_at, session_id"
+            ),
+        },
+        Check {
+            kind: "session_not_terminated",
+            severity: "low",
+            about: "A Session Manager session whose CloudTrail StartSession has no TerminateSession within a day: its client died, it timed out, or the trail is missing the call.",
+            controls: &["A.8.15"],
+            sql: format!(
+                "SELECT s.session_id AS subject, s.started_at AS time, \
+                 concat(s.kind, ' session of ', coalesce(s.user, 'an unknown principal'), ' on ', coalesce(s.target, 'an unknown target'), ': StartSession without TerminateSession') AS detail \
+                 FROM sessions s WHERE {s_sessions} AND s.kind IN {SSM_KINDS} AND s.start_event_id IS NOT NULL \
+                 AND s.started_at < TIMESTAMP '{latest}' \
+                 AND s.session_id NOT IN (SELECT session_id FROM cloudtrail WHERE {trail} AND event_name = 'TerminateSession' AND session_id IS NOT NULL) \
+                 ORDER BY s.started_at, s.session_id",
+                latest = rfc3339(period.to.min(Utc::now()) - Duration::days(1)),
+                trail = within(period, "", "time", 1),
+            ),
+        },
+        Check {
+            kind: "recording_cut_short",
+            severity: "medium",
+            about: "A recording that ends before its session did: a transcript without script's closing \"Script done\" line (the agent or the instance stopped first), or a stream whose last event is longer before the session's end than Session Manager's idle timeout allows.",
+            controls: &["A.8.15"],
+            sql: format!(
+                "SELECT session_id AS subject, ended_at AS time, \
+                 CASE WHEN recorded_to IS NULL THEN concat('transcript ', coalesce(transcript_uri, ''), ' has no closing \"Script done\" line: the shell had not ended when it was written') \
+                 ELSE concat('recording ends at ', CAST(recorded_to AS VARCHAR), ', ', CAST(CAST((to_unixtime(ended_at) - to_unixtime(recorded_to)) / 60 AS BIGINT) AS VARCHAR), ' minutes before the session ended (idle timeout {idle} minutes)') END AS detail \
+                 FROM sessions WHERE {sessions} AND logged IN ('transcript', 'stream') \
+                 AND (recorded_to IS NULL OR ended_at > recorded_to + INTERVAL '{allowed} minutes') ORDER BY ended_at, session_id"
+            ),
+        },
+        Check {
+            kind: "stream_gap",
+            severity: "medium",
+            about: "A streamed session with a silence longer than Session Manager's idle timeout while it went on: output is missing from the stream.",
+            controls: &["A.8.15"],
+            sql: format!(
+                "SELECT session_id AS subject, started_at AS time, \
+                 concat('stream silent for ', CAST(longest_silence_seconds / 60 AS VARCHAR), ' minutes while the session went on (idle timeout {idle} minutes)') AS detail \
+                 FROM sessions WHERE {sessions} AND logged = 'stream' AND longest_silence_seconds > {allowed} * 60 ORDER BY started_at, session_id"
+            ),
+        },
+        Check {
+            kind: "recording_late",
+            severity: "low",
+            about: "A recording that arrived after its session had been settled as unrecorded (and alerted on): it is in the lake now, but was not there when it was needed.",
+            controls: &["A.8.15", "A.8.16"],
+            sql: format!(
+                "SELECT s.session_id AS subject, s.started_at AS time, \
+                 concat('settled as unrecorded at ', CAST(min(a.detected_at) AS VARCHAR), '; its ', s.logged, ' arrived later') AS detail \
+                 FROM sessions s JOIN alerts a ON a.session_id = s.session_id AND a.rule_id = 'ssm.session_unlogged' \
+                 WHERE {s_sessions} AND s.logged <> 'none' GROUP BY s.session_id, s.started_at, s.logged ORDER BY s.started_at, s.session_id"
+            ),
+        },
+        Check {
+            kind: "cloudtrail_gap",
+            severity: "high",
+            about: "Hours in which CloudTrail delivered nothing for an account and region that otherwise has records nearly every hour: the trail was stopped, or its files were not delivered or not ingested. (These rows are the hours that do have records; the gaps are the hours missing from them.)",
+            controls: &["A.8.15", "A.8.16"],
+            sql: format!(
+                "SELECT account, region, date_trunc('hour', time) AS hour, count(*) AS records \
+                 FROM cloudtrail WHERE {} AND account IS NOT NULL AND region IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                within(period, "", "time", 0)
+            ),
+        },
+        Check {
+            kind: "host_silent",
+            severity: "medium",
+            about: "An instance that ships auditd records, with sessions after its first in which commands were run but no host log line was written: its log agent or auditd stopped.",
+            controls: &["A.8.15", "A.8.16"],
+            sql: format!(
+                "WITH shipping AS (SELECT target, count(*) AS lines, min(time) AS first_line, max(time) AS last_line FROM host_events \
+                 WHERE {host} AND target IS NOT NULL AND program = 'auditd' GROUP BY target), \
+                 quiet AS (SELECT s.target, s.session_id, s.started_at FROM sessions s JOIN shipping h ON s.target = h.target \
+                 LEFT JOIN host_events e ON e.target = s.target AND e.time >= s.started_at AND e.time <= s.ended_at + INTERVAL '5 minutes' AND {e_host} \
+                 WHERE {s_sessions} AND s.commands > 0 AND s.started_at >= h.first_line GROUP BY s.target, s.session_id, s.started_at HAVING count(e.event_id) = 0) \
+                 SELECT q.target AS subject, min(q.started_at) AS time, \
+                 concat(CAST(count(*) AS VARCHAR), ' sessions with commands from ', CAST(min(q.started_at) AS VARCHAR), ' to ', CAST(max(q.started_at) AS VARCHAR), \
+                 ' left no host log line; its last auditd line in the period is at ', CAST(max(h.last_line) AS VARCHAR)) AS detail \
+                 FROM quiet q JOIN shipping h ON q.target = h.target GROUP BY q.target ORDER BY 2, 1",
+                host = within(period, "", "time", 1),
+                e_host = within(period, "e", "time", 1),
+            ),
+        },
+    ]
+}
+
+/// Runs every check over the period.
+pub async fn run(
+    ctx: &SessionContext,
+    period: &Period,
+    settings: &Settings,
+) -> Result<Coverage, QueryError> {
+    let checks = checks(period, settings);
+    let mut findings = Vec::new();
+    for check in &checks {
+        let rows = rows_as_json(&run_sql(ctx, &check.sql).await?)?;
+        if check.kind == "cloudtrail_gap" {
+            let latest = latest_trail_hour(ctx, period).await?;
+            findings.extend(trail_gaps(check, &rows, period, latest, settings));
+            continue;
+        }
+        for row in rows {
+            let text = |name: &str| row.get(name).and_then(Value::as_str).map(str::to_string);
+            findings.push(Finding {
+                kind: check.kind,
+                severity: text("severity").unwrap_or_else(|| check.severity.to_string()),
+                subject: text("subject").unwrap_or_default(),
+                time: text("time").map(|t| normalise_time(&t)),
+                detail: text("detail").unwrap_or_default(),
+            });
+        }
+    }
+    findings.sort_by(|a, b| {
+        (rank(&b.severity), &a.time, a.kind, &a.subject).cmp(&(
+            rank(&a.severity),
+            &b.time,
+            b.kind,
+            &b.subject,
+        ))
+    });
+    Ok(Coverage {
+        from: rfc3339(period.from),
+        to: rfc3339(period.to),
+        checks,
+        findings,
+    })
+}
+
+/// The order of severities, `info` lowest.
+pub fn rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 4,
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    }
+}
+
+/// JSON times (`2026-10-05T09:20:00` from Arrow, no zone) as RFC 3339 UTC.
+fn normalise_time(text: &str) -> String {
+    match crate::filters::parse_time(text, Utc::now(), false) {
+        Ok(time) => rfc3339(time),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// The hour after the last CloudTrail record of any account (what has been ingested at all):
+/// hours after it are not yet delivered, not missing.
+async fn latest_trail_hour(
+    ctx: &SessionContext,
+    period: &Period,
+) -> Result<Option<Timestamp>, QueryError> {
+    let sql = format!(
+        "SELECT max(time) AS latest FROM cloudtrail WHERE {}",
+        within(period, "", "time", 0)
+    );
+    let rows = rows_as_json(&run_sql(ctx, &sql).await?)?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get("latest"))
+        .and_then(Value::as_str)
+        .and_then(|t| crate::filters::parse_time(t, Utc::now(), false).ok())
+        .and_then(|t| t.duration_trunc(Duration::hours(1)).ok())
+        .map(|t| t + Duration::hours(1)))
+}
+
+/// The hours of each account and region with no record, between its first hour in the period
+/// and the last hour anything was delivered, when the rest of its hours are dense enough for a
+/// missing hour to mean something; consecutive hours are one finding.
+fn trail_gaps(
+    check: &Check,
+    rows: &[serde_json::Map<String, Value>],
+    period: &Period,
+    latest: Option<Timestamp>,
+    settings: &Settings,
+) -> Vec<Finding> {
+    let Some(latest) = latest else {
+        return Vec::new();
+    };
+    let mut hours: BTreeMap<(String, String), Vec<Timestamp>> = BTreeMap::new();
+    for row in rows {
+        let text = |name: &str| row.get(name).and_then(Value::as_str);
+        let (Some(account), Some(region), Some(hour)) =
+            (text("account"), text("region"), text("hour"))
+        else {
+            continue;
+        };
+        let Ok(hour) = crate::filters::parse_time(hour, Utc::now(), false) else {
+            continue;
+        };
+        hours
+            .entry((account.to_string(), region.to_string()))
+            .or_default()
+            .push(hour);
+    }
+    let end = latest.min(period.to);
+    let mut findings = Vec::new();
+    for ((account, region), mut seen) in hours {
+        seen.sort_unstable();
+        seen.dedup();
+        let first = seen[0];
+        let span = ((end - first).num_hours()).max(1);
+        let share = seen.len() as f64 / span as f64;
+        let subject = format!("{account}/{region}");
+        if share < settings.dense_share {
+            findings.push(Finding {
+                kind: "cloudtrail_sparse",
+                severity: "info".to_string(),
+                subject,
+                time: Some(rfc3339(first)),
+                detail: format!(
+                    "records in {} of {span} hours since its first: a quiet hour cannot be told from a missing delivery here (CloudTrail's digest files, delivered hourly, can)",
+                    seen.len()
+                ),
+            });
+            continue;
+        }
+        let mut expected = first;
+        let mut next = seen.iter().copied().peekable();
+        while expected < end {
+            if next.peek() == Some(&expected) {
+                next.next();
+                expected += Duration::hours(1);
+                continue;
+            }
+            let gap_start = expected;
+            while expected < end && next.peek() != Some(&expected) {
+                expected += Duration::hours(1);
+            }
+            let missing = (expected - gap_start).num_hours();
+            findings.push(Finding {
+                kind: check.kind,
+                severity: check.severity.to_string(),
+                subject: subject.clone(),
+                time: Some(rfc3339(gap_start)),
+                detail: format!(
+                    "no CloudTrail record from {} to {} ({missing} hour{}), in an account and region with records in {} of {span} hours",
+                    rfc3339(gap_start),
+                    rfc3339(expected),
+                    if missing == 1 { "" } else { "s" },
+                    seen.len()
+                ),
+            });
+        }
+    }
+    findings
+}
+
+/// The findings as text: a line each, then the statement behind each kind.
+pub fn write_text(coverage: &Coverage, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut by_severity: BTreeMap<u8, (String, usize)> = BTreeMap::new();
+    for f in &coverage.findings {
+        by_severity
+            .entry(rank(&f.severity))
+            .or_insert_with(|| (f.severity.clone(), 0))
+            .1 += 1;
+    }
+    let counts: Vec<String> = by_severity
+        .values()
+        .rev()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    writeln!(
+        out,
+        "coverage from {} to {}: {} finding{}{}",
+        coverage.from,
+        coverage.to,
+        coverage.findings.len(),
+        if coverage.findings.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        if counts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", counts.join(", "))
+        }
+    )?;
+    for f in &coverage.findings {
+        writeln!(
+            out,
+            "  {:<8} {:<22} {:<20} {}  {}",
+            f.severity,
+            f.kind,
+            f.time.as_deref().unwrap_or("-"),
+            f.subject,
+            f.detail
+        )?;
+    }
+    let found: std::collections::BTreeSet<&str> =
+        coverage.findings.iter().map(|f| f.kind).collect();
+    if !found.is_empty() {
+        writeln!(out, "\nThe statement behind each kind (auditq \"...\"):")?;
+        for check in coverage.checks.iter().filter(|c| {
+            found.contains(c.kind)
+                || (c.kind == "cloudtrail_gap" && found.contains("cloudtrail_sparse"))
+        }) {
+            writeln!(
+                out,
+                "  {} ({}):\n    {}",
+                check.kind,
+                check.controls.join(", "),
+                check.sql
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The period's last full hour is not judged before it ends.
+pub fn now_bound(period: &Period, now: DateTime<Utc>) -> Period {
+    Period {
+        from: period.from,
+        to: period.to.min(now),
+    }
+}
