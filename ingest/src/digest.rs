@@ -86,9 +86,30 @@ impl SigningKey {
         key_id(self.pair.public_key().as_ref())
     }
 
-    fn sign(&self, message: &[u8]) -> String {
+    /// The signature of `message`, base64.
+    pub fn sign(&self, message: &[u8]) -> String {
         STANDARD.encode(self.pair.sign(message).as_ref())
     }
+}
+
+/// Whether `signature` (base64) is a signature of `message` by one of `public_keys` (base64).
+pub fn signed_by(public_keys: &[String], message: &[u8], signature: &str) -> bool {
+    let Ok(signature) = STANDARD.decode(signature.trim()) else {
+        return false;
+    };
+    public_keys
+        .iter()
+        .filter_map(|k| STANDARD.decode(k).ok())
+        .any(|key| {
+            UnparsedPublicKey::new(&ED25519, &key)
+                .verify(message, &signature)
+                .is_ok()
+        })
+}
+
+/// The key id of a public key given as base64 (see [`SigningKey::key_id`]).
+pub fn key_id_of(public_key: &str) -> Option<String> {
+    STANDARD.decode(public_key.trim()).ok().map(|k| key_id(&k))
 }
 
 fn key_id(public: &[u8]) -> String {
@@ -531,6 +552,24 @@ impl Digests {
         Ok(())
     }
 
+    /// Every digest file of `table`: its path from the lake's root and its bytes, oldest first.
+    pub async fn files(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for path in self.list_digests(table).await?.into_values() {
+            let rel = relative(&self.root, &path);
+            let bytes = self
+                .store
+                .get(&path)
+                .await
+                .map_err(|e| self.error(&rel, e))?
+                .bytes()
+                .await
+                .map_err(|e| self.error(&rel, e))?;
+            out.push((rel, bytes.to_vec()));
+        }
+        Ok(out)
+    }
+
     async fn list_digests(&self, table: Table) -> Result<BTreeMap<u64, StorePath>> {
         let prefix = join(&self.root, &format!("_auditq/digests/{}", table.name()));
         let mut found = BTreeMap::new();
@@ -741,9 +780,7 @@ async fn verify_table(
         ..TableCheck::default()
     };
 
-    // The chain: names, signatures, links. Digests are taken by the version they say they are
-    // of, so two swapped files are reported as swapped, and the rest checks as it should.
-    let mut read: BTreeMap<u64, ReadDigest> = BTreeMap::new();
+    let mut files = Vec::with_capacity(listed.len());
     for (&version, path) in &listed {
         let rel = relative(root, path);
         let bytes = store
@@ -753,153 +790,18 @@ async fn verify_table(
             .bytes()
             .await
             .map_err(|e| digests.error(&rel, e))?;
-        match read_digest(&bytes, rel.clone()) {
-            Ok(found) => {
-                if found.digest.version != version || found.digest.table != table.name() {
-                    note(
-                        &mut out,
-                        Finding::Reordered,
-                        &rel,
-                        format!(
-                            "this file holds the digest of {} version {}, not {} version {version}",
-                            found.digest.table,
-                            found.digest.version,
-                            table.name()
-                        ),
-                    );
-                }
-                if found.digest.table != table.name() {
-                    continue;
-                }
-                if let Some(other) = read.get(&found.digest.version) {
-                    note(
-                        &mut out,
-                        Finding::Reordered,
-                        &rel,
-                        format!(
-                            "holds a second digest of version {} (the first is {})",
-                            found.digest.version, other.file
-                        ),
-                    );
-                    continue;
-                }
-                read.insert(found.digest.version, found);
-            }
-            Err(reason) => note(
-                &mut out,
-                Finding::Changed,
-                &rel,
-                format!("digest unreadable: {reason}"),
-            ),
-        }
+        files.push((version, rel, bytes.to_vec()));
     }
-    if result.public_keys.is_empty()
-        && let Some(key) = read.values().find_map(|d| d.digest.public_key.clone())
-    {
-        result.key_from = format!(
-            "the first signed digest of {} (pass --public-key to pin it)",
-            table.name()
-        );
-        result.public_keys.push(key);
-    }
-    let trusted: Vec<Vec<u8>> = result
-        .public_keys
-        .iter()
-        .filter_map(|k| STANDARD.decode(k).ok())
-        .collect();
-    let mut problems = Vec::new();
-    let mut before: Option<u64> = None;
-    for (&version, found) in &read {
-        let rel = found.file.clone();
-        match (&found.signature, trusted.is_empty()) {
-            (None, _) => problems.push((Finding::Signature, rel.clone(), "not signed".to_string())),
-            (Some(_), true) => problems.push((
-                Finding::Signature,
-                rel.clone(),
-                "signed, but no public key to check it with".to_string(),
-            )),
-            (Some(signature), false) => {
-                let ok = STANDARD.decode(signature).is_ok_and(|signature| {
-                    trusted.iter().any(|key| {
-                        UnparsedPublicKey::new(&ED25519, key)
-                            .verify(&found.body, &signature)
-                            .is_ok()
-                    })
-                });
-                let by_trusted_key = found
-                    .digest
-                    .public_key
-                    .as_ref()
-                    .is_some_and(|k| result.public_keys.contains(k));
-                if ok {
-                    check.signed += 1;
-                } else if !by_trusted_key {
-                    problems.push((
-                        Finding::Signature,
-                        rel.clone(),
-                        format!(
-                            "signed by another key (key id {})",
-                            found
-                                .digest
-                                .public_key
-                                .as_deref()
-                                .and_then(|k| STANDARD.decode(k).ok())
-                                .map_or("unknown".to_string(), |k| key_id(&k))
-                        ),
-                    ));
-                } else {
-                    problems.push((
-                        Finding::Signature,
-                        rel.clone(),
-                        "the signature does not match the digest: it was edited after signing"
-                            .to_string(),
-                    ));
-                }
-            }
-        }
-        match (&found.digest.previous, before) {
-            (None, None) => {}
-            (None, Some(b)) => problems.push((
-                Finding::Reordered,
-                rel.clone(),
-                format!("the chain starts again here, after version {b}"),
-            )),
-            (Some(link), _) => match read.get(&link.version) {
-                None => problems.push((
-                    Finding::Removed,
-                    relative(root, &digests.digest_path(table, link.version)),
-                    format!("the digest version {version} chains to is gone"),
-                )),
-                Some(prior) if prior.sha256 != link.sha256 => problems.push((
-                    Finding::Reordered,
-                    rel.clone(),
-                    format!(
-                        "chains to version {} with SHA-256 {}, but that digest now hashes to {}: \
-                         it was replaced, edited or swapped",
-                        link.version,
-                        &link.sha256[..16],
-                        &prior.sha256[..16]
-                    ),
-                )),
-                Some(_) => {
-                    if let Some(b) = before.filter(|b| *b != link.version) {
-                        problems.push((
-                            Finding::Reordered,
-                            rel.clone(),
-                            format!(
-                                "chains to version {}, but the digest before it is version {b}",
-                                link.version
-                            ),
-                        ));
-                    }
-                }
-            },
-        }
-        before = Some(version);
-    }
-    for (finding, path, detail) in problems {
-        note(&mut out, finding, &path, detail);
-    }
+    let read = read_chain(table.name(), files, &mut out);
+    check_chain(
+        table.name(),
+        &read,
+        &mut result.public_keys,
+        &mut result.key_from,
+        |version| relative(root, &digests.digest_path(table, version)),
+        &mut check,
+        &mut out,
+    );
 
     // Commits: each has a digest, and is as its digest says.
     for (&version, path) in &commits {
@@ -944,17 +846,7 @@ async fn verify_table(
     }
 
     // Data files: the digests add up to the live set; what is stored must match it.
-    let mut live: BTreeMap<String, (FileDigest, u64)> = BTreeMap::new();
-    let mut ever: BTreeSet<String> = BTreeSet::new();
-    for (&version, found) in &read {
-        for file in &found.digest.added {
-            ever.insert(file.path.clone());
-            live.insert(file.path.clone(), (file.clone(), version));
-        }
-        for path in &found.digest.removed {
-            live.remove(path);
-        }
-    }
+    let (live, ever) = live_files(&read);
     check.files = live.len();
     for (path, (file, version)) in &live {
         match data.get(path) {
@@ -1072,6 +964,245 @@ async fn verify_table(
     }
     result.problems.extend(out);
     Ok(Some(check))
+}
+
+/// Reads a table's digest files (`(version named, path from the lake's root, bytes)`), keyed by
+/// the version each says it is of, so two swapped files are reported as swapped and the rest
+/// checks as it should.
+fn read_chain(
+    table: &str,
+    files: Vec<(u64, String, Vec<u8>)>,
+    out: &mut Vec<Problem>,
+) -> BTreeMap<u64, ReadDigest> {
+    let mut read: BTreeMap<u64, ReadDigest> = BTreeMap::new();
+    for (version, rel, bytes) in files {
+        match read_digest(&bytes, rel.clone()) {
+            Ok(found) => {
+                if found.digest.version != version || found.digest.table != table {
+                    note(
+                        out,
+                        Finding::Reordered,
+                        &rel,
+                        format!(
+                            "this file holds the digest of {} version {}, not {table} version {version}",
+                            found.digest.table, found.digest.version,
+                        ),
+                    );
+                }
+                if found.digest.table != table {
+                    continue;
+                }
+                if let Some(other) = read.get(&found.digest.version) {
+                    note(
+                        out,
+                        Finding::Reordered,
+                        &rel,
+                        format!(
+                            "holds a second digest of version {} (the first is {})",
+                            found.digest.version, other.file
+                        ),
+                    );
+                    continue;
+                }
+                read.insert(found.digest.version, found);
+            }
+            Err(reason) => note(
+                out,
+                Finding::Changed,
+                &rel,
+                format!("digest unreadable: {reason}"),
+            ),
+        }
+    }
+    read
+}
+
+/// Checks a table's chain of digests: each signature against the public keys (when none is
+/// given, the key of the first signed digest, which `key_from` then names), and each link to
+/// the digest before it. `missing` names the file of a digest that is not there.
+fn check_chain(
+    table: &str,
+    read: &BTreeMap<u64, ReadDigest>,
+    public_keys: &mut Vec<String>,
+    key_from: &mut String,
+    missing: impl Fn(u64) -> String,
+    check: &mut TableCheck,
+    out: &mut Vec<Problem>,
+) {
+    if public_keys.is_empty()
+        && let Some(key) = read.values().find_map(|d| d.digest.public_key.clone())
+    {
+        *key_from = format!("the first signed digest of {table} (pass --public-key to pin it)");
+        public_keys.push(key);
+    }
+    let trusted: Vec<Vec<u8>> = public_keys
+        .iter()
+        .filter_map(|k| STANDARD.decode(k).ok())
+        .collect();
+    let mut problems = Vec::new();
+    let mut before: Option<u64> = None;
+    for (&version, found) in read {
+        let rel = found.file.clone();
+        match (&found.signature, trusted.is_empty()) {
+            (None, _) => problems.push((Finding::Signature, rel.clone(), "not signed".to_string())),
+            (Some(_), true) => problems.push((
+                Finding::Signature,
+                rel.clone(),
+                "signed, but no public key to check it with".to_string(),
+            )),
+            (Some(signature), false) => {
+                let ok = STANDARD.decode(signature).is_ok_and(|signature| {
+                    trusted.iter().any(|key| {
+                        UnparsedPublicKey::new(&ED25519, key)
+                            .verify(&found.body, &signature)
+                            .is_ok()
+                    })
+                });
+                let by_trusted_key = found
+                    .digest
+                    .public_key
+                    .as_ref()
+                    .is_some_and(|k| public_keys.contains(k));
+                if ok {
+                    check.signed += 1;
+                } else if !by_trusted_key {
+                    problems.push((
+                        Finding::Signature,
+                        rel.clone(),
+                        format!(
+                            "signed by another key (key id {})",
+                            found
+                                .digest
+                                .public_key
+                                .as_deref()
+                                .and_then(|k| STANDARD.decode(k).ok())
+                                .map_or("unknown".to_string(), |k| key_id(&k))
+                        ),
+                    ));
+                } else {
+                    problems.push((
+                        Finding::Signature,
+                        rel.clone(),
+                        "the signature does not match the digest: it was edited after signing"
+                            .to_string(),
+                    ));
+                }
+            }
+        }
+        match (&found.digest.previous, before) {
+            (None, None) => {}
+            (None, Some(b)) => problems.push((
+                Finding::Reordered,
+                rel.clone(),
+                format!("the chain starts again here, after version {b}"),
+            )),
+            (Some(link), _) => match read.get(&link.version) {
+                None => problems.push((
+                    Finding::Removed,
+                    missing(link.version),
+                    format!("the digest version {version} chains to is gone"),
+                )),
+                Some(prior) if prior.sha256 != link.sha256 => problems.push((
+                    Finding::Reordered,
+                    rel.clone(),
+                    format!(
+                        "chains to version {} with SHA-256 {}, but that digest now hashes to {}: \
+                         it was replaced, edited or swapped",
+                        link.version,
+                        &link.sha256[..16],
+                        &prior.sha256[..16]
+                    ),
+                )),
+                Some(_) => {
+                    if let Some(b) = before.filter(|b| *b != link.version) {
+                        problems.push((
+                            Finding::Reordered,
+                            rel.clone(),
+                            format!(
+                                "chains to version {}, but the digest before it is version {b}",
+                                link.version
+                            ),
+                        ));
+                    }
+                }
+            },
+        }
+        before = Some(version);
+    }
+    for (finding, path, detail) in problems {
+        note(out, finding, &path, detail);
+    }
+}
+
+/// The data files a chain of digests adds up to (each with the version that added it), and
+/// every file any of them ever added.
+fn live_files(
+    read: &BTreeMap<u64, ReadDigest>,
+) -> (BTreeMap<String, (FileDigest, u64)>, BTreeSet<String>) {
+    let mut live: BTreeMap<String, (FileDigest, u64)> = BTreeMap::new();
+    let mut ever: BTreeSet<String> = BTreeSet::new();
+    for (&version, found) in read {
+        for file in &found.digest.added {
+            ever.insert(file.path.clone());
+            live.insert(file.path.clone(), (file.clone(), version));
+        }
+        for path in &found.digest.removed {
+            live.remove(path);
+        }
+    }
+    (live, ever)
+}
+
+/// A table's chain of digests checked on its own, away from the lake (an evidence bundle).
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    /// What was checked.
+    pub check: TableCheck,
+    /// What was wrong with the chain.
+    pub problems: Vec<Problem>,
+    /// The data files the digests add up to, each with the version whose digest added it.
+    pub live: BTreeMap<String, (FileDigest, u64)>,
+}
+
+/// Checks a table's digest files (`(path from the lake's root, bytes)`; each named
+/// `VERSION.json`) against the public keys: names, signatures and links, and the data files
+/// they add up to. The keys are taken from the first signed digest when none is given, and
+/// `key_from` then says so.
+pub fn verify_chain(
+    table: &str,
+    files: Vec<(String, Vec<u8>)>,
+    public_keys: &mut Vec<String>,
+    key_from: &mut String,
+) -> Chain {
+    let mut chain = Chain::default();
+    let dir = format!("_auditq/digests/{table}");
+    let files = files
+        .into_iter()
+        .filter_map(|(path, bytes)| {
+            let version = path
+                .rsplit('/')
+                .next()?
+                .strip_suffix(".json")?
+                .parse::<u64>()
+                .ok()?;
+            Some((version, path, bytes))
+        })
+        .collect::<Vec<_>>();
+    chain.check.table = table.to_string();
+    chain.check.digests = files.len();
+    let read = read_chain(table, files, &mut chain.problems);
+    check_chain(
+        table,
+        &read,
+        public_keys,
+        key_from,
+        |version| format!("{dir}/{}", log_name(version)),
+        &mut chain.check,
+        &mut chain.problems,
+    );
+    chain.live = live_files(&read).0;
+    chain.check.files = chain.live.len();
+    chain
 }
 
 fn note(out: &mut Vec<Problem>, finding: Finding, path: &str, detail: String) {

@@ -27,6 +27,7 @@ use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 pub mod coverage;
+pub mod evidence;
 pub mod filters;
 pub mod fit;
 pub mod questions;

@@ -257,6 +257,9 @@ enum Command {
     /// every data file's SHA-256. Says what was changed, removed, added or reordered; exits 1
     /// when anything was.
     Verify {
+        /// An evidence bundle (`auditq evidence -o FILE`) to check offline, instead of the
+        /// lake: its manifest, every member, the digests and the data files they name.
+        bundle: Option<PathBuf>,
         /// A public key the digests may be signed with (base64); repeat it while a key is
         /// rotated [default: the configured signing key's; else the key in the first signed
         /// digest, which is then said].
@@ -265,6 +268,17 @@ enum Command {
         /// Check file sizes only, not their SHA-256 (reads no data files).
         #[arg(long)]
         quick: bool,
+    },
+    /// Write one file an auditor can take away: the report, the period's rows (the lake's
+    /// own Parquet files), the signed digests that cover them and a signed manifest. `auditq
+    /// verify FILE` checks it offline.
+    Evidence {
+        /// First day (or time) of the period: as --since.
+        #[arg(long)]
+        from: String,
+        /// Last day of the period, included (or an exclusive time): as --until.
+        #[arg(long)]
+        to: String,
     },
     /// Print the public key that signs this machine's digests (to give to `verify
     /// --public-key` elsewhere, or to publish).
@@ -630,9 +644,14 @@ async fn run_entry(
 fn print_verification(
     verification: &digest::Verification,
     location: &str,
+    bundle: bool,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    writeln!(out, "lake: {location}")?;
+    writeln!(
+        out,
+        "{}: {location}",
+        if bundle { "bundle" } else { "lake" }
+    )?;
     match verification.public_keys.as_slice() {
         [] => writeln!(out, "key:  none (the digests are unsigned)")?,
         keys => writeln!(
@@ -643,11 +662,19 @@ fn print_verification(
         )?,
     }
     for table in &verification.tables {
-        writeln!(
-            out,
-            "  {:<11} {:>5} digests ({} signed), {:>5} commits, {:>5} files ({} hashed)",
-            table.table, table.digests, table.signed, table.commits, table.files, table.hashed
-        )?;
+        if bundle {
+            writeln!(
+                out,
+                "  {:<11} {:>5} digests ({} signed), {:>5} data files of the period ({} as signed)",
+                table.table, table.digests, table.signed, table.files, table.hashed
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  {:<11} {:>5} digests ({} signed), {:>5} commits, {:>5} files ({} hashed)",
+                table.table, table.digests, table.signed, table.commits, table.files, table.hashed
+            )?;
+        }
     }
     if !verification.unreferenced.is_empty() {
         writeln!(
@@ -660,7 +687,12 @@ fn print_verification(
             writeln!(out, "  {path}")?;
         }
     }
-    if verification.problems.is_empty() {
+    if verification.problems.is_empty() && bundle {
+        writeln!(
+            out,
+            "OK: the manifest is signed, every member is as it lists, each chain of digests is whole, and every data file of the period is there as signed."
+        )?;
+    } else if verification.problems.is_empty() {
         writeln!(
             out,
             "OK: every commit has a signed digest, each chain is whole, and every file is as signed."
@@ -713,9 +745,10 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             key.key_id()
         )
     });
+    let signing_key = signing.map(|(key, _)| std::sync::Arc::new(key));
     let lake = Lake::new(cli.data.unwrap_or_else(|| DEFAULT_DATA.to_string()))
         .with_storage_options(aws.storage_options())
-        .with_signing_key(signing.map(|(key, _)| std::sync::Arc::new(key)));
+        .with_signing_key(signing_key.clone());
     let writing = WriteSettings {
         unlogged_after: cli.unlogged_after,
         redact: cli.redact.clone(),
@@ -723,6 +756,30 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Some(Command::Verify {
+            bundle: Some(bundle),
+            public_key: given,
+            ..
+        }) => {
+            let verification = auditq_query::evidence::verify(&bundle, &given)?;
+            let mut stdout = std::io::stdout().lock();
+            match cli.format {
+                OutputFormat::Json | OutputFormat::Ndjson => {
+                    serde_json::to_writer_pretty(&mut stdout, &verification)?;
+                    writeln!(stdout)?;
+                }
+                _ => print_verification(
+                    &verification,
+                    &bundle.display().to_string(),
+                    true,
+                    &mut stdout,
+                )?,
+            }
+            if !verification.problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Some(Command::Verify {
+            bundle: None,
             public_key: given,
             quick,
         }) => {
@@ -738,7 +795,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                     serde_json::to_writer_pretty(&mut stdout, &verification)?;
                     writeln!(stdout)?;
                 }
-                _ => print_verification(&verification, lake.location(), &mut stdout)?,
+                _ => print_verification(&verification, lake.location(), false, &mut stdout)?,
             }
             if !verification.problems.is_empty() {
                 return Ok(ExitCode::FAILURE);
@@ -932,6 +989,71 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => auditq_query::coverage::write_text(&coverage, &mut sink)?,
             }
             sink.flush()?;
+        }
+        Some(Command::Evidence { from, to }) => {
+            let Some(file) = out.file.clone() else {
+                anyhow::bail!(
+                    "auditq evidence writes one file: give -o FILE (for example -o evidence-{from}.tar)"
+                );
+            };
+            if !cli.narrow.options().trim().is_empty() {
+                anyhow::bail!(
+                    "a bundle holds the whole lake's rows of the period, as the digests sign them: it takes no --user, --target or --account"
+                );
+            }
+            load_samples_if_first_run(&lake, explicit, &writing).await?;
+            let period = period_of(&from, &to)?;
+            let now = chrono::Utc::now();
+            let ctx = auditq_query::context_limited(
+                &lake,
+                &filters,
+                &QueryLimits::default(),
+                &out.datafusion,
+            )
+            .await?;
+            let coverage = auditq_query::coverage::run(
+                &ctx,
+                &period,
+                &auditq_query::coverage::Settings::default(),
+            )
+            .await?;
+            let report_html =
+                auditq_query::report::build(&ctx, &period, lake.location(), "", now).await?;
+            let contents = auditq_query::evidence::Contents {
+                report_html,
+                coverage_json: serde_json::to_string_pretty(&coverage)?,
+            };
+            let written = auditq_query::evidence::write(
+                &lake,
+                &period,
+                signing_key.as_deref(),
+                contents,
+                &file,
+                now,
+            )
+            .await?;
+            let files: usize = written.manifest.tables.iter().map(|t| t.files).sum();
+            eprintln!(
+                "auditq: wrote {} ({} bytes: {files} data files of {} bytes, {} digests, the report and coverage; key id {})",
+                file.display(),
+                written.bytes,
+                written.data_bytes,
+                written
+                    .manifest
+                    .tables
+                    .iter()
+                    .map(|t| t.digests)
+                    .sum::<usize>(),
+                if written.manifest.key_ids.is_empty() {
+                    "none: unsigned".to_string()
+                } else {
+                    written.manifest.key_ids.join(", ")
+                }
+            );
+            eprintln!(
+                "auditq: check it anywhere with: auditq verify {} --public-key KEY",
+                file.display()
+            );
         }
         Some(Command::Report { from, to }) => {
             load_samples_if_first_run(&lake, explicit, &writing).await?;

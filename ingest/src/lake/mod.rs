@@ -123,6 +123,22 @@ impl Lake {
         self
     }
 
+    /// The bytes of a file of the lake, by its path from the lake's root.
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>> {
+        let (store, root) = self.object_store()?;
+        let location = if root.as_ref().is_empty() {
+            StorePath::from(path)
+        } else {
+            StorePath::from(format!("{}/{path}", root.as_ref()))
+        };
+        let error = |e: object_store::Error| IngestError::Object {
+            location: format!("{}/{path}", self.location),
+            source: Box::new(e),
+        };
+        let found = store.get(&location).await.map_err(error)?;
+        Ok(found.bytes().await.map_err(error)?.to_vec())
+    }
+
     /// Where the lake is.
     pub fn location(&self) -> &str {
         &self.location

@@ -11,6 +11,7 @@ mod aws_emulator;
 mod cli;
 mod coverage;
 mod crash;
+mod evidence;
 mod failures;
 mod hostile;
 mod redaction;
