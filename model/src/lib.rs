@@ -628,6 +628,8 @@ table_row! {
         pub environment: Option<String>,
         /// Where, as it was named then: the account's alias.
         pub account_alias: Option<String>,
+        /// The ISO/IEC 27001:2022 Annex A controls its rule evidences (`A.8.2, A.8.16`).
+        pub controls: Option<String>,
     }
 }
 

@@ -217,6 +217,14 @@ enum Command {
         /// Last day of the period, included (or an exclusive time): as --until.
         #[arg(long)]
         to: String,
+        /// Only the sections, alerts and findings evidencing this ISO/IEC 27001:2022 Annex A
+        /// control (`A.8.2`, `A.8.15`, ...).
+        #[arg(long, value_name = "CONTROL")]
+        control: Option<String>,
+        /// Read each recorded session's transcript or stream and add a player that replays it
+        /// in the browser (the page then carries a small script; nothing is fetched).
+        #[arg(long)]
+        replays: bool,
     },
     /// Is the trail complete? Reconciles what should exist with what does over a period:
     /// sessions without their CloudTrail calls or recording, recordings cut short or with gaps
@@ -279,6 +287,10 @@ enum Command {
         /// Last day of the period, included (or an exclusive time): as --until.
         #[arg(long)]
         to: String,
+        /// The most sessions whose recordings the report's player carries (read from their
+        /// transcripts and streams, oldest first); 0 for none.
+        #[arg(long, default_value_t = 500)]
+        replays: usize,
     },
     /// Print the public key that signs this machine's digests (to give to `verify
     /// --public-key` elsewhere, or to publish).
@@ -990,7 +1002,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             sink.flush()?;
         }
-        Some(Command::Evidence { from, to }) => {
+        Some(Command::Evidence { from, to, replays }) => {
             let Some(file) = out.file.clone() else {
                 anyhow::bail!(
                     "auditq evidence writes one file: give -o FILE (for example -o evidence-{from}.tar)"
@@ -1017,8 +1029,16 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 &auditq_query::coverage::Settings::default(),
             )
             .await?;
+            let recordings =
+                auditq_query::replay::recordings(&ctx, &lake, &aws, &period, replays).await?;
+            let extras = auditq_query::report::Extras {
+                coverage: Some(&coverage),
+                recordings,
+                ..Default::default()
+            };
             let report_html =
-                auditq_query::report::build(&ctx, &period, lake.location(), "", now).await?;
+                auditq_query::report::build(&ctx, &period, lake.location(), "", now, &extras)
+                    .await?;
             let contents = auditq_query::evidence::Contents {
                 report_html,
                 coverage_json: serde_json::to_string_pretty(&coverage)?,
@@ -1055,7 +1075,12 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 file.display()
             );
         }
-        Some(Command::Report { from, to }) => {
+        Some(Command::Report {
+            from,
+            to,
+            control,
+            replays,
+        }) => {
             load_samples_if_first_run(&lake, explicit, &writing).await?;
             let now = chrono::Utc::now();
             let period = period_of(&from, &to)?;
@@ -1066,12 +1091,31 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 &out.datafusion,
             )
             .await?;
+            let coverage = auditq_query::coverage::run(
+                &ctx,
+                &period,
+                &auditq_query::coverage::Settings::default(),
+            )
+            .await?;
+            let recordings = match replays {
+                true => {
+                    auditq_query::replay::recordings(&ctx, &lake, &aws, &period, usize::MAX).await?
+                }
+                false => Default::default(),
+            };
+            let extras = auditq_query::report::Extras {
+                coverage: Some(&coverage),
+                control: control.map(|c| auditq_query::report::control_name(&c)),
+                recordings,
+                ..Default::default()
+            };
             let html = auditq_query::report::build(
                 &ctx,
                 &period,
                 lake.location(),
                 &cli.narrow.options(),
                 now,
+                &extras,
             )
             .await?;
             out.writer()?.write_all(html.as_bytes())?;

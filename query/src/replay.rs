@@ -285,3 +285,50 @@ pub fn write_commands(replay: &Replay, out: &mut dyn Write) -> Result<(), QueryE
     out.flush()?;
     Ok(())
 }
+
+/// The recordings of the period's recorded sessions (at most `most`, oldest first), for the
+/// report's player: each rendered as `auditq replay` renders it, or why it could not be read.
+pub async fn recordings(
+    ctx: &SessionContext,
+    lake: &Lake,
+    aws: &AwsSettings,
+    period: &crate::report::Period,
+    most: usize,
+) -> Result<std::collections::BTreeMap<String, Result<crate::report::Recording, String>>, QueryError>
+{
+    let sql = format!(
+        "select session_id, user, target, started_at from sessions where {} and logged in ('transcript', 'stream', 'output') order by started_at, session_id limit {}",
+        period.clause("started_at"),
+        most.min(i64::MAX as usize)
+    );
+    let rows = crate::rows_as_json(&run_sql(ctx, &sql).await?)?;
+    let mut out = std::collections::BTreeMap::new();
+    for row in rows {
+        let text = |name: &str| row.get(name).and_then(Value::as_str).map(str::to_string);
+        let Some(id) = text("session_id") else {
+            continue;
+        };
+        let recording = match load(ctx, lake, aws, &id).await {
+            Ok(replay) => {
+                let first = replay.lines.first().map(|(t, _)| *t);
+                Ok(crate::report::Recording {
+                    user: text("user"),
+                    target: text("target"),
+                    started: text("started_at").unwrap_or_default(),
+                    timed: replay.timed,
+                    lines: replay
+                        .lines
+                        .into_iter()
+                        .map(|(t, line)| {
+                            let offset = first.map_or(0, |f| (t - f).num_milliseconds().max(0));
+                            (offset, line)
+                        })
+                        .collect(),
+                })
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        out.insert(id, recording);
+    }
+    Ok(out)
+}

@@ -2,11 +2,13 @@
 //!
 //! Every table in it is the answer to a SQL statement that is printed beside it, with the period
 //! written into the statement, so an auditor can run it again (`auditq "..."`, or in Athena over
-//! the same Delta tables) and get the same rows. The page has no script and loads nothing: styles
-//! are inline and the timeline is inline SVG, so it opens offline and prints to PDF as it is.
+//! the same Delta tables) and get the same rows. The page loads nothing: styles are inline and
+//! the timeline is inline SVG, so it opens offline and prints to PDF as it is. It has no script
+//! unless it carries replays (`--replays`, and every evidence bundle's report): then a small
+//! inline player replays each recorded session in the browser.
 //! Everything taken from logs is HTML-escaped: a command line is attacker-controlled text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use arrow::record_batch::RecordBatch;
@@ -16,6 +18,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
+use crate::coverage::{self, Coverage, Finding};
 use crate::{QueryError, count_of, rows_as_json, run_sql};
 
 /// The period a report covers: `[from, to)`.
@@ -55,17 +58,29 @@ struct Section {
     id: &'static str,
     title: &'static str,
     about: &'static str,
+    /// The ISO/IEC 27001:2022 Annex A controls it evidences.
+    controls: &'static [&'static str],
     sql: String,
 }
 
-fn sections(period: &Period) -> Vec<Section> {
+fn sections(period: &Period, control: Option<&str>) -> Vec<Section> {
     let sessions = period.clause("started_at");
     let time = period.clause("time");
+    // Alerts carry their rule's controls (`A.8.2, A.8.16`): one control, not its prefix.
+    let alert_control = control
+        .map(|c| {
+            format!(
+                " AND regexp_like(controls, '(^|, ){}(,|$)')",
+                c.replace('.', "\\.")
+            )
+        })
+        .unwrap_or_default();
     vec![
         Section {
             id: "per-user",
             title: "Access per user",
             about: "Each principal that opened a session in the period: how many, on how many instances, how many commands, first and last access.",
+            controls: &["A.5.15", "A.5.18"],
             sql: format!(
                 "SELECT user, count(*) AS sessions, count(DISTINCT target) AS instances, sum(commands) AS commands, \
                  sum(CASE WHEN logged = 'none' THEN 1 ELSE 0 END) AS unrecorded, min(started_at) AS first_access, max(started_at) AS last_access \
@@ -76,6 +91,7 @@ fn sections(period: &Period) -> Vec<Section> {
             id: "per-instance",
             title: "Access per instance",
             about: "Each instance or managed node that was accessed: by how many people, in how many sessions, and through which kinds of session.",
+            controls: &["A.5.9", "A.5.15"],
             sql: format!(
                 "SELECT target, array_to_string(array_sort(array_agg(DISTINCT target_name)), ', ') AS names, \
                  array_to_string(array_sort(array_agg(DISTINCT environment)), ', ') AS environment, account, region, count(DISTINCT user) AS users, count(*) AS sessions, sum(commands) AS commands, \
@@ -87,6 +103,7 @@ fn sections(period: &Period) -> Vec<Section> {
             id: "sessions",
             title: "Sessions",
             about: "Every session: who opened it, from where, on which instance, for how long, and what recorded it.",
+            controls: &["A.5.15", "A.8.15"],
             sql: format!(
                 "SELECT started_at, ended_at, duration_seconds, user, source_ip, target, target_name, environment, account, kind, run_as, logged, commands, session_id \
                  FROM sessions WHERE {sessions} ORDER BY started_at"
@@ -96,6 +113,7 @@ fn sections(period: &Period) -> Vec<Section> {
             id: "privileged",
             title: "Privileged commands",
             about: "Commands run through sudo, su, doas, pkexec or runuser, or as root, with the session they belong to.",
+            controls: &["A.8.2"],
             sql: format!(
                 "SELECT time, user, target, target_name, run_as, cmd, session_id FROM commands WHERE {time} AND {PRIVILEGED} ORDER BY time, session_id, seq"
             ),
@@ -104,25 +122,28 @@ fn sections(period: &Period) -> Vec<Section> {
             id: "alerts",
             title: "Alerts and their handling",
             about: "Every rule match in the period. Delivered: published to the alert topic (subscribers were told at detection time). Not delivered: recorded only (no alert sink configured), or kept in the outbox until the topic accepted it.",
+            controls: &["A.8.16"],
             sql: format!(
                 "SELECT time, detected_at, severity, rule_id, user, target, target_name, coalesce(cmd, event_name) AS what, \
-                 CASE WHEN published THEN 'delivered' ELSE 'not delivered' END AS handling, session_id \
-                 FROM alerts WHERE {time} ORDER BY time, rule_id"
+                 CASE WHEN published THEN 'delivered' ELSE 'not delivered' END AS handling, controls, session_id \
+                 FROM alerts WHERE {time}{alert_control} ORDER BY time, rule_id"
             ),
         },
         Section {
             id: "alerts-by-rule",
             title: "Alerts by rule",
             about: "How often each rule fired, and how many of its alerts reached subscribers.",
+            controls: &["A.8.16"],
             sql: format!(
-                "SELECT rule_id, severity, count(*) AS alerts, sum(CASE WHEN published THEN 1 ELSE 0 END) AS delivered \
-                 FROM alerts WHERE {time} GROUP BY rule_id, severity ORDER BY alerts DESC, rule_id"
+                "SELECT rule_id, severity, controls, count(*) AS alerts, sum(CASE WHEN published THEN 1 ELSE 0 END) AS delivered \
+                 FROM alerts WHERE {time}{alert_control} GROUP BY rule_id, severity, controls ORDER BY alerts DESC, rule_id"
             ),
         },
         Section {
             id: "unrecorded",
             title: "Sessions without a transcript",
             about: "Sessions whose commands no transcript or stream recorded. host_only: SSH through Session Manager or straight to a host, known from the host's own logs (its sudo and auditd commands are among the privileged commands above); pending: a recording may still arrive; none: no record at all (port forwarding, a host whose logs are not shipped, or logging that failed), so what was done in them is unknown.",
+            controls: &["A.8.15"],
             sql: format!(
                 "SELECT started_at, user, source_ip, target, kind, document, logged, session_id \
                  FROM sessions WHERE {sessions} AND logged NOT IN ('transcript', 'stream') ORDER BY started_at"
@@ -132,6 +153,7 @@ fn sections(period: &Period) -> Vec<Section> {
             id: "console-no-mfa",
             title: "Console logins without MFA",
             about: "AWS console sign-ins (CloudTrail ConsoleLogin) that did not use multi-factor authentication, successful or not.",
+            controls: &["A.8.5"],
             sql: format!(
                 "SELECT time, user, principal_type, account, source_ip, CASE WHEN response LIKE '%\"ConsoleLogin\":\"Success\"%' THEN 'Success' ELSE coalesce(error_message, 'Failure') END AS outcome \
                  FROM cloudtrail WHERE {time} AND event_name = 'ConsoleLogin' AND NOT coalesce(mfa, false) ORDER BY time"
@@ -141,6 +163,7 @@ fn sections(period: &Period) -> Vec<Section> {
             id: "names",
             title: "Names in force",
             about: "What each instance and account was called during the period (EC2 Name and Environment tags, account aliases, IAM Identity Center users), from the CloudTrail calls that set them and from look-ups (auditq names): each row holds from valid_from until valid_to. The tables above show the names in force at each event's time.",
+            controls: &["A.5.9"],
             sql: format!(
                 "SELECT kind, key, attribute, value, time AS valid_from, valid_to, source FROM names \
                  WHERE time < TIMESTAMP '{to}' AND (valid_to IS NULL OR valid_to > TIMESTAMP '{from}') ORDER BY kind, key, attribute, time",
@@ -152,11 +175,40 @@ fn sections(period: &Period) -> Vec<Section> {
             id: "completeness",
             title: "Records that could not be read",
             about: "Input auditq set aside in the period, by reason. Nothing is dropped silently: a record here is kept whole in the rejects table.",
+            controls: &["A.8.15"],
             sql: format!(
                 "SELECT reason, format, count(*) AS records, min(time) AS first, max(time) AS last FROM rejects WHERE {time} GROUP BY reason, format ORDER BY records DESC"
             ),
         },
     ]
+}
+
+/// A session's recording, for the report's player.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recording {
+    /// Who.
+    pub user: Option<String>,
+    /// Where.
+    pub target: Option<String>,
+    /// When it began (RFC 3339).
+    pub started: String,
+    /// Whether its lines carry their own times (a stream); a transcript's all show at once.
+    pub timed: bool,
+    /// Each line, with its milliseconds from the first.
+    pub lines: Vec<(i64, String)>,
+}
+
+/// What a report holds besides its tables.
+#[derive(Debug, Clone, Default)]
+pub struct Extras<'a> {
+    /// What `auditq coverage` found over the period: a section of its own.
+    pub coverage: Option<&'a Coverage>,
+    /// Only the sections, alerts and findings that evidence this Annex A control.
+    pub control: Option<String>,
+    /// Sessions whose recordings the page can replay, by session id (or why it cannot).
+    pub recordings: BTreeMap<String, Result<Recording, String>>,
+    /// The access log's statement, when the lake has one: a "Who looked" section.
+    pub access_sql: Option<String>,
 }
 
 /// Builds the report for a period over a lake's tables.
@@ -166,9 +218,22 @@ pub async fn build(
     lake: &str,
     scope: &str,
     generated: DateTime<Utc>,
+    extras: &Extras<'_>,
 ) -> Result<String, QueryError> {
+    let control = extras.control.as_deref();
+    let keep = |controls: &[&str]| control.is_none_or(|c| controls.contains(&c));
     let mut answers = Vec::new();
-    for section in sections(period) {
+    let mut all = sections(period, control);
+    if let Some(sql) = &extras.access_sql {
+        all.push(Section {
+            id: "access",
+            title: "Who looked",
+            about: "Every query, replay, report and evidence export of this lake in the period: who by operating-system user and host (and AWS principal where known), what, and how many rows. Access to audit logs is itself a control: these rows are under the same signed digests as the rest.",
+            controls: &["A.8.15", "A.5.15"],
+            sql: sql.clone(),
+        });
+    }
+    for section in all.into_iter().filter(|s| keep(s.controls)) {
         let answer = match run_sql(ctx, &section.sql).await {
             Ok(batches) => Ok(batches),
             // A table the filters cannot narrow (`--account` on rejects): said in its place.
@@ -206,6 +271,12 @@ pub async fn build(
         "SELECT user, target, started_at, ended_at, kind, logged, session_id FROM sessions WHERE {sessions} ORDER BY user, started_at"
     );
     let timeline_rows = rows_as_json(&run_sql(ctx, &timeline_sql).await?)?;
+    let playable: BTreeSet<&str> = extras
+        .recordings
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(id, _)| id.as_str())
+        .collect();
 
     let mut html = String::with_capacity(64 * 1024);
     let title = format!(
@@ -239,13 +310,56 @@ pub async fn build(
             escape(scope.trim())
         );
     }
+    if let Some(control) = control {
+        let _ = writeln!(
+            html,
+            "<p class=\"meta\"><b>Filtered to ISO/IEC 27001:2022 control {}</b>{}: only the sections, alerts and findings that evidence it.</p>",
+            escape(control),
+            auditq_rules::controls::name(control)
+                .map(|n| format!(" ({})", escape(n)))
+                .unwrap_or_default()
+        );
+    }
     html.push_str("<section id=\"summary\"><h2>Summary</h2><dl class=\"figures\">");
     for (name, value) in figures {
         let _ = write!(html, "<div><dt>{}</dt><dd>{value}</dd></div>", escape(name));
     }
-    html.push_str(
-        "</dl></section>\n<nav><b>Contents:</b> <a href=\"#timeline\">Session timeline</a>",
-    );
+    let findings: Vec<&Finding> = extras
+        .coverage
+        .map(|c| {
+            c.findings
+                .iter()
+                .filter(|f| {
+                    control.is_none_or(|ctl| {
+                        c.checks
+                            .iter()
+                            .find(|k| {
+                                k.kind == f.kind
+                                    || (f.kind == "cloudtrail_sparse" && k.kind == "cloudtrail_gap")
+                            })
+                            .is_some_and(|k| k.controls.contains(&ctl))
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if extras.coverage.is_some() {
+        let serious = findings
+            .iter()
+            .filter(|f| coverage::rank(&f.severity) >= 2)
+            .count();
+        let _ = write!(
+            html,
+            "<div><dt>coverage findings (medium or higher)</dt><dd>{serious}</dd></div>"
+        );
+    }
+    html.push_str("</dl></section>\n<nav><b>Contents:</b> ");
+    if keep(&["A.8.15"]) {
+        html.push_str("<a href=\"#timeline\">Session timeline</a>");
+    }
+    if extras.coverage.is_some() && (keep(&["A.8.15"]) || keep(&["A.8.16"])) {
+        html.push_str(" · <a href=\"#coverage\">Completeness of the trail</a>");
+    }
     for (section, _) in &answers {
         let _ = write!(
             html,
@@ -254,19 +368,30 @@ pub async fn build(
             escape(section.title)
         );
     }
-    html.push_str(" · <a href=\"#queries\">Queries</a></nav>\n");
+    if !extras.recordings.is_empty() {
+        html.push_str(" · <a href=\"#player\">Replays</a>");
+    }
+    html.push_str(" · <a href=\"#controls\">ISO 27001 controls</a> · <a href=\"#queries\">Queries</a></nav>\n");
 
-    html.push_str("<section id=\"timeline\"><h2>Session timeline</h2><p>One row per user; each bar is a session, from start to end, coloured by what recorded it.</p>\n");
-    html.push_str(&timeline_svg(&timeline_rows, period));
-    let _ = writeln!(
-        html,
-        "<details><summary>Query</summary><pre>{}</pre></details></section>",
-        escape(&timeline_sql)
-    );
+    if keep(&["A.8.15"]) {
+        html.push_str("<section id=\"timeline\"><h2>Session timeline <span class=\"ctl\">A.8.15</span></h2><p>One row per user; each bar is a session, from start to end, coloured by what recorded it.</p>\n");
+        html.push_str(&timeline_svg(&timeline_rows, period));
+        let _ = writeln!(
+            html,
+            "<details><summary>Query</summary><pre>{}</pre></details></section>",
+            escape(&timeline_sql)
+        );
+    }
+    let coverage_shown = extras
+        .coverage
+        .filter(|_| keep(&["A.8.15"]) || keep(&["A.8.16"]));
+    if let Some(coverage) = coverage_shown {
+        html.push_str(&coverage_html(coverage, &findings));
+    }
 
     for (section, answer) in &answers {
         let body = match answer {
-            Ok(batches) => html_table(batches)?,
+            Ok(batches) => html_table(batches, &playable)?,
             Err(message) => format!(
                 "<p class=\"empty\">Not shown: {} (run without the filters for this section).</p>\n",
                 escape(message.trim_start_matches("Error during planning: "))
@@ -274,13 +399,22 @@ pub async fn build(
         };
         let _ = writeln!(
             html,
-            "<section id=\"{}\"><h2>{}</h2><p>{}</p>\n{body}<details><summary>Query</summary><pre>{}</pre></details></section>",
+            "<section id=\"{}\"><h2>{} {}</h2><p>{}</p>\n{body}<details><summary>Query</summary><pre>{}</pre></details></section>",
             section.id,
             escape(section.title),
+            badges(section.controls),
             escape(section.about),
             escape(&section.sql)
         );
     }
+    if !extras.recordings.is_empty() {
+        html.push_str(&player_html(&extras.recordings));
+    }
+    html.push_str(&controls_html(
+        &answers,
+        coverage_shown.is_some(),
+        keep(&["A.8.15"]),
+    ));
     html.push_str("<section id=\"queries\"><h2>Queries</h2><p>Every statement behind this report, in order.</p><ol>");
     let _ = write!(html, "<li><pre>{}</pre></li>", escape(&timeline_sql));
     for (section, _) in &answers {
@@ -295,13 +429,234 @@ pub async fn build(
     Ok(html)
 }
 
+/// A control as the report names it: `a.8.2`, `8.2` and `A.8.2` are `A.8.2`.
+pub fn control_name(text: &str) -> String {
+    let text = text.trim();
+    let bare = text
+        .strip_prefix("A.")
+        .or_else(|| text.strip_prefix("a."))
+        .unwrap_or(text);
+    format!("A.{bare}")
+}
+
+fn badges(controls: &[&str]) -> String {
+    controls
+        .iter()
+        .map(|c| format!("<span class=\"ctl\">{}</span>", escape(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The coverage section: each finding, and the statement behind each kind.
+fn coverage_html(coverage: &Coverage, findings: &[&Finding]) -> String {
+    let mut html = String::from(
+        "<section id=\"coverage\"><h2>Completeness of the trail <span class=\"ctl\">A.8.15</span> <span class=\"ctl\">A.8.16</span></h2>\
+         <p>What should exist reconciled with what does (<code>auditq coverage</code>): sessions without their CloudTrail calls or recording, recordings cut short or with gaps or that arrived late, hours with no CloudTrail delivery, hosts whose logs went silent.</p>\n",
+    );
+    for (kind, why) in &coverage.skipped {
+        let _ = writeln!(
+            html,
+            "<p class=\"empty\">Not checked under these filters: {} ({}).</p>",
+            escape(kind),
+            escape(why.trim_start_matches("Error during planning: "))
+        );
+    }
+    if findings.is_empty() {
+        html.push_str("<p class=\"empty\">Nothing missing in this period.</p>\n");
+    } else {
+        html.push_str("<div class=\"wide\"><table><thead><tr><th>severity</th><th>kind</th><th>time</th><th>subject</th><th>detail</th></tr></thead><tbody>\n");
+        for f in findings {
+            let _ = writeln!(
+                html,
+                "<tr class=\"sev-{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"c\">{}</td><td>{}</td></tr>",
+                escape(&f.severity),
+                escape(&f.severity),
+                escape(f.kind),
+                escape(f.time.as_deref().unwrap_or("")),
+                escape(&f.subject),
+                escape(&f.detail)
+            );
+        }
+        html.push_str("</tbody></table></div>\n");
+    }
+    html.push_str("<details><summary>How each kind is found</summary><dl>");
+    for check in &coverage.checks {
+        let _ = write!(
+            html,
+            "<dt><b>{}</b> ({}) {}</dt><dd><p>{}</p><pre>{}</pre></dd>",
+            escape(check.kind),
+            escape(check.severity),
+            badges(check.controls),
+            escape(check.about),
+            escape(&check.sql)
+        );
+    }
+    html.push_str("</dl></details></section>\n");
+    html
+}
+
+/// The Annex A controls, each with the sections that evidence it.
+fn controls_html(
+    answers: &[(Section, Result<Vec<RecordBatch>, String>)],
+    coverage: bool,
+    timeline: bool,
+) -> String {
+    // Annex A order -> (control, [(section id, title)]).
+    type Evidenced = (String, Vec<(String, String)>);
+    let mut by_control: BTreeMap<(u32, u32), Evidenced> = BTreeMap::new();
+    let mut add = |control: &str, id: &str, title: &str| {
+        by_control
+            .entry(auditq_rules::controls::order(control))
+            .or_insert_with(|| (control.to_string(), Vec::new()))
+            .1
+            .push((id.to_string(), title.to_string()));
+    };
+    if timeline {
+        add("A.8.15", "timeline", "Session timeline");
+    }
+    if coverage {
+        add("A.8.15", "coverage", "Completeness of the trail");
+        add("A.8.16", "coverage", "Completeness of the trail");
+    }
+    for (section, _) in answers {
+        for control in section.controls {
+            add(control, section.id, section.title);
+        }
+    }
+    let mut html = String::from(
+        "<section id=\"controls\"><h2>ISO/IEC 27001:2022 controls</h2><p>The Annex A controls this report evidences, and where. Alerts carry their rule's controls (a rule's <code>iso27001.</code> tags, else its ATT&amp;CK tags; every rule evidences A.8.16). <code>auditq report --control A.8.2</code> keeps one.</p><div class=\"wide\"><table><thead><tr><th>control</th><th>name</th><th>evidenced by</th></tr></thead><tbody>\n",
+    );
+    for (control, sections) in by_control.values() {
+        let links: Vec<String> = sections
+            .iter()
+            .map(|(id, title)| format!("<a href=\"#{id}\">{}</a>", escape(title)))
+            .collect();
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(control),
+            escape(auditq_rules::controls::name(control).unwrap_or("")),
+            links.join(", ")
+        );
+    }
+    html.push_str("</tbody></table></div></section>\n");
+    html
+}
+
+/// The replay player: the recordings as JSON, and a small script that plays one at its
+/// recorded pace (pauses longer than 3 seconds shortened to 3), with pause and speed. Nothing is
+/// fetched: the page plays offline. Without script the rest of the page reads as before.
+fn player_html(recordings: &BTreeMap<String, Result<Recording, String>>) -> String {
+    let playable: BTreeMap<&String, &Recording> = recordings
+        .iter()
+        .filter_map(|(id, r)| r.as_ref().ok().map(|r| (id, r)))
+        .collect();
+    // JSON inside a script element: `</` would end it.
+    let data = serde_json::to_string(&playable)
+        .unwrap_or_else(|_| "{}".to_string())
+        .replace("</", "<\\/")
+        .replace("<!--", "<\\!--");
+    let mut html = String::from(
+        "<section id=\"player\"><h2>Replays <span class=\"ctl\">A.8.15</span></h2>\
+         <p>Each recorded session as its user saw it, played at the recorded pace (pauses longer than 3 seconds shortened to 3; a transcript carries no times and shows at once). Choose one here, or follow a session id's link in the tables above.</p>\n\
+         <div class=\"controls\"><select id=\"player-pick\" aria-label=\"session\">",
+    );
+    for (id, recording) in &playable {
+        let _ = write!(
+            html,
+            "<option value=\"{}\">{} · {} on {}</option>",
+            escape(id),
+            escape(&recording.started),
+            escape(recording.user.as_deref().unwrap_or("?")),
+            escape(recording.target.as_deref().unwrap_or("?"))
+        );
+    }
+    html.push_str(
+        "</select> <button id=\"player-play\" type=\"button\">Play</button> <button id=\"player-restart\" type=\"button\">Restart</button> \
+         <label>speed <select id=\"player-speed\"><option>1</option><option>2</option><option>5</option><option>10</option><option>50</option></select>×</label> \
+         <span id=\"player-clock\">0:00</span></div>\n<pre id=\"screen\" class=\"screen\" data-state=\"idle\"></pre>\n",
+    );
+    let missing: Vec<(&String, &String)> = recordings
+        .iter()
+        .filter_map(|(id, r)| r.as_ref().err().map(|e| (id, e)))
+        .collect();
+    if !missing.is_empty() {
+        html.push_str("<details><summary>Recordings that could not be read when this report was made</summary><ul>");
+        for (id, why) in missing {
+            let _ = write!(
+                html,
+                "<li><code>{}</code>: {}</li>",
+                escape(id),
+                escape(why)
+            );
+        }
+        html.push_str("</ul></details>");
+    }
+    let _ = write!(
+        html,
+        "<script type=\"application/json\" id=\"replay-data\">{data}</script>\n<script>{PLAYER}</script></section>\n"
+    );
+    html
+}
+
+const PLAYER: &str = r#"(function () {
+  var data = JSON.parse(document.getElementById('replay-data').textContent);
+  var screen = document.getElementById('screen'), pick = document.getElementById('player-pick');
+  var playButton = document.getElementById('player-play'), speedPick = document.getElementById('player-speed');
+  var clock = document.getElementById('player-clock');
+  var MAX_WAIT = 3000, current = null, index = 0, timer = null, playing = false;
+  function time(ms) { var s = Math.floor(ms / 1000); return Math.floor(s / 60) + ':' + ('0' + (s % 60)).slice(-2); }
+  function stop(state) { clearTimeout(timer); playing = false; playButton.textContent = 'Play'; screen.setAttribute('data-state', state || 'paused'); }
+  function load(id) {
+    stop('idle'); current = data[id] || null; index = 0; screen.textContent = ''; clock.textContent = '0:00';
+    if (current) { pick.value = id; screen.setAttribute('data-session', id); }
+  }
+  function step() {
+    if (!current || index >= current.lines.length) { stop('ended'); return; }
+    var line = current.lines[index];
+    screen.textContent += line[1] + '\n';
+    screen.scrollTop = screen.scrollHeight;
+    clock.textContent = time(line[0]);
+    index += 1;
+    if (index >= current.lines.length) { stop('ended'); return; }
+    var speed = parseFloat(speedPick.value) || 1;
+    var wait = Math.min(Math.max(current.lines[index][0] - line[0], 0), MAX_WAIT) / speed;
+    timer = setTimeout(step, wait);
+  }
+  function play() {
+    if (!current) { load(pick.value); }
+    if (!current) { return; }
+    if (index >= current.lines.length) { index = 0; screen.textContent = ''; }
+    playing = true; playButton.textContent = 'Pause'; screen.setAttribute('data-state', 'playing'); step();
+  }
+  playButton.addEventListener('click', function () { if (playing) { stop(); } else { play(); } });
+  document.getElementById('player-restart').addEventListener('click', function () { load(pick.value); play(); });
+  pick.addEventListener('change', function () { load(pick.value); });
+  function fromHash() {
+    var m = location.hash.match(/^#replay=([^&]+)(.*)$/);
+    if (!m) { return; }
+    var id = decodeURIComponent(m[1]);
+    if (!data[id]) { return; }
+    var speed = m[2].match(/speed=([0-9.]+)/);
+    if (speed) {
+      var option = document.createElement('option'); option.textContent = speed[1];
+      speedPick.appendChild(option); speedPick.value = speed[1];
+    }
+    load(id);
+    document.getElementById('player').scrollIntoView();
+    if (/play/.test(m[2])) { play(); }
+  }
+  window.addEventListener('hashchange', fromHash);
+  fromHash();
+})();"#;
+
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#1b1f24}\
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;font-size:12px;margin:.5em 0}th,td{border:1px solid #ccd;padding:3px 6px;text-align:left;vertical-align:top}\
 th{background:#eef1f5}td.n{text-align:right}code,pre,td.c{font-family:ui-monospace,monospace}pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:.5em}\
 .wide{overflow-x:auto;max-width:100%}svg{max-width:100%;height:auto}.meta{color:#444}.figures{display:flex;flex-wrap:wrap;gap:1em}.figures div{border:1px solid #ccd;padding:.5em 1em;min-width:9em}\
 dt{font-size:12px;color:#555}dd{margin:0;font-size:1.6em;font-weight:600}.empty{color:#666;font-style:italic}\
-@media print{details{display:block}section{break-inside:avoid-page}.wide{overflow:visible}}";
+.ctl{font-size:11px;font-weight:normal;background:#eef1f5;border:1px solid #ccd;border-radius:3px;padding:0 4px;vertical-align:middle}.sev-high td:first-child,.sev-critical td:first-child{color:#a00;font-weight:600}.sev-medium td:first-child{color:#a60}.screen{background:#111;color:#ddd;min-height:12em;max-height:32em;overflow:auto;white-space:pre-wrap}.controls{margin:.5em 0}@media print{details{display:block}section{break-inside:avoid-page}.wide{overflow:visible}}";
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -321,7 +676,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// A result as an HTML table (times as RFC 3339, numbers right-aligned).
-fn html_table(batches: &[RecordBatch]) -> Result<String, QueryError> {
+fn html_table(batches: &[RecordBatch], playable: &BTreeSet<&str>) -> Result<String, QueryError> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows == 0 {
         return Ok("<p class=\"empty\">None in this period.</p>\n".to_string());
@@ -343,6 +698,15 @@ fn html_table(batches: &[RecordBatch]) -> Result<String, QueryError> {
             } else {
                 ""
             };
+            if field.name() == "session_id" && playable.contains(value.as_str()) {
+                let _ = write!(
+                    html,
+                    "<td><a href=\"#replay={}\">{}</a></td>",
+                    escape(value),
+                    escape(value)
+                );
+                continue;
+            }
             let _ = write!(html, "<td{class}>{}</td>", escape(value));
         }
         html.push_str("</tr>\n");

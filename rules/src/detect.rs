@@ -431,6 +431,7 @@ impl AlertNotice {
             target_name: self.target_name.clone(),
             environment: self.environment.clone(),
             account_alias: self.account_alias.clone(),
+            controls: (!self.controls.is_empty()).then(|| self.controls.join(", ")),
         }
     }
 }

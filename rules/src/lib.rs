@@ -20,6 +20,7 @@
 //! (what an alert says), [`publish`] (SNS, stdout, file, retries, outbox), [`pack`] (the
 //! built-in default rules).
 
+pub mod controls;
 pub mod detect;
 pub mod engine;
 pub mod fields;

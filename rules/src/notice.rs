@@ -27,6 +27,9 @@ pub struct AlertNotice {
     /// Its tags (ATT&CK ids).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The ISO/IEC 27001:2022 Annex A controls it evidences ([`crate::controls`]).
+    #[serde(default)]
+    pub controls: Vec<String>,
     /// When the event happened.
     pub time: Timestamp,
     /// When auditq raised the alert.
@@ -85,6 +88,7 @@ impl AlertNotice {
             title: rule.title.clone(),
             description: rule.description.clone(),
             tags: rule.tags.clone(),
+            controls: crate::controls::controls(&rule.tags),
             time,
             detected_at,
             user: get("user"),

@@ -185,7 +185,7 @@ pub async fn write(lake: &Lake) -> anyhow::Result<Planted> {
             let (mut a, mut r) = (rng.below(5) as usize, rng.below(2) as usize);
             let mut target = instance(a, r, rng.below(10) as usize);
             // The silent host gets a share of the sessions after its auditd stops.
-            if day >= 20 && n % 40 == 0 {
+            if day >= 20 && n.is_multiple_of(40) {
                 (a, r) = (1, 0);
                 target = silent.clone();
             }
@@ -210,7 +210,8 @@ pub async fn write(lake: &Lake) -> anyhow::Result<Planted> {
                 let step = 10 + rng.below(290) as i64;
                 time += Duration::seconds(step);
                 let cmd = COMMANDS[rng.below(COMMANDS.len() as u64) as usize];
-                let shown = !unrecorded && !(cut_short && seq > count / 2);
+                let lost = cut_short && seq > count / 2;
+                let shown = !(unrecorded || lost);
                 if shown {
                     recorded += 1;
                     silence = silence.max((time - last_recorded).num_seconds());
@@ -239,7 +240,8 @@ pub async fn write(lake: &Lake) -> anyhow::Result<Planted> {
                         account_alias: None,
                     });
                 }
-                let host_logs = !unrecorded && !(target == silent && time >= silent_from);
+                let stopped = target == silent && time >= silent_from;
+                let host_logs = !(unrecorded || stopped);
                 if host_logs {
                     let at = time + Duration::seconds(1);
                     host.push(HostEvent {

@@ -721,3 +721,146 @@ fn the_report_fits_the_window_at_1280_and_800_px() {
     assert!(scrolled[1] >= 1, "{scrolled:?}");
     assert!(scrolled[1] >= scrolled[0], "{scrolled:?}");
 }
+
+#[test]
+fn the_bundle_report_replays_a_session_in_the_browser_offline() {
+    let (dir, lake) = sample_lake();
+    let bundle = dir.path().join("evidence.tar");
+    let made = run(
+        &lake,
+        &[
+            "evidence",
+            "--from",
+            "2026-10-04",
+            "--to",
+            "2026-10-06",
+            "-o",
+            &bundle.to_string_lossy(),
+        ],
+    );
+    assert!(made.0, "{}", made.2);
+    let opened = dir.path().join("opened");
+    std::fs::create_dir_all(&opened).unwrap_or_else(|e| panic!("{e}"));
+    let untar = Command::new("tar")
+        .current_dir(&opened)
+        .arg("-xf")
+        .arg(&bundle)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run tar: {e}"));
+    assert!(untar.success());
+    let report = opened.join("evidence/report.html");
+    let html = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    // It loads nothing from anywhere; its only script is the inline player.
+    for external in ["src=", "<link", "@import", "url("] {
+        assert!(!html.contains(external), "the report loads {external}");
+    }
+    assert!(section(&html, "coverage").contains("session_unrecorded"));
+    assert!(section(&html, "controls").contains("A.8.2"));
+    // Bob's Monday shell: its last lines are his `exit`.
+    let session = "bob-02c3d4e5f6a7b8c91";
+    assert!(
+        html.contains(&format!("href=\"#replay={session}\"")),
+        "no replay link"
+    );
+    let page = format!("{}#replay={session}&speed=50&play", report.display());
+    let (dom, _) = headless(
+        dir.path(),
+        &["--virtual-time-budget=60000", "--dump-dom"],
+        Path::new(&page),
+    );
+    let screen = dom
+        .split("<pre id=\"screen\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no player screen in:\n{dom}"));
+    assert!(screen.contains("data-state=\"ended\""), "{screen}");
+    assert!(
+        screen.contains(&format!("data-session=\"{session}\"")),
+        "{screen}"
+    );
+    assert!(screen.contains("sh-4.2$ uname -a"), "{screen}");
+    assert!(screen.trim_end().ends_with("exit"), "{screen}");
+    // Paused at once, it shows no more than its first line.
+    let page = format!("{}#replay={session}&speed=1", report.display());
+    let (dom, _) = headless(
+        dir.path(),
+        &["--virtual-time-budget=5000", "--dump-dom"],
+        Path::new(&page),
+    );
+    let screen = dom
+        .split("<pre id=\"screen\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_default();
+    assert!(screen.contains("data-state=\"idle\""), "{screen}");
+    assert!(!screen.contains("uname"), "{screen}");
+}
+
+#[test]
+fn a_report_filtered_to_one_control_keeps_what_evidences_it() {
+    let (dir, lake) = sample_lake();
+    let out = dir.path().join("a82.html");
+    ok(
+        &lake,
+        &[
+            "report",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "--control",
+            "a.8.2",
+            "-o",
+            &out.to_string_lossy(),
+        ],
+    );
+    let html = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        html.contains("Filtered to ISO/IEC 27001:2022 control A.8.2"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"privileged\""));
+    for gone in [
+        "id=\"alerts\"",
+        "id=\"console-no-mfa\"",
+        "id=\"coverage\"",
+        "id=\"timeline\"",
+    ] {
+        assert!(!html.contains(gone), "{gone} is not evidence of A.8.2");
+    }
+    // Alerts carry their rule's controls: sudo rules evidence A.8.2, a console login without MFA A.8.5.
+    let csv = csv(
+        &lake,
+        &[
+            "select rule_id, controls from alerts where rule_id in ('linux.sudo_root_shell', 'aws.console_login_without_mfa') group by 1, 2 order by 1",
+        ],
+    );
+    assert!(
+        csv.contains("linux.sudo_root_shell,\"A.8.2, A.8.16\""),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("aws.console_login_without_mfa,\"A.5.15, A.8.5, A.8.16\""),
+        "{csv}"
+    );
+    // Alerts evidence A.8.16: a report filtered to it has them, and the coverage.
+    let monitoring = dir.path().join("a816.html");
+    ok(
+        &lake,
+        &[
+            "report",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "--control",
+            "A.8.16",
+            "-o",
+            &monitoring.to_string_lossy(),
+        ],
+    );
+    let html = std::fs::read_to_string(&monitoring).unwrap_or_else(|e| panic!("{e}"));
+    assert!(html.contains("id=\"alerts\""));
+    assert!(html.contains("id=\"coverage\""));
+    assert!(section(&html, "alerts").contains("linux.sudo_root_shell"));
+}
