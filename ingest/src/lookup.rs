@@ -97,6 +97,21 @@ impl Lookup {
         account.ok_or_else(|| failure("GetCallerIdentity", "sts", "no Account in the answer"))
     }
 
+    /// STS `GetCallerIdentity`: the ARN of the principal the credentials are.
+    pub async fn caller_arn(&self) -> Result<String> {
+        let region = self.region().unwrap_or_else(|| "us-east-1".to_string());
+        let xml = self
+            .call("sts", &region, "2011-06-15", "GetCallerIdentity", &[])
+            .await?;
+        let mut arn = None;
+        walk(&xml, "GetCallerIdentity", &mut |path, value| {
+            if path.ends_with("/Arn") {
+                arn = Some(value.to_string());
+            }
+        })?;
+        arn.ok_or_else(|| failure("GetCallerIdentity", "sts", "no Arn in the answer"))
+    }
+
     /// IAM `ListAccountAliases` (an account has at most one).
     pub async fn account_aliases(&self) -> Result<Vec<String>> {
         let xml = self

@@ -714,6 +714,35 @@ table_row! {
     }
 }
 
+table_row! {
+    /// One look at the lake: a query, replay, report, coverage check or evidence export, who
+    /// made it and what it saw (ISO/IEC 27001 A.8.15: access to logs is itself logged).
+    pub struct Access in Table::AccessLog, id event_id {
+        /// `hash(time, os_user, host, process, action, what)`.
+        pub event_id: String,
+        /// When it was made.
+        pub time: Timestamp,
+        /// UTC day of `time` (partition).
+        pub date: NaiveDate,
+        /// Who: the operating-system user that ran auditq.
+        pub os_user: Option<String>,
+        /// Where from: the machine's host name.
+        pub host: Option<String>,
+        /// Who: the AWS principal of the credentials, where known (a lake in S3).
+        pub principal_arn: Option<String>,
+        /// `query`, `replay`, `report`, `coverage`, `evidence`.
+        pub action: String,
+        /// The statement, the session id, or the period.
+        pub what: String,
+        /// Rows it returned (a report or bundle: its sessions; a replay: its lines).
+        pub rows: Option<i64>,
+        /// `ok`, or why it failed or was refused.
+        pub outcome: String,
+        /// The auditq version.
+        pub auditq: String,
+    }
+}
+
 /// The tables of the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
@@ -733,11 +762,13 @@ pub enum Table {
     Positions,
     /// [`Name`] rows.
     Names,
+    /// [`Access`] rows.
+    AccessLog,
 }
 
 impl Table {
     /// Every table, in the order they are described.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Commands,
         Table::Sessions,
         Table::Cloudtrail,
@@ -746,6 +777,7 @@ impl Table {
         Table::Rejects,
         Table::Positions,
         Table::Names,
+        Table::AccessLog,
     ];
 
     /// The SQL name of the table.
@@ -759,6 +791,7 @@ impl Table {
             Table::Rejects => "rejects",
             Table::Positions => "positions",
             Table::Names => "names",
+            Table::AccessLog => "access_log",
         }
     }
 
@@ -777,6 +810,9 @@ impl Table {
             Table::Names => {
                 "one row per change of an instance's Name/Environment tag, an account alias or a principal's name, valid from time to valid_to"
             }
+            Table::AccessLog => {
+                "one row per query, replay, report, coverage check or evidence export of this lake: who, when, what"
+            }
         }
     }
 
@@ -791,6 +827,7 @@ impl Table {
             Table::Rejects => Reject::schema(),
             Table::Positions => Position::schema(),
             Table::Names => Name::schema(),
+            Table::AccessLog => Access::schema(),
         }
     }
 

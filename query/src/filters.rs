@@ -77,7 +77,9 @@ impl Filters {
         };
         if let Some(user) = &self.user {
             match table {
-                Table::Rejects | Table::Positions | Table::Names => return refuse("user"),
+                Table::Rejects | Table::Positions | Table::Names | Table::AccessLog => {
+                    return refuse("user");
+                }
                 _ => parts.push(matches("user", user)),
             }
         }
@@ -98,12 +100,14 @@ impl Filters {
                     )
                 }
                 Table::Names => parts.push(matches("key", target)),
-                Table::Rejects | Table::Positions => return refuse("target"),
+                Table::Rejects | Table::Positions | Table::AccessLog => return refuse("target"),
             }
         }
         if let Some(account) = &self.account {
             match table {
-                Table::HostEvents | Table::Rejects | Table::Positions => return refuse("account"),
+                Table::HostEvents | Table::Rejects | Table::Positions | Table::AccessLog => {
+                    return refuse("account");
+                }
                 _ => parts.push(matches("account", account)),
             }
         }

@@ -378,6 +378,99 @@ async fn answer(
     sql: &str,
     out: &Output,
 ) -> anyhow::Result<()> {
+    let answered = answer_only(lake, explicit, writing, filters, sql, out).await;
+    let (rows, outcome) = match &answered {
+        Ok(rows) => (Some(*rows), "ok".to_string()),
+        Err(e) => (None, format!("{e:#}")),
+    };
+    record_access(lake, "query", sql, rows, &outcome).await;
+    answered.map(|_| ())
+}
+
+/// Records a look at the lake in its `access_log` table (under the lake's signed digests),
+/// after the answer is out. It never fails what it records: a lake that cannot be written (read
+/// only, or no lake at all yet) says so on standard error and goes on.
+async fn record_access(lake: &Lake, action: &str, what: &str, rows: Option<u64>, outcome: &str) {
+    if !matches!(lake.is_empty().await, Ok(false)) {
+        return;
+    }
+    let now = chrono::Utc::now();
+    let os_user = ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(os_user_of_process);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    let principal_arn = match lake.location().starts_with("s3://") {
+        true => {
+            let aws = AwsSettings::from_vars(|name| std::env::var(name).ok());
+            aws.lookup().await.caller_arn().await.ok()
+        }
+        false => None,
+    };
+    let pid = std::process::id().to_string();
+    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let row = auditq_model::Access {
+        event_id: auditq_model::event_id(
+            "access",
+            &[
+                &time,
+                os_user.as_deref().unwrap_or(""),
+                host.as_deref().unwrap_or(""),
+                &pid,
+                action,
+                what,
+            ],
+        ),
+        time: now,
+        date: auditq_model::day_of(&now),
+        os_user,
+        host,
+        principal_arn,
+        action: action.to_string(),
+        what: what.to_string(),
+        rows: rows.map(|r| r as i64),
+        outcome: outcome.chars().take(2000).collect(),
+        auditq: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    if let Err(e) = lake.append(&[row]).await {
+        eprintln!(
+            "auditq: this {action} is not recorded in the access log: the lake cannot be written ({e})"
+        );
+    }
+}
+
+/// The name of the user this process runs as, from `/proc/self/status` and `/etc/passwd`
+/// (a service or a container sets no `USER`).
+fn os_user_of_process() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    });
+    Some(name.unwrap_or(format!("uid {uid}")))
+}
+
+/// Answers a statement; the rows written.
+async fn answer_only(
+    lake: &Lake,
+    explicit: bool,
+    writing: &WriteSettings,
+    filters: &Filters,
+    sql: &str,
+    out: &Output,
+) -> anyhow::Result<u64> {
     if out.show_sql {
         eprintln!("{sql};");
     }
@@ -391,15 +484,16 @@ async fn answer(
     }
     // The table sizes its columns on every row: it is kept whole (at most --max-rows).
     let batches = auditq_query::collect_limited(&ctx, plan, &out.limits).await?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let elapsed = started.elapsed();
     let mut sink = out.writer()?;
     match out.fit_to {
-        Some(width) if out.file.is_none() && batches.iter().any(|b| b.num_rows() > 0) => {
+        Some(width) if out.file.is_none() && rows > 0 => {
             auditq_query::fit::write_fitted(&batches, schema, width, Some(elapsed), &mut sink)?;
         }
         _ => auditq_query::write_batches(&batches, schema, out.format, &mut sink)?,
     }
-    Ok(())
+    Ok(rows as u64)
 }
 
 /// Writes an answer as it arrives (CSV, JSON, NDJSON, Parquet). Into `-o FILE`, the answer goes
@@ -410,7 +504,7 @@ async fn stream_answer(
     plan: datafusion::logical_expr::LogicalPlan,
     schema: arrow::datatypes::SchemaRef,
     out: &Output,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     if out.format == OutputFormat::Parquet && out.file.is_none() {
         anyhow::bail!("--format parquet writes a file: give -o FILE");
     }
@@ -439,23 +533,31 @@ async fn stream_answer(
                 message: "the table format is written whole, not streamed".to_string(),
             });
         };
-        auditq_query::stream_limited(ctx, plan, &out.limits, |batch| encoder.write(&batch)).await?;
+        let mut rows = 0u64;
+        auditq_query::stream_limited(ctx, plan, &out.limits, |batch| {
+            rows += batch.num_rows() as u64;
+            encoder.write(&batch)
+        })
+        .await?;
         encoder.finish(schema)?;
-        Ok::<_, auditq_query::QueryError>(())
+        Ok::<_, auditq_query::QueryError>(rows)
     }
     .await;
-    match (written, partial, &out.file) {
-        (Ok(()), Some(partial), Some(file)) => std::fs::rename(&partial, file)
-            .with_context(|| format!("cannot write {}", file.display()))?,
-        (Ok(()), _, _) => {}
+    let rows = match (written, partial, &out.file) {
+        (Ok(rows), Some(partial), Some(file)) => {
+            std::fs::rename(&partial, file)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            rows
+        }
+        (Ok(rows), _, _) => rows,
         (Err(error), partial, _) => {
             if let Some(partial) = partial {
                 let _ = std::fs::remove_file(partial);
             }
             return Err(error.into());
         }
-    }
-    Ok(())
+    };
+    Ok(rows)
 }
 
 /// `auditq tables` and the shell's `.tables`: the tables, their rows and what they hold.
@@ -941,7 +1043,21 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             load_samples_if_first_run(&lake, explicit, &writing).await?;
             let ctx = auditq_query::context(&lake).await?;
-            let replay = auditq_query::replay::load(&ctx, &lake, &aws, &session_id).await?;
+            let replay = match auditq_query::replay::load(&ctx, &lake, &aws, &session_id).await {
+                Ok(replay) => replay,
+                Err(e) => {
+                    record_access(&lake, "replay", &session_id, None, &format!("{e:#}")).await;
+                    return Err(e);
+                }
+            };
+            record_access(
+                &lake,
+                "replay",
+                &session_id,
+                Some(replay.lines.len() as u64),
+                "ok",
+            )
+            .await;
             eprintln!(
                 "auditq: session {session_id} from {}{}",
                 replay.source,
@@ -992,6 +1108,14 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let coverage = auditq_query::coverage::run(&ctx, &period, &settings).await?;
+            record_access(
+                &lake,
+                "coverage",
+                &format!("{} to {}", coverage.from, coverage.to),
+                Some(coverage.findings.len() as u64),
+                "ok",
+            )
+            .await;
             let mut sink = out.writer()?;
             match cli.format {
                 OutputFormat::Json | OutputFormat::Ndjson => {
@@ -1034,6 +1158,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             let extras = auditq_query::report::Extras {
                 coverage: Some(&coverage),
                 recordings,
+                access_sql: Some(auditq_query::report::access_sql(&period)),
                 ..Default::default()
             };
             let report_html =
@@ -1053,6 +1178,19 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let files: usize = written.manifest.tables.iter().map(|t| t.files).sum();
+            record_access(
+                &lake,
+                "evidence",
+                &format!(
+                    "{} to {} -> {}",
+                    written.manifest.from,
+                    written.manifest.to,
+                    file.display()
+                ),
+                Some(files as u64),
+                "ok",
+            )
+            .await;
             eprintln!(
                 "auditq: wrote {} ({} bytes: {files} data files of {} bytes, {} digests, the report and coverage; key id {})",
                 file.display(),
@@ -1107,7 +1245,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 coverage: Some(&coverage),
                 control: control.map(|c| auditq_query::report::control_name(&c)),
                 recordings,
-                ..Default::default()
+                access_sql: Some(auditq_query::report::access_sql(&period)),
             };
             let html = auditq_query::report::build(
                 &ctx,
@@ -1119,6 +1257,23 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             out.writer()?.write_all(html.as_bytes())?;
+            record_access(
+                &lake,
+                "report",
+                &format!(
+                    "{} to {}{}",
+                    coverage.from,
+                    coverage.to,
+                    extras
+                        .control
+                        .as_deref()
+                        .map(|c| format!(", control {c}"))
+                        .unwrap_or_default()
+                ),
+                None,
+                "ok",
+            )
+            .await;
             if let Some(path) = &out.file {
                 eprintln!("auditq: wrote {} ({} bytes)", path.display(), html.len());
             }

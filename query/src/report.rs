@@ -429,6 +429,14 @@ pub async fn build(
     Ok(html)
 }
 
+/// The access log's rows of the period: who looked at the lake, and at what.
+pub fn access_sql(period: &Period) -> String {
+    format!(
+        "SELECT time, os_user, host, principal_arn, action, what, rows, outcome FROM access_log WHERE {} ORDER BY time",
+        period.clause("time")
+    )
+}
+
 /// A control as the report names it: `a.8.2`, `8.2` and `A.8.2` are `A.8.2`.
 pub fn control_name(text: &str) -> String {
     let text = text.trim();

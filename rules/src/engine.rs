@@ -113,7 +113,7 @@ pub fn table_fields(table: Table) -> &'static [&'static str] {
         Table::Cloudtrail => TrailEvent::FIELDS,
         Table::HostEvents => HostEvent::FIELDS,
         Table::Alerts => Alert::FIELDS,
-        Table::Rejects | Table::Positions | Table::Names => &[],
+        Table::Rejects | Table::Positions | Table::Names | Table::AccessLog => &[],
     }
 }
 

@@ -106,6 +106,7 @@ pub fn bloom_columns(table: Table) -> &'static [(&'static str, Option<u64>)] {
         Table::Cloudtrail => &[("event_id", None), ("user", Some(4096))],
         Table::Rejects => &[("event_id", None)],
         Table::Names => &[("event_id", None), ("key", Some(4096))],
+        Table::AccessLog => &[("event_id", None)],
     }
 }
 

@@ -325,3 +325,121 @@ fn a_bundle_verifies_offline_and_each_tampering_is_named() {
         run.stdout
     );
 }
+
+#[test]
+fn every_look_is_in_the_access_log_under_the_digests() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("config");
+    let lake = dir.path().join("lake");
+    let ingest = auditq(&config, &lake, &["ingest", SAMPLES]);
+    assert!(ingest.ok, "{}", ingest.stderr);
+    // Ingesting is not looking.
+    let none = auditq(
+        &config,
+        &lake,
+        &["--format", "csv", "select count(*) as n from access_log"],
+    );
+    assert!(none.ok, "{}", none.stderr);
+    assert!(none.stdout.contains("n\n0"), "{}", none.stdout);
+
+    let looks: [&[&str]; 4] = [
+        &["select user, cmd from commands where cmd like 'sudo%'"],
+        &["replay", "bob-02c3d4e5f6a7b8c91"],
+        &["coverage", "--from", "2026-10-04", "--to", "2026-10-06"],
+        &[
+            "report",
+            "--from",
+            "2026-10-04",
+            "--to",
+            "2026-10-06",
+            "-o",
+            "/dev/null",
+        ],
+    ];
+    for args in looks {
+        let run = auditq(&config, &lake, args);
+        assert!(run.ok, "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("not recorded"), "{}", run.stderr);
+    }
+    let refused = auditq(&config, &lake, &["drop table commands"]);
+    assert!(!refused.ok);
+    let log = auditq(
+        &config,
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "select action, what, rows, outcome, os_user is not null as who from access_log order by time",
+        ],
+    );
+    assert!(log.ok, "{}", log.stderr);
+    let lines: Vec<&str> = log.stdout.lines().skip(1).collect();
+    assert_eq!(lines.len(), 6, "{}", log.stdout);
+    assert_eq!(
+        lines[0],
+        "query,select count(*) as n from access_log,1,ok,true"
+    );
+    assert_eq!(
+        lines[1],
+        "query,\"select user, cmd from commands where cmd like 'sudo%'\",14,ok,true"
+    );
+    assert!(
+        lines[2].starts_with("replay,bob-02c3d4e5f6a7b8c91,"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with("coverage,2026-10-04T00:00:00Z to 2026-10-07T00:00:00Z,"),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        lines[4].starts_with("report,2026-10-04T00:00:00Z to 2026-10-07T00:00:00Z,,ok"),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        lines[5].starts_with("query,drop table commands,,"),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        !lines[5].contains(",ok,"),
+        "a refused statement is recorded as refused: {}",
+        lines[5]
+    );
+
+    // The access log is under the signed digests like every other table.
+    let verified = auditq(&config, &lake, &["verify"]);
+    assert!(verified.ok, "{}", verified.stdout);
+    assert!(
+        verified.stdout.contains("access_log"),
+        "{}",
+        verified.stdout
+    );
+}
+
+#[test]
+fn a_lake_that_cannot_be_written_still_answers_and_says_it_did_not_record() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("config");
+    let lake = dir.path().join("lake");
+    let ingest = auditq(&config, &lake, &["ingest", SAMPLES]);
+    assert!(ingest.ok, "{}", ingest.stderr);
+    // Where the access log's table would be, something that is not a folder: its first commit
+    // cannot be written (as on a read-only lake, which root's tests cannot make by chmod).
+    std::fs::write(lake.join("access_log"), b"not a table").unwrap_or_else(|e| panic!("{e}"));
+    let run = auditq(
+        &config,
+        &lake,
+        &["--format", "csv", "select count(*) as n from sessions"],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.stdout, "n\n14\n");
+    assert!(
+        run.stderr
+            .contains("this query is not recorded in the access log: the lake cannot be written"),
+        "{}",
+        run.stderr
+    );
+}
