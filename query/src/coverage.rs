@@ -18,6 +18,8 @@
 use std::collections::BTreeMap;
 
 use auditq_model::Timestamp;
+use auditq_rules::notice::AlertNotice;
+use auditq_rules::spec::Severity;
 use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
@@ -136,7 +138,7 @@ pub fn checks(period: &Period, settings: &Settings) -> Vec<Check> {
             kind: "session_unrecorded",
             severity: "high",
             about: "A session that nothing recorded: no transcript, no stream, no login on the host. What was done in it cannot be shown. A port forward is medium: Session Manager never records one, but an SSH login through it would have been seen on the host.",
-            controls: &["A.8.15", "A.8.2"],
+            controls: &["A.8.2", "A.8.15"],
             sql: format!(
                 "SELECT session_id AS subject, started_at AS time, \
                  CASE WHEN kind = 'port_forward' THEN 'medium' ELSE 'high' END AS severity, \
@@ -227,7 +229,7 @@ pub fn checks(period: &Period, settings: &Settings) -> Vec<Check> {
                 "WITH shipping AS (SELECT target, count(*) AS lines, min(time) AS first_line, max(time) AS last_line FROM host_events \
                  WHERE {host} AND target IS NOT NULL AND program = 'auditd' GROUP BY target), \
                  quiet AS (SELECT s.target, s.session_id, s.started_at FROM sessions s JOIN shipping h ON s.target = h.target \
-                 LEFT JOIN host_events e ON e.target = s.target AND e.time >= s.started_at AND e.time <= s.ended_at + INTERVAL '5 minutes' AND {e_host} \
+                 LEFT JOIN host_events e ON e.target = s.target AND e.time >= s.started_at AND e.time <= coalesce(s.ended_at, s.recorded_to, s.started_at + INTERVAL '1 hour') + INTERVAL '5 minutes' AND {e_host} \
                  WHERE {s_sessions} AND s.commands > 0 AND s.started_at >= h.first_line GROUP BY s.target, s.session_id, s.started_at HAVING count(e.event_id) = 0) \
                  SELECT q.target AS subject, min(q.started_at) AS time, \
                  concat(CAST(count(*) AS VARCHAR), ' sessions with commands from ', CAST(min(q.started_at) AS VARCHAR), ' to ', CAST(max(q.started_at) AS VARCHAR), \
@@ -289,6 +291,91 @@ pub async fn run(
         findings,
         skipped,
     })
+}
+
+/// The title of a kind's alert.
+fn title(kind: &str) -> &'static str {
+    match kind {
+        "session_unrecorded" => "Session with no recording",
+        "session_without_start" => "Recorded session without its CloudTrail StartSession",
+        "session_not_terminated" => "Session without its CloudTrail TerminateSession",
+        "recording_cut_short" => "Recording cut short",
+        "stream_gap" => "Gap in a session stream",
+        "recording_late" => "Recording arrived after its session was settled unrecorded",
+        "cloudtrail_gap" => "Hours with no CloudTrail delivery",
+        "host_silent" => "Host logs went silent during sessions",
+        _ => "The trail is incomplete",
+    }
+}
+
+/// Each finding of low severity or more as an alert of rule `coverage.KIND`, with the same id
+/// whenever the same gap is found again (so checking a period twice raises nothing twice).
+pub fn notices(coverage: &Coverage, detected_at: Timestamp) -> Vec<AlertNotice> {
+    coverage
+        .findings
+        .iter()
+        .filter(|f| rank(&f.severity) >= 1)
+        .map(|f| {
+            let check = coverage.checks.iter().find(|c| c.kind == f.kind);
+            let rule_id = format!("coverage.{}", f.kind);
+            let event_id = auditq_model::event_id(
+                "coverage",
+                &[f.kind, &f.subject, f.time.as_deref().unwrap_or("")],
+            );
+            let is_session = f.kind.starts_with("session")
+                || f.kind.starts_with("recording")
+                || f.kind == "stream_gap";
+            let (account, region) = match f.kind {
+                "cloudtrail_gap" => match f.subject.split_once('/') {
+                    Some((a, r)) => (Some(a.to_string()), Some(r.to_string())),
+                    None => (None, None),
+                },
+                _ => (None, None),
+            };
+            let time = f
+                .time
+                .as_deref()
+                .and_then(|t| crate::filters::parse_time(t, detected_at, false).ok())
+                .unwrap_or(detected_at);
+            AlertNotice {
+                alert_id: auditq_rules::detect::alert_id(&rule_id, &event_id),
+                rule_id,
+                severity: Severity::from_name(&f.severity).unwrap_or(Severity::Medium),
+                title: title(f.kind).to_string(),
+                description: Some(f.detail.clone()),
+                tags: Vec::new(),
+                controls: {
+                    let mut controls: Vec<String> = check
+                        .map(|c| c.controls.iter().map(|c| c.to_string()).collect())
+                        .unwrap_or_default();
+                    controls.sort_by_key(|c| auditq_rules::controls::order(c));
+                    controls
+                },
+                time,
+                detected_at,
+                user: None,
+                target: (f.kind == "host_silent").then(|| f.subject.clone()),
+                account,
+                region,
+                target_name: None,
+                environment: None,
+                account_alias: None,
+                source_ip: None,
+                cmd: None,
+                event_name: None,
+                session_id: is_session.then(|| f.subject.clone()),
+                table: "coverage".to_string(),
+                event_id,
+                event: [
+                    ("kind".to_string(), f.kind.to_string()),
+                    ("subject".to_string(), f.subject.clone()),
+                    ("detail".to_string(), f.detail.clone()),
+                ]
+                .into_iter()
+                .collect(),
+            }
+        })
+        .collect()
 }
 
 /// The order of severities, `info` lowest.

@@ -242,6 +242,11 @@ enum Command {
         /// its session went on lost what followed.
         #[arg(long, value_name = "MINUTES", default_value_t = auditq_query::coverage::Settings::default().idle_timeout_minutes)]
         idle_timeout: i64,
+        /// Raise each finding of low severity or more as an alert of rule `coverage.KIND`
+        /// (recorded in `alerts`, once per gap however often it is checked) and publish the new
+        /// ones here: `sns://TOPIC_ARN`, `stdout`, `file://PATH` (repeatable).
+        #[arg(long, value_name = "SINK")]
+        alerts: Vec<String>,
     },
     /// Compact the lake: rewrite each day's small files into large ones clustered on user,
     /// target and time (Delta OPTIMIZE, Z-order), then delete files no recent version reads
@@ -441,6 +446,71 @@ async fn record_access(lake: &Lake, action: &str, what: &str, rows: Option<u64>,
             "auditq: this {action} is not recorded in the access log: the lake cannot be written ({e})"
         );
     }
+}
+
+/// Records coverage's findings as alerts (those not recorded before) and publishes them, with
+/// the outbox of the lake for what a sink cannot take now.
+async fn raise_coverage_alerts(
+    lake: &Lake,
+    aws: &AwsSettings,
+    ctx: &datafusion::prelude::SessionContext,
+    coverage: &auditq_query::coverage::Coverage,
+    sinks: &[String],
+) -> anyhow::Result<()> {
+    use auditq_rules::publish::{AlertOutbox, Publisher, Retry, Sink};
+    let sns = match sinks.iter().any(|s| s.starts_with("sns://")) {
+        true => Some(aws.clients().await.sns),
+        false => None,
+    };
+    let sinks = sinks
+        .iter()
+        .map(|spec| Sink::parse(spec, sns.as_ref()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let known = auditq_query::rows_as_json(
+        &auditq_query::run_sql(
+            ctx,
+            "select alert_id from alerts where rule_id like 'coverage.%'",
+        )
+        .await?,
+    )?;
+    let known: std::collections::BTreeSet<String> = known
+        .iter()
+        .filter_map(|r| {
+            r.get("alert_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    let new: Vec<_> = auditq_query::coverage::notices(coverage, chrono::Utc::now())
+        .into_iter()
+        .filter(|n| !known.contains(&n.alert_id))
+        .collect();
+    if new.is_empty() {
+        eprintln!("auditq: no new coverage alerts (each gap is raised once)");
+        return Ok(());
+    }
+    let (store, root) = lake.object_store()?;
+    let outbox = AlertOutbox::new(
+        store,
+        root.clone().join("_auditq").join("outbox"),
+        format!("{}/_auditq/outbox", lake.location().trim_end_matches('/')),
+    );
+    let publisher = Publisher::new(sinks, Retry::default(), Some(outbox));
+    let report = publisher.publish(&new).await?;
+    let delivered: std::collections::BTreeSet<&String> = report.delivered.iter().collect();
+    let rows: Vec<_> = new
+        .iter()
+        .map(|n| n.to_row(delivered.contains(&n.alert_id)))
+        .collect();
+    lake.append(&rows).await?;
+    eprintln!(
+        "auditq: {} new coverage alerts, {} delivered, {} kept in the outbox",
+        new.len(),
+        report.delivered.len(),
+        report.kept.len()
+    );
+    Ok(())
 }
 
 /// The name of the user this process runs as, from `/proc/self/status` and `/etc/passwd`
@@ -1093,6 +1163,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             from,
             to,
             idle_timeout,
+            alerts,
         }) => {
             load_samples_if_first_run(&lake, explicit, &writing).await?;
             let period = period_of(&from, &to)?;
@@ -1108,6 +1179,9 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let coverage = auditq_query::coverage::run(&ctx, &period, &settings).await?;
+            if !alerts.is_empty() {
+                raise_coverage_alerts(&lake, &aws, &ctx, &coverage, &alerts).await?;
+            }
             record_access(
                 &lake,
                 "coverage",

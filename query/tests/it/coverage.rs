@@ -99,6 +99,32 @@ async fn a_month_with_planted_faults_has_each_found_and_nothing_else() {
         assert!(check["controls"].as_array().is_some_and(|c| !c.is_empty()));
     }
 
+    // Each gap is an alert of rule coverage.KIND, raised once however often it is checked.
+    let sink = dir.path().join("alerts.ndjson");
+    let sink_arg = format!("file://{}", sink.display());
+    coverage(&path, &["--alerts", &sink_arg]);
+    let raised = std::fs::read_to_string(&sink).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(raised.lines().count(), 17, "{raised}");
+    assert!(raised.contains("coverage.cloudtrail_gap") && raised.contains("coverage.host_silent"));
+    coverage(&path, &["--alerts", &sink_arg]);
+    let again = std::fs::read_to_string(&sink).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.lines().count(), 17, "raised twice:\n{again}");
+    let stored = Command::new(env!("CARGO_BIN_EXE_auditq"))
+        .env_remove("AUDITQ_DATA")
+        .args(["--data", &path, "--format", "csv"])
+        .arg("select rule_id, count(*) as n, min(controls) as controls from alerts group by rule_id order by rule_id")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = String::from_utf8_lossy(&stored.stdout);
+    assert!(
+        stored.contains("coverage.recording_cut_short,10,A.8.15"),
+        "{stored}"
+    );
+    assert!(
+        stored.contains("coverage.session_unrecorded,5,\"A.8.2, A.8.15\""),
+        "{stored}"
+    );
+
     // The cut sessions stop 45 to 90 minutes early: an idle timeout of two hours in the
     // accounts' session preferences would explain that, and then they are not reported.
     let patient = coverage(&path, &["--idle-timeout", "120"]);

@@ -103,11 +103,28 @@ fn hostile_statements_are_refused_and_change_nothing() {
         !Path::new(outside.as_ref()).exists(),
         "a statement wrote outside the lake"
     );
+    // What they change is the access log: each refusal is recorded there, as refused.
+    let besides_the_access_log = |files: Vec<(PathBuf, u64)>| -> Vec<(PathBuf, u64)> {
+        files
+            .into_iter()
+            .filter(|(p, _)| !p.to_string_lossy().contains("access_log"))
+            .collect()
+    };
     assert_eq!(
-        listing(&lake),
-        before,
+        besides_the_access_log(listing(&lake)),
+        besides_the_access_log(before.clone()),
         "a refused statement changed the lake"
     );
+    let (ok, recorded, stderr) = run(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "select count(*) as refused from access_log where action = 'query' and outcome <> 'ok'",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(recorded, format!("refused\n{}\n", hostile.len()));
 
     // Unbounded work is stopped by the limits, with a message naming the option.
     let (ok, _, stderr) = run(
@@ -142,7 +159,10 @@ fn hostile_statements_are_refused_and_change_nothing() {
     );
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "n\n68\n");
-    assert_eq!(listing(&lake), before);
+    assert_eq!(
+        besides_the_access_log(listing(&lake)),
+        besides_the_access_log(before)
+    );
 }
 
 /// A damaged commit in a table's Delta log stops queries and ingests with an error naming the
