@@ -222,6 +222,32 @@ impl S3Source {
         Ok((parse_object(bytes, at, limits), size))
     }
 
+    /// The bytes of one object and its `signature` metadata (`x-amz-meta-signature`: what
+    /// CloudTrail signs its digest files with).
+    pub async fn fetch_with_signature(
+        &self,
+        object: &S3Object,
+    ) -> Result<(Vec<u8>, Option<String>)> {
+        let uri = object.uri();
+        let response = self
+            .client
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .map_err(|e| s3_object_error("GetObject", &uri, e))?;
+        let signature = response
+            .metadata()
+            .and_then(|m| m.get("signature").cloned());
+        let bytes = response
+            .body
+            .collect()
+            .await
+            .map_err(|e| aws_error("GetObject", &uri, e))?;
+        Ok((bytes.into_bytes().to_vec(), signature))
+    }
+
     /// The bytes of one object as listed (refused if it changed since: `If-Match` its ETag).
     pub async fn fetch(&self, object: &S3Object) -> Result<Vec<u8>> {
         let uri = object.uri();

@@ -42,6 +42,7 @@ pub mod names_history;
 pub mod notify;
 pub mod pipeline;
 pub mod process;
+pub mod trail_digest;
 
 pub use error::{IngestError, Result};
 pub use lake::Lake;

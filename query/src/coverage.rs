@@ -98,6 +98,8 @@ pub struct Coverage {
     /// Checks that could not run under the filters given (`--account` cannot narrow
     /// host_events), with why.
     pub skipped: Vec<(&'static str, String)>,
+    /// What CloudTrail's own digests were read, when they were (`--cloudtrail`).
+    pub trail: Option<String>,
 }
 
 fn rfc3339(time: Timestamp) -> String {
@@ -290,7 +292,88 @@ pub async fn run(
         checks,
         findings,
         skipped,
+        trail: None,
     })
+}
+
+/// The kinds CloudTrail's own digest files tell (`coverage --cloudtrail`), with their severity
+/// and what each means; the statement shows what auditq read of that trail.
+const TRAIL_KINDS: &[(&str, &str, &str)] = &[
+    (
+        "cloudtrail_digest_missing",
+        "high",
+        "An hour with no CloudTrail digest file (CloudTrail writes one every hour, even with no activity), a digest another links to that is gone, or a chain that starts again: logging or validation was stopped, or digests were deleted.",
+    ),
+    (
+        "cloudtrail_digest_invalid",
+        "critical",
+        "A digest whose signature does not verify with CloudTrail's public keys, whose link to the previous digest does not match it, or that was moved: the trail's evidence was changed.",
+    ),
+    (
+        "cloudtrail_log_changed",
+        "critical",
+        "A log file whose content is not what its digest says CloudTrail delivered.",
+    ),
+    (
+        "cloudtrail_log_missing",
+        "high",
+        "A log file a digest lists that is not in the bucket: deleted or moved.",
+    ),
+    (
+        "cloudtrail_log_unlisted",
+        "high",
+        "A log file in the bucket no digest lists, delivered while digests were written: not delivered by CloudTrail.",
+    ),
+    (
+        "cloudtrail_log_not_ingested",
+        "medium",
+        "A log file CloudTrail delivered that auditq has not read.",
+    ),
+];
+
+/// Adds what CloudTrail's digest files under `location` told.
+pub fn add_trail(
+    coverage: &mut Coverage,
+    location: &str,
+    found: &auditq_ingest::trail_digest::TrailCheck,
+) {
+    let sql = format!(
+        "SELECT source, time, ingested_at FROM positions WHERE source LIKE {} ORDER BY time",
+        crate::sql_quote(&format!("{}%/CloudTrail/%", location.trim_end_matches('/')))
+    );
+    for (kind, severity, about) in TRAIL_KINDS {
+        coverage.checks.push(Check {
+            kind,
+            severity,
+            about,
+            controls: &["A.8.15", "A.8.16"],
+            sql: sql.clone(),
+        });
+    }
+    for f in &found.findings {
+        let Some((kind, severity, _)) = TRAIL_KINDS.iter().find(|(k, _, _)| *k == f.kind) else {
+            continue;
+        };
+        coverage.findings.push(Finding {
+            kind,
+            severity: severity.to_string(),
+            subject: f.subject.clone(),
+            time: f.time.map(rfc3339),
+            detail: f.detail.clone(),
+        });
+    }
+    coverage.findings.sort_by(|a, b| {
+        (rank(&b.severity), &a.time, a.kind, &a.subject).cmp(&(
+            rank(&a.severity),
+            &b.time,
+            b.kind,
+            &b.subject,
+        ))
+    });
+    coverage.trail = Some(format!(
+        "{location}: {} digests read ({} signatures verified), {} log files hashed",
+        found.digests, found.signed, found.logs
+    ));
 }
 
 /// The title of a kind's alert.
@@ -304,6 +387,12 @@ fn title(kind: &str) -> &'static str {
         "recording_late" => "Recording arrived after its session was settled unrecorded",
         "cloudtrail_gap" => "Hours with no CloudTrail delivery",
         "host_silent" => "Host logs went silent during sessions",
+        "cloudtrail_digest_missing" => "CloudTrail digest missing",
+        "cloudtrail_digest_invalid" => "CloudTrail digest does not verify",
+        "cloudtrail_log_changed" => "CloudTrail log file changed after delivery",
+        "cloudtrail_log_missing" => "CloudTrail log file deleted",
+        "cloudtrail_log_unlisted" => "CloudTrail log file CloudTrail did not deliver",
+        "cloudtrail_log_not_ingested" => "CloudTrail log file not ingested",
         _ => "The trail is incomplete",
     }
 }
@@ -530,6 +619,9 @@ pub fn write_text(coverage: &Coverage, out: &mut dyn std::io::Write) -> std::io:
             format!(" ({})", counts.join(", "))
         }
     )?;
+    if let Some(trail) = &coverage.trail {
+        writeln!(out, "  CloudTrail digests: {trail}")?;
+    }
     for (kind, why) in &coverage.skipped {
         writeln!(out, "  not checked: {kind}: {why}")?;
     }

@@ -247,6 +247,15 @@ enum Command {
         /// ones here: `sns://TOPIC_ARN`, `stdout`, `file://PATH` (repeatable).
         #[arg(long, value_name = "SINK")]
         alerts: Vec<String>,
+        /// Also validate CloudTrail's own digest files in this bucket (`s3://BUCKET[/PREFIX]`,
+        /// holding `AWSLogs/`): every hour's digest, its signature and chain, every log file's
+        /// SHA-256, files no digest lists, files not ingested.
+        #[arg(long, value_name = "S3_URI")]
+        cloudtrail: Option<String>,
+        /// CloudTrail's public keys, as `aws cloudtrail list-public-keys --region HOME_REGION
+        /// > keys.json` prints them; without them signatures are not checked (and it says so).
+        #[arg(long, value_name = "FILE")]
+        cloudtrail_keys: Option<PathBuf>,
     },
     /// Compact the lake: rewrite each day's small files into large ones clustered on user,
     /// target and time (Delta OPTIMIZE, Z-order), then delete files no recent version reads
@@ -1164,6 +1173,8 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             idle_timeout,
             alerts,
+            cloudtrail,
+            cloudtrail_keys,
         }) => {
             load_samples_if_first_run(&lake, explicit, &writing).await?;
             let period = period_of(&from, &to)?;
@@ -1178,7 +1189,47 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 idle_timeout_minutes: idle_timeout.max(1),
                 ..Default::default()
             };
-            let coverage = auditq_query::coverage::run(&ctx, &period, &settings).await?;
+            let mut coverage = auditq_query::coverage::run(&ctx, &period, &settings).await?;
+            if let Some(trail) = &cloudtrail {
+                let location = auditq_ingest::aws::S3Location::parse(trail).ok_or_else(|| {
+                    anyhow::anyhow!("--cloudtrail takes s3://BUCKET[/PREFIX], not {trail:?}")
+                })?;
+                let keys = match &cloudtrail_keys {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path)
+                            .with_context(|| format!("cannot read {}", path.display()))?;
+                        auditq_ingest::trail_digest::public_keys(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    }
+                    None => {
+                        eprintln!(
+                            "auditq: no --cloudtrail-keys: CloudTrail's signatures are not checked (aws cloudtrail list-public-keys > keys.json gives them)"
+                        );
+                        Vec::new()
+                    }
+                };
+                let ingested = auditq_query::rows_as_json(
+                    &auditq_query::run_sql(
+                        &ctx,
+                        "select distinct source from positions where source like 's3://%'",
+                    )
+                    .await?,
+                )?
+                .iter()
+                .filter_map(|r| r.get("source").and_then(|v| v.as_str()).map(str::to_string))
+                .collect();
+                let s3 = aws.clients().await.s3;
+                let found = auditq_ingest::trail_digest::check(
+                    &s3,
+                    &location,
+                    &keys,
+                    &ingested,
+                    period.from,
+                    period.to,
+                )
+                .await?;
+                auditq_query::coverage::add_trail(&mut coverage, trail, &found);
+            }
             if !alerts.is_empty() {
                 raise_coverage_alerts(&lake, &aws, &ctx, &coverage, &alerts).await?;
             }

@@ -9,6 +9,7 @@ mod aws_cwl;
 mod aws_follow;
 mod aws_lake;
 mod aws_names;
+mod aws_trail_digest;
 mod bad_input;
 mod corpora;
 mod live_stream;
