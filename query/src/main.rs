@@ -405,7 +405,16 @@ async fn answer(
 /// after the answer is out. It never fails what it records: a lake that cannot be written (read
 /// only, or no lake at all yet) says so on standard error and goes on.
 async fn record_access(lake: &Lake, action: &str, what: &str, rows: Option<u64>, outcome: &str) {
-    if !matches!(lake.is_empty().await, Ok(false)) {
+    // Never make a lake to record a look at nothing: a local lake must already hold a table.
+    let location = lake.location();
+    if !location.contains("://")
+        && !auditq_model::Table::ALL.iter().any(|t| {
+            std::path::Path::new(location)
+                .join(t.name())
+                .join("_delta_log")
+                .is_dir()
+        })
+    {
         return;
     }
     let now = chrono::Utc::now();
