@@ -228,12 +228,25 @@ impl S3Source {
         &self,
         object: &S3Object,
     ) -> Result<(Vec<u8>, Option<String>)> {
+        self.get(object, false).await
+    }
+
+    /// The bytes of one object as listed (refused if it changed since: `If-Match` its ETag).
+    pub async fn fetch(&self, object: &S3Object) -> Result<Vec<u8>> {
+        Ok(self.get(object, true).await?.0)
+    }
+
+    async fn get(&self, object: &S3Object, as_listed: bool) -> Result<(Vec<u8>, Option<String>)> {
         let uri = object.uri();
-        let response = self
+        let mut request = self
             .client
             .get_object()
             .bucket(&object.bucket)
-            .key(&object.key)
+            .key(&object.key);
+        if as_listed {
+            request = request.if_match(format!("\"{}\"", object.etag));
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| s3_object_error("GetObject", &uri, e))?;
@@ -246,26 +259,6 @@ impl S3Source {
             .await
             .map_err(|e| aws_error("GetObject", &uri, e))?;
         Ok((bytes.into_bytes().to_vec(), signature))
-    }
-
-    /// The bytes of one object as listed (refused if it changed since: `If-Match` its ETag).
-    pub async fn fetch(&self, object: &S3Object) -> Result<Vec<u8>> {
-        let uri = object.uri();
-        let response = self
-            .client
-            .get_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .if_match(format!("\"{}\"", object.etag))
-            .send()
-            .await
-            .map_err(|e| s3_object_error("GetObject", &uri, e))?;
-        let bytes = response
-            .body
-            .collect()
-            .await
-            .map_err(|e| aws_error("GetObject", &uri, e))?;
-        Ok(bytes.into_bytes().to_vec())
     }
 }
 

@@ -1274,19 +1274,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             load_samples_if_first_run(&lake, explicit, &writing).await?;
             let period = period_of(&from, &to)?;
             let now = chrono::Utc::now();
-            let ctx = auditq_query::context_limited(
-                &lake,
-                &filters,
-                &QueryLimits::default(),
-                &out.datafusion,
-            )
-            .await?;
-            let coverage = auditq_query::coverage::run(
-                &ctx,
-                &period,
-                &auditq_query::coverage::Settings::default(),
-            )
-            .await?;
+            let (ctx, coverage) = covered(&lake, &filters, &out, &period).await?;
             let recordings =
                 auditq_query::replay::recordings(&ctx, &lake, &aws, &period, replays).await?;
             let extras = auditq_query::report::Extras {
@@ -1356,19 +1344,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             load_samples_if_first_run(&lake, explicit, &writing).await?;
             let now = chrono::Utc::now();
             let period = period_of(&from, &to)?;
-            let ctx = auditq_query::context_limited(
-                &lake,
-                &filters,
-                &QueryLimits::default(),
-                &out.datafusion,
-            )
-            .await?;
-            let coverage = auditq_query::coverage::run(
-                &ctx,
-                &period,
-                &auditq_query::coverage::Settings::default(),
-            )
-            .await?;
+            let (ctx, coverage) = covered(&lake, &filters, &out, &period).await?;
             let recordings = match replays {
                 true => {
                     auditq_query::replay::recordings(&ctx, &lake, &aws, &period, usize::MAX).await?
@@ -1424,6 +1400,25 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The query context of a report or bundle, and what coverage finds in its period.
+async fn covered(
+    lake: &Lake,
+    filters: &Filters,
+    out: &Output,
+    period: &auditq_query::report::Period,
+) -> anyhow::Result<(
+    datafusion::prelude::SessionContext,
+    auditq_query::coverage::Coverage,
+)> {
+    let ctx =
+        auditq_query::context_limited(lake, filters, &QueryLimits::default(), &out.datafusion)
+            .await?;
+    let coverage =
+        auditq_query::coverage::run(&ctx, period, &auditq_query::coverage::Settings::default())
+            .await?;
+    Ok((ctx, coverage))
 }
 
 /// The period `--from` and `--to` name: days (the last included) or times.
