@@ -22,6 +22,8 @@ async fn main() -> anyhow::Result<()> {
     let runs: usize = args.get(2).map(|r| r.parse()).transpose()?.unwrap_or(3);
     let questions: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(questions)?)?;
     let lake = Lake::new(lake.clone());
+    // DataFusion options as the `auditq` command takes them (`DATAFUSION_*` variables).
+    let settings = auditq_query::datafusion_settings(|name| std::env::var(name).ok());
     let limits = QueryLimits {
         max_rows: usize::MAX,
         ..QueryLimits::default()
@@ -34,10 +36,12 @@ async fn main() -> anyhow::Result<()> {
         let ask = |timed: bool| {
             let lake = &lake;
             let limits = &limits;
+            let settings = &settings;
             async move {
                 let started = Instant::now();
                 let ctx =
-                    auditq_query::context_limited(lake, &Filters::default(), limits, &[]).await?;
+                    auditq_query::context_limited(lake, &Filters::default(), limits, settings)
+                        .await?;
                 let plan = auditq_query::plan_sql(&ctx, sql).await?;
                 let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
                 let sink = std::io::BufWriter::new(std::fs::File::create("/dev/null")?);

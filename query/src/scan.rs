@@ -257,6 +257,69 @@ impl PruningStatistics for LogStatistics<'_> {
     }
 }
 
+/// The columns the lake's files are sorted by (`auditq compact` writes them in time order): a
+/// page index prunes pages only on these.
+const SORT_KEYS: [&str; 3] = ["time", "started_at", "date"];
+
+/// Whether a filter asks for given values of a column (`col = value`, `col IN (...)`), which a
+/// bloom filter can rule out.
+fn asks_for_values(filter: &Expr) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{BinaryExpr, Operator, expr::InList};
+    let mut found = false;
+    let _ = filter.apply(|e| {
+        found |= match e {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => {
+                matches!(
+                    (left.as_ref(), right.as_ref()),
+                    (Expr::Column(_), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(_))
+                )
+            }
+            Expr::InList(InList {
+                expr,
+                negated: false,
+                ..
+            }) => matches!(expr.as_ref(), Expr::Column(_)),
+            _ => false,
+        };
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// Whether a filter compares a sort key ([`SORT_KEYS`]), which a page index can prune on.
+fn bounds_sort_key(filter: &Expr) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let mut found = false;
+    let _ = filter.apply(|e| {
+        if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e
+            && matches!(
+                op,
+                Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+            )
+        {
+            found |= [left, right].iter().any(|side| {
+                matches!(side.as_ref(), Expr::Column(c) if SORT_KEYS.contains(&c.name.as_str()))
+            });
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
 fn unreadable(table: Table, feature: &str) -> QueryError {
     QueryError::User {
         message: format!(
@@ -334,8 +397,15 @@ impl TableProvider for LakeTable {
             let schema = Arc::new(self.schema.project(&wanted)?);
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
+        let mut global = state.config_options().execution.parquet.clone();
+        // What the reader reads besides the data is chosen per statement: a bloom filter only
+        // answers `=` and `IN`, and a page index only prunes on the column the files are sorted
+        // by. Read for statements that cannot use them, they cost a file's opening twice over
+        // (BENCHMARKS.md, "Queries"). A setting the user turned off stays off.
+        global.bloom_filter_on_read &= filters.iter().any(asks_for_values);
+        global.enable_page_index &= filters.iter().any(bounds_sort_key);
         let options = TableParquetOptions {
-            global: state.config_options().execution.parquet.clone(),
+            global,
             ..Default::default()
         };
         let format = ParquetFormat::default().with_options(options);
@@ -378,6 +448,21 @@ mod tests {
             ),
             Field::new("exit_code", DataType::Int64, true),
         ])
+    }
+
+    #[test]
+    fn bloom_filters_and_page_indexes_are_read_only_for_filters_that_use_them() {
+        use datafusion::prelude::{col, lit};
+        let equal = col("user").eq(lit("alice"));
+        let listed = col("session_id").in_list(vec![lit("a"), lit("b")], false);
+        let unequal = col("logged").not_eq(lit("stream"));
+        let like = col("cmd").like(lit("sudo%"));
+        let time = col("time").gt_eq(lit("2026-10-01"));
+        assert!(asks_for_values(&equal) && asks_for_values(&listed));
+        assert!(asks_for_values(&like.clone().and(equal.clone())));
+        assert!(!asks_for_values(&unequal) && !asks_for_values(&like) && !asks_for_values(&time));
+        assert!(bounds_sort_key(&time) && bounds_sort_key(&like.clone().and(time.clone())));
+        assert!(!bounds_sort_key(&equal) && !bounds_sort_key(&like));
     }
 
     #[test]
