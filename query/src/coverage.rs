@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use auditq_model::Timestamp;
 use auditq_rules::notice::AlertNotice;
 use auditq_rules::spec::Severity;
-use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
+use chrono::{Duration, SecondsFormat, Utc};
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
 use serde_json::Value;
@@ -106,33 +106,14 @@ fn rfc3339(time: Timestamp) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// `column` of `alias` in the period, with the `date` bounds that skip other days; `days_after`
-/// widens the end for rows that follow what began in the period (a `TerminateSession`).
-fn within(period: &Period, alias: &str, column: &str, days_after: i64) -> String {
-    let to = period.to + Duration::days(days_after);
-    let last_day = (to - Duration::microseconds(1)).date_naive();
-    let p = if alias.is_empty() {
-        String::new()
-    } else {
-        format!("{alias}.")
-    };
-    format!(
-        "{p}{column} >= TIMESTAMP '{}' AND {p}{column} < TIMESTAMP '{}' AND {p}date BETWEEN DATE '{}' AND DATE '{}'",
-        rfc3339(period.from),
-        rfc3339(to),
-        period.from.date_naive(),
-        last_day
-    )
-}
-
 /// Kinds of session Session Manager opens (its CloudTrail calls are `StartSession` and
 /// `TerminateSession`).
 const SSM_KINDS: &str = "('shell', 'ssh', 'port_forward', 'command')";
 
 /// Every check, with its statement for the period.
 pub fn checks(period: &Period, settings: &Settings) -> Vec<Check> {
-    let sessions = within(period, "", "started_at", 0);
-    let s_sessions = within(period, "s", "started_at", 0);
+    let sessions = period.clause_on("", "started_at", 0);
+    let s_sessions = period.clause_on("s", "started_at", 0);
     let allowed = settings.idle_timeout_minutes + SLACK_MINUTES;
     let idle = settings.idle_timeout_minutes;
     vec![
@@ -172,7 +153,7 @@ pub fn checks(period: &Period, settings: &Settings) -> Vec<Check> {
                  AND s.session_id NOT IN (SELECT session_id FROM cloudtrail WHERE {trail} AND event_name = 'TerminateSession' AND session_id IS NOT NULL) \
                  ORDER BY s.started_at, s.session_id",
                 latest = rfc3339(period.to.min(Utc::now()) - Duration::days(1)),
-                trail = within(period, "", "time", 1),
+                trail = period.clause_on("", "time", 1),
             ),
         },
         Check {
@@ -219,7 +200,7 @@ pub fn checks(period: &Period, settings: &Settings) -> Vec<Check> {
             sql: format!(
                 "SELECT account, region, date_trunc('hour', time) AS hour, count(*) AS records \
                  FROM cloudtrail WHERE {} AND account IS NOT NULL AND region IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-                within(period, "", "time", 0)
+                period.clause_on("", "time", 0)
             ),
         },
         Check {
@@ -237,8 +218,8 @@ pub fn checks(period: &Period, settings: &Settings) -> Vec<Check> {
                  concat(CAST(count(*) AS VARCHAR), ' sessions with commands from ', CAST(min(q.started_at) AS VARCHAR), ' to ', CAST(max(q.started_at) AS VARCHAR), \
                  ' left no host log line; its last auditd line in the period is at ', CAST(max(h.last_line) AS VARCHAR)) AS detail \
                  FROM quiet q JOIN shipping h ON q.target = h.target GROUP BY q.target ORDER BY 2, 1",
-                host = within(period, "", "time", 1),
-                e_host = within(period, "e", "time", 1),
+                host = period.clause_on("", "time", 1),
+                e_host = period.clause_on("e", "time", 1),
             ),
         },
     ]
@@ -263,8 +244,7 @@ pub async fn run(
             Err(e) => return Err(e),
         };
         if check.kind == "cloudtrail_gap" {
-            let latest = latest_trail_hour(ctx, period).await?;
-            findings.extend(trail_gaps(check, &rows, period, latest, settings));
+            findings.extend(trail_gaps(check, &rows, period, settings));
             continue;
         }
         for row in rows {
@@ -278,14 +258,7 @@ pub async fn run(
             });
         }
     }
-    findings.sort_by(|a, b| {
-        (rank(&b.severity), &a.time, a.kind, &a.subject).cmp(&(
-            rank(&a.severity),
-            &b.time,
-            b.kind,
-            &b.subject,
-        ))
-    });
+    sort(&mut findings);
     Ok(Coverage {
         from: rfc3339(period.from),
         to: rfc3339(period.to),
@@ -362,14 +335,7 @@ pub fn add_trail(
             detail: f.detail.clone(),
         });
     }
-    coverage.findings.sort_by(|a, b| {
-        (rank(&b.severity), &a.time, a.kind, &a.subject).cmp(&(
-            rank(&a.severity),
-            &b.time,
-            b.kind,
-            &b.subject,
-        ))
-    });
+    sort(&mut coverage.findings);
     coverage.trail = Some(format!(
         "{location}: {} digests read ({} signatures verified), {} log files hashed",
         found.digests, found.signed, found.logs
@@ -467,6 +433,18 @@ pub fn notices(coverage: &Coverage, detected_at: Timestamp) -> Vec<AlertNotice> 
         .collect()
 }
 
+/// Most severe first, then by time, kind and subject.
+fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (rank(&b.severity), &a.time, a.kind, &a.subject).cmp(&(
+            rank(&a.severity),
+            &b.time,
+            b.kind,
+            &b.subject,
+        ))
+    });
+}
+
 /// The order of severities, `info` lowest.
 pub fn rank(severity: &str) -> u8 {
     match severity {
@@ -486,39 +464,16 @@ fn normalise_time(text: &str) -> String {
     }
 }
 
-/// The hour after the last CloudTrail record of any account (what has been ingested at all):
-/// hours after it are not yet delivered, not missing.
-async fn latest_trail_hour(
-    ctx: &SessionContext,
-    period: &Period,
-) -> Result<Option<Timestamp>, QueryError> {
-    let sql = format!(
-        "SELECT max(time) AS latest FROM cloudtrail WHERE {}",
-        within(period, "", "time", 0)
-    );
-    let rows = rows_as_json(&run_sql(ctx, &sql).await?)?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.get("latest"))
-        .and_then(Value::as_str)
-        .and_then(|t| crate::filters::parse_time(t, Utc::now(), false).ok())
-        .and_then(|t| t.duration_trunc(Duration::hours(1)).ok())
-        .map(|t| t + Duration::hours(1)))
-}
-
 /// The hours of each account and region with no record, between its first hour in the period
-/// and the last hour anything was delivered, when the rest of its hours are dense enough for a
-/// missing hour to mean something; consecutive hours are one finding.
+/// and the last hour anything was delivered (the hour after the latest record of any account:
+/// hours after it are not yet delivered, not missing), when the rest of its hours are dense
+/// enough for a missing hour to mean something; consecutive hours are one finding.
 fn trail_gaps(
     check: &Check,
     rows: &[serde_json::Map<String, Value>],
     period: &Period,
-    latest: Option<Timestamp>,
     settings: &Settings,
 ) -> Vec<Finding> {
-    let Some(latest) = latest else {
-        return Vec::new();
-    };
     let mut hours: BTreeMap<(String, String), Vec<Timestamp>> = BTreeMap::new();
     for row in rows {
         let text = |name: &str| row.get(name).and_then(Value::as_str);
@@ -535,6 +490,14 @@ fn trail_gaps(
             .or_default()
             .push(hour);
     }
+    let Some(latest) = hours
+        .values()
+        .flatten()
+        .max()
+        .map(|h| *h + Duration::hours(1))
+    else {
+        return Vec::new();
+    };
     let end = latest.min(period.to);
     let mut findings = Vec::new();
     for ((account, region), mut seen) in hours {
@@ -654,12 +617,4 @@ pub fn write_text(coverage: &Coverage, out: &mut dyn std::io::Write) -> std::io:
         }
     }
     Ok(())
-}
-
-/// The period's last full hour is not judged before it ends.
-pub fn now_bound(period: &Period, now: DateTime<Utc>) -> Period {
-    Period {
-        from: period.from,
-        to: period.to.min(now),
-    }
 }

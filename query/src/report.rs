@@ -34,11 +34,24 @@ impl Period {
     /// The predicate selecting the period on a time column, with the `date` partition bounds
     /// that let readers skip other days.
     pub fn clause(&self, column: &str) -> String {
-        let last_day = (self.to - Duration::microseconds(1)).date_naive();
+        self.clause_on("", column, 0)
+    }
+
+    /// [`Self::clause`] on `column` of the table named `alias` in a join (none when empty), its
+    /// end widened by `days_after` for rows that follow what began in the period (a
+    /// `TerminateSession`).
+    pub fn clause_on(&self, alias: &str, column: &str, days_after: i64) -> String {
+        let to = self.to + Duration::days(days_after);
+        let last_day = (to - Duration::microseconds(1)).date_naive();
+        let p = if alias.is_empty() {
+            String::new()
+        } else {
+            format!("{alias}.")
+        };
         format!(
-            "{column} >= TIMESTAMP '{}' AND {column} < TIMESTAMP '{}' AND date BETWEEN DATE '{}' AND DATE '{}'",
+            "{p}{column} >= TIMESTAMP '{}' AND {p}{column} < TIMESTAMP '{}' AND {p}date BETWEEN DATE '{}' AND DATE '{}'",
             rfc3339(self.from),
-            rfc3339(self.to),
+            rfc3339(to),
             self.from.date_naive(),
             last_day
         )
@@ -52,6 +65,12 @@ fn rfc3339(time: Timestamp) -> String {
 /// Commands that exercise privilege: sudo, su, doas, pkexec, or anything run as root.
 pub const PRIVILEGED: &str =
     "(regexp_like(cmd, '^(sudo|su|doas|pkexec|runuser)( |$)') OR run_as = 'root')";
+
+/// The controls the session timeline evidences.
+const TIMELINE_CONTROLS: &[&str] = &["A.8.15"];
+
+/// The controls the completeness section evidences.
+const COVERAGE_CONTROLS: &[&str] = &["A.8.15", "A.8.16"];
 
 /// One section: a heading, why it matters, and the statement behind it.
 struct Section {
@@ -354,10 +373,12 @@ pub async fn build(
         );
     }
     html.push_str("</dl></section>\n<nav><b>Contents:</b> ");
-    if keep(&["A.8.15"]) {
+    let timeline_shown = keep(TIMELINE_CONTROLS);
+    let coverage_shown = extras.coverage.filter(|_| keep(COVERAGE_CONTROLS));
+    if timeline_shown {
         html.push_str("<a href=\"#timeline\">Session timeline</a>");
     }
-    if extras.coverage.is_some() && (keep(&["A.8.15"]) || keep(&["A.8.16"])) {
+    if coverage_shown.is_some() {
         html.push_str(" · <a href=\"#coverage\">Completeness of the trail</a>");
     }
     for (section, _) in &answers {
@@ -373,8 +394,12 @@ pub async fn build(
     }
     html.push_str(" · <a href=\"#controls\">ISO 27001 controls</a> · <a href=\"#queries\">Queries</a></nav>\n");
 
-    if keep(&["A.8.15"]) {
-        html.push_str("<section id=\"timeline\"><h2>Session timeline <span class=\"ctl\">A.8.15</span></h2><p>One row per user; each bar is a session, from start to end, coloured by what recorded it.</p>\n");
+    if timeline_shown {
+        let _ = writeln!(
+            html,
+            "<section id=\"timeline\"><h2>Session timeline {}</h2><p>One row per user; each bar is a session, from start to end, coloured by what recorded it.</p>",
+            badges(TIMELINE_CONTROLS)
+        );
         html.push_str(&timeline_svg(&timeline_rows, period));
         let _ = writeln!(
             html,
@@ -382,9 +407,6 @@ pub async fn build(
             escape(&timeline_sql)
         );
     }
-    let coverage_shown = extras
-        .coverage
-        .filter(|_| keep(&["A.8.15"]) || keep(&["A.8.16"]));
     if let Some(coverage) = coverage_shown {
         html.push_str(&coverage_html(coverage, &findings));
     }
@@ -413,7 +435,7 @@ pub async fn build(
     html.push_str(&controls_html(
         &answers,
         coverage_shown.is_some(),
-        keep(&["A.8.15"]),
+        timeline_shown,
     ));
     html.push_str("<section id=\"queries\"><h2>Queries</h2><p>Every statement behind this report, in order.</p><ol>");
     let _ = write!(html, "<li><pre>{}</pre></li>", escape(&timeline_sql));
@@ -457,9 +479,10 @@ fn badges(controls: &[&str]) -> String {
 
 /// The coverage section: each finding, and the statement behind each kind.
 fn coverage_html(coverage: &Coverage, findings: &[&Finding]) -> String {
-    let mut html = String::from(
-        "<section id=\"coverage\"><h2>Completeness of the trail <span class=\"ctl\">A.8.15</span> <span class=\"ctl\">A.8.16</span></h2>\
+    let mut html = format!(
+        "<section id=\"coverage\"><h2>Completeness of the trail {}</h2>\
          <p>What should exist reconciled with what does (<code>auditq coverage</code>): sessions without their CloudTrail calls or recording, recordings cut short or with gaps or that arrived late, hours with no CloudTrail delivery, hosts whose logs went silent.</p>\n",
+        badges(COVERAGE_CONTROLS)
     );
     for (kind, why) in &coverage.skipped {
         let _ = writeln!(
@@ -520,11 +543,14 @@ fn controls_html(
             .push((id.to_string(), title.to_string()));
     };
     if timeline {
-        add("A.8.15", "timeline", "Session timeline");
+        for control in TIMELINE_CONTROLS {
+            add(control, "timeline", "Session timeline");
+        }
     }
     if coverage {
-        add("A.8.15", "coverage", "Completeness of the trail");
-        add("A.8.16", "coverage", "Completeness of the trail");
+        for control in COVERAGE_CONTROLS {
+            add(control, "coverage", "Completeness of the trail");
+        }
     }
     for (section, _) in answers {
         for control in section.controls {

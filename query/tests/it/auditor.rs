@@ -722,6 +722,14 @@ fn the_report_fits_the_window_at_1280_and_800_px() {
     assert!(scrolled[1] >= scrolled[0], "{scrolled:?}");
 }
 
+/// The player's screen element in a page's DOM, its attributes and text.
+fn player_screen(dom: &str) -> &str {
+    dom.split("<pre id=\"screen\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no player screen in:\n{dom}"))
+}
+
 #[test]
 fn the_bundle_report_replays_a_session_in_the_browser_offline() {
     let (dir, lake) = sample_lake();
@@ -768,11 +776,7 @@ fn the_bundle_report_replays_a_session_in_the_browser_offline() {
         &["--virtual-time-budget=60000", "--dump-dom"],
         Path::new(&page),
     );
-    let screen = dom
-        .split("<pre id=\"screen\"")
-        .nth(1)
-        .and_then(|rest| rest.split("</pre>").next())
-        .unwrap_or_else(|| panic!("no player screen in:\n{dom}"));
+    let screen = player_screen(&dom);
     assert!(screen.contains("data-state=\"ended\""), "{screen}");
     assert!(
         screen.contains(&format!("data-session=\"{session}\"")),
@@ -787,11 +791,7 @@ fn the_bundle_report_replays_a_session_in_the_browser_offline() {
         &["--virtual-time-budget=5000", "--dump-dom"],
         Path::new(&page),
     );
-    let screen = dom
-        .split("<pre id=\"screen\"")
-        .nth(1)
-        .and_then(|rest| rest.split("</pre>").next())
-        .unwrap_or_default();
+    let screen = player_screen(&dom);
     assert!(screen.contains("data-state=\"idle\""), "{screen}");
     assert!(!screen.contains("uname"), "{screen}");
 }

@@ -457,32 +457,25 @@ fn a_streamed_answer_refused_half_way_leaves_nothing_behind() {
     let sql = "select date, cmd from commands";
     for format in ["csv", "json", "ndjson", "parquet"] {
         let file = dir.path().join(format!("answer.{format}"));
-        let (ok, _, stderr) = output(auditq(dir.path()).args([
-            "--data",
-            &lake,
-            "--format",
-            format,
-            "--max-rows",
-            "40",
-            "-o",
-            &file.to_string_lossy(),
-            sql,
-        ]));
+        let ask = || {
+            output(auditq(dir.path()).args([
+                "--data",
+                &lake,
+                "--format",
+                format,
+                "--max-rows",
+                "40",
+                "-o",
+                &file.to_string_lossy(),
+                sql,
+            ]))
+        };
+        let (ok, _, stderr) = ask();
         assert!(!ok, "{format}: more than 40 rows were accepted");
         assert!(stderr.contains("--max-rows"), "{format}: {stderr}");
         assert!(!file.exists(), "{format}: a partial answer was left");
         std::fs::write(&file, b"kept").unwrap_or_else(|e| panic!("{e}"));
-        let (ok, _, _) = output(auditq(dir.path()).args([
-            "--data",
-            &lake,
-            "--format",
-            format,
-            "--max-rows",
-            "40",
-            "-o",
-            &file.to_string_lossy(),
-            sql,
-        ]));
+        let (ok, _, _) = ask();
         assert!(!ok);
         assert_eq!(
             std::fs::read(&file).unwrap_or_default(),

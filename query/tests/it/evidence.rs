@@ -5,18 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use auditq_tests::{Run, run_auditq_with};
+use auditq_tests::Run;
+
+use crate::tamper::{auditq, public_key_of};
 
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
-
-fn auditq(config: &Path, lake: &Path, args: &[&str]) -> Run {
-    run_auditq_with(
-        env!("CARGO_BIN_EXE_auditq"),
-        lake,
-        args,
-        &[("AUDITQ_CONFIG_DIR", config.as_os_str())],
-    )
-}
 
 /// The auditor's machine: no lake, no key, a fresh configuration folder.
 fn verify_elsewhere(bundle: &Path, public_key: &str) -> (Run, PathBuf) {
@@ -103,14 +96,7 @@ fn a_bundle_verifies_offline_and_each_tampering_is_named() {
     let lake = dir.path().join("lake");
     let ingest = auditq(&config, &lake, &["ingest", SAMPLES, "--rules", "default"]);
     assert!(ingest.ok, "{}", ingest.stderr);
-    let key = auditq(&config, &lake, &["key"]);
-    let public_key = key
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap_or_else(|| panic!("{}", key.stdout))
-        .trim()
-        .to_string();
+    let public_key = public_key_of(&config, &lake);
 
     let bundle = dir.path().join("evidence.tar");
     let made = auditq(
@@ -296,18 +282,7 @@ fn a_bundle_verifies_offline_and_each_tampering_is_named() {
     );
 
     // 5. Another key than the one published.
-    let other = auditq(
-        &dir.path().join("other"),
-        &dir.path().join("other-lake"),
-        &["key"],
-    );
-    let other_key = other
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap_or_else(|| panic!("{}", other.stdout))
-        .trim()
-        .to_string();
+    let other_key = public_key_of(&dir.path().join("other"), &dir.path().join("other-lake"));
     let (run, _) = verify_elsewhere(&bundle, &other_key);
     assert!(!run.ok);
     assert!(

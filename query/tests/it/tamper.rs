@@ -9,7 +9,7 @@ const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs");
 use auditq_tests::{Run, run_auditq_with};
 
 /// Runs auditq on `lake` with the signing key kept in `config` (not the user's).
-fn auditq(config: &Path, lake: &Path, args: &[&str]) -> Run {
+pub(crate) fn auditq(config: &Path, lake: &Path, args: &[&str]) -> Run {
     run_auditq_with(
         env!("CARGO_BIN_EXE_auditq"),
         lake,
@@ -19,7 +19,7 @@ fn auditq(config: &Path, lake: &Path, args: &[&str]) -> Run {
 }
 
 /// The public key `auditq key` prints for the signing key kept in `config`.
-fn public_key_of(config: &Path, lake: &Path) -> String {
+pub(crate) fn public_key_of(config: &Path, lake: &Path) -> String {
     let key = auditq(config, lake, &["key"]);
     assert!(key.ok, "{}", key.stderr);
     key.stdout
