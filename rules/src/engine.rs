@@ -18,6 +18,7 @@ use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
 
 use crate::fields::Accessor;
+use crate::gate::{self, Test};
 use crate::literal::{Anchor, Literal, Literals};
 use crate::spec::{
     ConditionSpec, LoadedFile, RuleError, RuleSpec, SequenceSpec, Severity, SigmaOrigin, TestsSpec,
@@ -327,7 +328,7 @@ struct FieldMatcher {
     accessor: Accessor,
     /// Every test of the field as a pattern (what `explain` shows and checks).
     patterns: Vec<String>,
-    /// The plain-text tests.
+    /// The plain-text tests searched on every event (the others open on a gate).
     literals: Literals,
     /// The other tests, as regular expressions: most in one group, each large one alone.
     regexes: Vec<RegexTests>,
@@ -342,11 +343,17 @@ struct RegexTests {
     which: Regex,
     /// The field's pattern index of each of their patterns.
     ids: Vec<usize>,
+    /// Searched only when one of these tests passed (`None`: on every event).
+    gates: Option<Vec<Test>>,
 }
 
 #[derive(Debug, Default)]
 struct TableRules {
     fields: Vec<FieldMatcher>,
+    /// The field whose plain-text tests open others (see [`crate::gate`]).
+    gate_slot: Option<usize>,
+    /// For a test of that field: the plain-text tests it opens, by field slot.
+    opens: HashMap<usize, Vec<(usize, Literals)>>,
     /// Rules that can hold when no pattern matched (a bare `not`, a check): decided on every
     /// event.
     always: Vec<usize>,
@@ -377,6 +384,25 @@ struct FieldScratch {
     set: Vec<bool>,
     /// The same, as a list (a set of thousands of tests is slow to walk).
     hits: Vec<usize>,
+}
+
+impl FieldScratch {
+    /// Forgets the tests of the last event (only those set: the set may hold thousands).
+    fn clear(&mut self) {
+        for pattern in self.hits.drain(..) {
+            self.set[pattern] = false;
+        }
+    }
+
+    /// Notes that a test passed.
+    fn record(&mut self, pattern: usize) {
+        if let Some(flag) = self.set.get_mut(pattern)
+            && !*flag
+        {
+            *flag = true;
+            self.hits.push(pattern);
+        }
+    }
 }
 
 /// Fields in the order rules first name them: a field's slot in its table never changes as
@@ -498,67 +524,39 @@ impl Engine {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut tables: BTreeMap<Table, TableRules> = BTreeMap::new();
+        // Each table's fields in slot order.
+        let mut by_table: BTreeMap<Table, Vec<(String, Accessor, FieldPatterns)>> = BTreeMap::new();
         for ((table, name, accessor), collected) in fields.order.into_iter().zip(fields.patterns) {
-            let plain: Vec<(usize, &Literal)> = collected
-                .literals
-                .iter()
-                .enumerate()
-                .filter_map(|(i, l)| Some((i, l.as_ref()?)))
-                .collect();
-            let ids: Vec<usize> = (0..collected.patterns.len())
-                .filter(|i| collected.literals[*i].is_none())
-                .collect();
-            // A pattern with a large automaton of its own (`(.){200,}`) would multiply the
-            // states of every other pattern's in a shared lazy DFA: it gets its own.
-            let (large, small): (Vec<usize>, Vec<usize>) = ids
-                .iter()
-                .partition(|i| nfa_states(&collected.patterns[**i], limits) > LARGE_NFA_STATES);
-            let groups: Vec<Vec<usize>> = std::iter::once(small)
-                .filter(|g| !g.is_empty())
-                .chain(large.into_iter().map(|i| vec![i]))
-                .collect();
-            let regexes: Result<Vec<RegexTests>, _> = groups
-                .into_iter()
-                .map(|ids| {
-                    let texts: Vec<&String> = ids.iter().map(|i| &collected.patterns[*i]).collect();
-                    let any = build_many(&texts, MatchKind::LeftmostFirst, limits)?;
-                    let which = build_many(&texts, MatchKind::All, limits)?;
-                    Ok::<_, Box<meta::BuildError>>(RegexTests { any, which, ids })
-                })
-                .collect();
-            let literals = Literals::build(&plain, accessor.multi());
-            match (regexes, literals) {
-                (Ok(regexes), Ok(literals)) => {
-                    tables.entry(table).or_default().fields.push(FieldMatcher {
-                        name,
-                        accessor,
-                        patterns: collected.patterns.clone(),
-                        literals,
-                        regexes,
-                        rules_of_pattern: collected
-                            .rules
-                            .into_iter()
-                            .map(|r| r.into_iter().collect())
-                            .collect(),
-                    })
-                }
-                (Err(e), _) => errors.push(RuleError {
-                    file: files.first().map(|f| f.file.clone()).unwrap_or_default(),
-                    line: None,
-                    rule: None,
-                    message: format!("the patterns on {table}.{name} together: {e}"),
-                }),
-                (_, Err(e)) => errors.push(RuleError {
-                    file: files.first().map(|f| f.file.clone()).unwrap_or_default(),
-                    line: None,
-                    rule: None,
-                    message: format!("the texts on {table}.{name} together: {e}"),
-                }),
-            }
+            by_table
+                .entry(table)
+                .or_default()
+                .push((name, accessor, collected));
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        let mut tables: BTreeMap<Table, TableRules> = BTreeMap::new();
+        for (table, table_fields) in by_table {
+            let gating = Gating::plan(&table_fields, &rules);
+            let compiled = &mut tables.entry(table).or_default();
+            for (slot, (name, accessor, collected)) in table_fields.iter().enumerate() {
+                match compile_field(slot, name, accessor, collected, &gating, limits) {
+                    Ok((matcher, opens)) => {
+                        compiled.fields.push(matcher);
+                        for (gate, literals) in opens {
+                            compiled
+                                .opens
+                                .entry(gate)
+                                .or_default()
+                                .push((slot, literals));
+                        }
+                    }
+                    Err(message) => errors.push(RuleError {
+                        file: files.first().map(|f| f.file.clone()).unwrap_or_default(),
+                        line: None,
+                        rule: None,
+                        message: format!("the {message} on {table}.{name} together"),
+                    }),
+                }
+            }
+            compiled.gate_slot = gating.slot;
         }
         for (index, rule) in rules.iter().enumerate() {
             let table = tables.entry(rule.table).or_default();
@@ -623,7 +621,8 @@ impl Engine {
         }
     }
 
-    /// Whether any rule on the event's table could match it (the cheap first pass).
+    /// Whether any rule on the event's table could match it (the cheap first pass). Tests
+    /// behind a gate need not be searched: they open only when a test already passed.
     pub fn any_match(&self, event: &dyn EventView, scratch: &mut Scratch) -> bool {
         let Some(table) = self.tables.get(&event.table()) else {
             return false;
@@ -641,19 +640,26 @@ impl Engine {
                     hit = true;
                     true
                 });
-                hit || field.regexes.iter().zip(cache.groups.iter_mut()).any(
-                    |(regexes, (any, _, _))| {
+                hit || field
+                    .regexes
+                    .iter()
+                    .zip(cache.groups.iter_mut())
+                    .filter(|(regexes, _)| regexes.gates.is_none())
+                    .any(|(regexes, (any, _, _))| {
                         regexes
                             .any
                             .search_half_with(any, &Input::new(text.as_ref()).earliest(true))
                             .is_some()
-                    },
-                )
+                    })
             })
         })
     }
 
     /// The rules that match the event, in rule order.
+    ///
+    /// Every field's ungated plain texts are searched first, then the texts the gate field's
+    /// passing tests open, then the regular expressions (gated ones only when a gate passed);
+    /// rules are decided from the tests that passed.
     pub fn matching<'e>(&'e self, event: &dyn EventView, scratch: &mut Scratch) -> Vec<&'e Rule> {
         let Some(table) = self.tables.get(&event.table()) else {
             return Vec::new();
@@ -661,36 +667,47 @@ impl Engine {
         let Some(caches) = scratch.tables.get_mut(&event.table()) else {
             return Vec::new();
         };
-        let candidates = &mut scratch.candidates;
-        candidates.clear();
-        candidates.extend_from_slice(&table.always);
-        for (field, cache) in table.fields.iter().zip(caches.iter_mut()) {
-            if !cache.hits.is_empty() {
-                // Clear only what was set: the set may hold thousands of tests.
-                for pattern in cache.hits.drain(..) {
-                    cache.set[pattern] = false;
+        let texts: Vec<Option<Cow<'_, str>>> = table
+            .fields
+            .iter()
+            .map(|f| f.accessor.read(event))
+            .collect();
+        for ((field, cache), text) in table.fields.iter().zip(caches.iter_mut()).zip(&texts) {
+            cache.clear();
+            if let Some(text) = text {
+                field.literals.each_hit(text, |pattern| {
+                    cache.record(pattern);
+                    false
+                });
+            }
+        }
+        if let Some(gate_slot) = table.gate_slot {
+            let mut k = 0;
+            while let Some(&gate) = caches.get(gate_slot).and_then(|c| c.hits.get(k)) {
+                k += 1;
+                for (slot, literals) in table.opens.get(&gate).into_iter().flatten() {
+                    if let (Some(Some(text)), Some(cache)) =
+                        (texts.get(*slot), caches.get_mut(*slot))
+                    {
+                        literals.each_hit(text, |pattern| {
+                            cache.record(pattern);
+                            false
+                        });
+                    }
                 }
             }
-            let Some(text) = field.accessor.read(event) else {
-                continue;
-            };
-            let (set, hits) = (&mut cache.set, &mut cache.hits);
-            let mut record = |pattern: usize| {
-                if let Some(flag) = set.get_mut(pattern)
-                    && !*flag
-                {
-                    *flag = true;
-                    hits.push(pattern);
-                }
-            };
-            field.literals.each_hit(&text, |pattern| {
-                record(pattern);
-                false
-            });
+        }
+        for (slot, (field, text)) in table.fields.iter().zip(&texts).enumerate() {
+            let Some(text) = text else { continue };
             let input = Input::new(text.as_ref());
-            for (regexes, (any, which, which_set)) in
-                field.regexes.iter().zip(cache.groups.iter_mut())
-            {
+            for (group, regexes) in field.regexes.iter().enumerate() {
+                if let Some(gates) = &regexes.gates
+                    && !gates.iter().any(|(s, p)| passed(caches, *s, *p))
+                {
+                    continue;
+                }
+                let cache = &mut caches[slot];
+                let (any, which, which_set) = &mut cache.groups[group];
                 if regexes
                     .any
                     .search_half_with(any, &input.clone().earliest(true))
@@ -702,12 +719,19 @@ impl Engine {
                 regexes
                     .which
                     .which_overlapping_matches_with(which, &input, which_set);
-                for found in which_set.iter() {
-                    if let Some(pattern) = regexes.ids.get(found.as_usize()) {
-                        record(*pattern);
-                    }
+                let found: Vec<usize> = which_set
+                    .iter()
+                    .filter_map(|f| regexes.ids.get(f.as_usize()).copied())
+                    .collect();
+                for pattern in found {
+                    cache.record(pattern);
                 }
             }
+        }
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        candidates.extend_from_slice(&table.always);
+        for (field, cache) in table.fields.iter().zip(caches.iter()) {
             for pattern in &cache.hits {
                 candidates.extend_from_slice(&field.rules_of_pattern[*pattern]);
             }
@@ -813,6 +837,162 @@ fn syntax_config(limits: &Limits) -> syntax::Config {
         .nest_limit(limits.nest_limit)
         .unicode(false)
         .utf8(false)
+}
+
+/// Which tests of a table are searched only when a gate opens them (see [`crate::gate`]).
+struct Gating {
+    /// The field whose plain-text tests gate the plain-text tests of the others: the one that
+    /// gates the most (for Sigma's process rules, `programs`).
+    slot: Option<usize>,
+    /// Each rule's tests on that field, one of which it needs.
+    by_gate_field: Vec<Option<Vec<Test>>>,
+    /// Each rule's plain-text tests on any field, one of which it needs (what gates the
+    /// regular expressions: all plain text is searched before them).
+    by_any_text: Vec<Option<Vec<Test>>>,
+}
+
+impl Gating {
+    fn plan(fields: &[(String, Accessor, FieldPatterns)], rules: &[Rule]) -> Gating {
+        let literal = |(slot, pattern): Test| {
+            fields
+                .get(slot)
+                .and_then(|(_, _, f)| f.literals.get(pattern))
+                .is_some_and(Option::is_some)
+        };
+        let gates_on = |eligible: &dyn Fn(Test) -> bool| -> Vec<Option<Vec<Test>>> {
+            rules
+                .iter()
+                .map(|rule| gate::necessary(&rule.condition, eligible))
+                .collect()
+        };
+        // How many plain-text tests of the other fields a field's tests would gate.
+        let gated_by = |gate_slot: usize, gates: &[Option<Vec<Test>>]| -> usize {
+            fields
+                .iter()
+                .enumerate()
+                .filter(|(slot, _)| *slot != gate_slot)
+                .map(|(_, (_, _, f))| {
+                    gate::pattern_gates(&f.rules, gates)
+                        .iter()
+                        .zip(&f.literals)
+                        .filter(|(gate, literal)| gate.is_some() && literal.is_some())
+                        .count()
+                })
+                .sum()
+        };
+        let best = (0..fields.len())
+            .filter(|slot| fields[*slot].2.literals.iter().any(Option::is_some))
+            .map(|slot| {
+                let gates = gates_on(&|test: Test| test.0 == slot && literal(test));
+                (gated_by(slot, &gates), slot, gates)
+            })
+            .filter(|(count, _, _)| *count > 0)
+            .max_by_key(|(count, slot, _)| (*count, std::cmp::Reverse(*slot)));
+        let (slot, by_gate_field) = match best {
+            Some((_, slot, gates)) => (Some(slot), gates),
+            None => (None, vec![None; rules.len()]),
+        };
+        Gating {
+            slot,
+            by_gate_field,
+            by_any_text: gates_on(&literal),
+        }
+    }
+}
+
+/// A field's matcher, and the plain-text tests each gate opens on it.
+type CompiledField = (FieldMatcher, Vec<(usize, Literals)>);
+
+/// Compiles one field's tests: plain texts searched on every event into one automaton, the
+/// gated ones into one automaton per gate, regular expressions grouped as they are gated.
+fn compile_field(
+    slot: usize,
+    name: &str,
+    accessor: &Accessor,
+    collected: &FieldPatterns,
+    gating: &Gating,
+    limits: &Limits,
+) -> Result<CompiledField, String> {
+    let text_gates = match gating.slot {
+        Some(gate_slot) if gate_slot != slot => {
+            gate::pattern_gates(&collected.rules, &gating.by_gate_field)
+        }
+        _ => vec![None; collected.patterns.len()],
+    };
+    let mut always: Vec<(usize, &Literal)> = Vec::new();
+    let mut opened: BTreeMap<usize, Vec<(usize, &Literal)>> = BTreeMap::new();
+    for (index, literal) in collected.literals.iter().enumerate() {
+        let Some(literal) = literal else { continue };
+        match &text_gates[index] {
+            None => always.push((index, literal)),
+            Some(gates) => {
+                for (_, gate) in gates {
+                    opened.entry(*gate).or_default().push((index, literal));
+                }
+            }
+        }
+    }
+    let multi = accessor.multi();
+    let texts = |e: String| format!("texts: {e}");
+    let literals = Literals::build(&always, multi).map_err(texts)?;
+    let opens = opened
+        .into_iter()
+        .map(|(gate, tests)| Ok((gate, Literals::build(&tests, multi).map_err(texts)?)))
+        .collect::<Result<Vec<_>, String>>()?;
+
+    let regex_gates = gate::pattern_gates(&collected.rules, &gating.by_any_text);
+    let ids: Vec<usize> = (0..collected.patterns.len())
+        .filter(|i| collected.literals[*i].is_none())
+        .collect();
+    // A pattern with a large automaton of its own (`(.){200,}`) would multiply the states of
+    // every other pattern's in a shared lazy DFA: it gets its own. The others are one group
+    // searched on every event and one searched only when a gate of theirs passed.
+    let (large, small): (Vec<usize>, Vec<usize>) = ids
+        .iter()
+        .partition(|i| nfa_states(&collected.patterns[**i], limits) > LARGE_NFA_STATES);
+    let (gated, ungated): (Vec<usize>, Vec<usize>) =
+        small.into_iter().partition(|i| regex_gates[*i].is_some());
+    let gates_of = |ids: &[usize]| -> Option<Vec<Test>> {
+        let mut union = BTreeSet::new();
+        for i in ids {
+            union.extend(regex_gates[*i].as_ref()?.iter().copied());
+        }
+        Some(union.into_iter().collect())
+    };
+    let groups: Vec<Vec<usize>> = [ungated, gated]
+        .into_iter()
+        .filter(|g| !g.is_empty())
+        .chain(large.into_iter().map(|i| vec![i]))
+        .collect();
+    let regexes = groups
+        .into_iter()
+        .map(|ids| {
+            let texts: Vec<&String> = ids.iter().map(|i| &collected.patterns[*i]).collect();
+            let any = build_many(&texts, MatchKind::LeftmostFirst, limits)?;
+            let which = build_many(&texts, MatchKind::All, limits)?;
+            let gates = gates_of(&ids);
+            Ok::<_, Box<meta::BuildError>>(RegexTests {
+                any,
+                which,
+                ids,
+                gates,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("patterns: {e}"))?;
+    let matcher = FieldMatcher {
+        name: name.to_string(),
+        accessor: accessor.clone(),
+        patterns: collected.patterns.clone(),
+        literals,
+        regexes,
+        rules_of_pattern: collected
+            .rules
+            .iter()
+            .map(|r| r.iter().copied().collect())
+            .collect(),
+    };
+    Ok((matcher, opens))
 }
 
 /// A pattern whose automaton has more states than this gets a lazy DFA of its own. Measured on

@@ -25,6 +25,7 @@ pub mod detect;
 pub mod engine;
 pub mod fields;
 pub mod fuzzing;
+mod gate;
 pub mod literal;
 pub mod notice;
 pub mod pack;
