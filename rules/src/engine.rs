@@ -849,6 +849,8 @@ struct Gating {
     /// Each rule's plain-text tests on any field, one of which it needs (what gates the
     /// regular expressions: all plain text is searched before them).
     by_any_text: Vec<Option<Vec<Test>>>,
+    /// Each rule's tests, one of which it needs: only those make it a candidate to decide.
+    by_any_test: Vec<Option<Vec<Test>>>,
 }
 
 impl Gating {
@@ -896,6 +898,7 @@ impl Gating {
             slot,
             by_gate_field,
             by_any_text: gates_on(&literal),
+            by_any_test: gates_on(&|_| true),
         }
     }
 }
@@ -986,10 +989,21 @@ fn compile_field(
         patterns: collected.patterns.clone(),
         literals,
         regexes,
+        // A rule that needs one of some tests is decided only when one of them passed.
         rules_of_pattern: collected
             .rules
             .iter()
-            .map(|r| r.iter().copied().collect())
+            .enumerate()
+            .map(|(pattern, rules)| {
+                rules
+                    .iter()
+                    .copied()
+                    .filter(|rule| match &gating.by_any_test[*rule] {
+                        Some(needed) => needed.contains(&(slot, pattern)),
+                        None => true,
+                    })
+                    .collect()
+            })
             .collect(),
     };
     Ok((matcher, opens))

@@ -162,20 +162,36 @@ fn takes_value(wrapper: &str, option: &str) -> bool {
 /// backticks, also inside double quotes).
 pub fn programs(line: &str) -> Vec<String> {
     let mut found = Vec::new();
-    collect_programs(line, &mut |program| found.push(program.to_string()), 0);
+    collect_programs(
+        line,
+        &mut |program| {
+            let mut named = String::new();
+            push_program(&mut named, program);
+            found.push(named);
+        },
+        0,
+    );
     found
+}
+
+/// A program as `programs` names it: the path written, or `/name` when it gives no directory.
+fn push_program(out: &mut String, word: &str) {
+    if !word.contains('/') {
+        out.push('/');
+    }
+    out.push_str(word);
 }
 
 /// The programs of `line`, one per line of the text (what the `programs` field holds).
 fn programs_joined(line: &str) -> String {
-    let mut joined = String::new();
+    let mut joined = String::with_capacity(line.len() + 8);
     collect_programs(
         line,
         &mut |program| {
             if !joined.is_empty() {
                 joined.push('\n');
             }
-            joined.push_str(program);
+            push_program(&mut joined, program);
         },
         0,
     );
@@ -242,8 +258,8 @@ fn char_at(line: &str, at: usize) -> Option<(char, usize)> {
     Some((c, c.len_utf8()))
 }
 
-/// Calls `found` with each program `line` starts; the commands it separates are read as
-/// their separators end them, and command substitutions after the line's own commands.
+/// Calls `found` with each program `line` starts, as written; the commands it separates are
+/// read as their separators end them, and command substitutions after the line's own commands.
 fn collect_programs(line: &str, found: &mut dyn FnMut(&str), depth: usize) {
     if depth > 4 {
         return;
@@ -375,7 +391,6 @@ fn substitution(line: &str, i: usize) -> Option<(&str, usize)> {
 fn program_of(words: &Words, found: &mut dyn FnMut(&str), depth: usize) {
     let mut wrapper: Option<&str> = None;
     let mut skip_value = false;
-    let mut slashed = String::new();
     for at in 0..words.len() {
         let Some(word) = words.get(at) else { continue };
         if word.is_empty() {
@@ -401,14 +416,7 @@ fn program_of(words: &Words, found: &mut dyn FnMut(&str), depth: usize) {
             continue;
         }
         let name = word.rsplit('/').next().unwrap_or(word);
-        if word.contains('/') {
-            found(word);
-        } else {
-            slashed.clear();
-            slashed.push('/');
-            slashed.push_str(word);
-            found(&slashed);
-        }
+        found(word);
         if SHELLS.contains(&name)
             && let Some(script) = (at + 1..words.len())
                 .position(|k| words.get(k) == Some("-c"))

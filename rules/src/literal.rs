@@ -8,7 +8,10 @@
 //! (measured: 718 lines/s). Aho-Corasick finds every occurrence of every text in one pass
 //! whatever their number; where a match sits then decides the anchored tests.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::automaton::StateID;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind};
 
 /// Where in the value a text must be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +39,9 @@ pub struct Literal {
 
 #[derive(Debug)]
 struct Group {
-    automaton: AhoCorasick,
+    automaton: DFA,
+    /// Its unanchored start.
+    start: StateID,
     /// For each text of the automaton: the field's pattern index and its anchor.
     patterns: Vec<(usize, Anchor)>,
 }
@@ -61,16 +66,22 @@ impl Literals {
             if chosen.is_empty() {
                 continue;
             }
-            // A DFA: overlapping search walks every byte, and a DFA's step is one lookup
-            // (measured: the NFA it picks by itself took 18% of the engine's time).
-            let automaton = AhoCorasick::builder()
-                .kind(Some(AhoCorasickKind::DFA))
+            // A DFA walked byte by byte here: every byte is one table lookup, and the matches
+            // ending at a byte are read off its state. Measured on SigmaHQ's 1,560 texts over
+            // real command lines: 0.14 us a line, against 0.24 through the overlapping
+            // iterator (and the NFA it picks by itself took 18% of the engine's time).
+            let automaton = DFA::builder()
                 .match_kind(MatchKind::Standard)
                 .ascii_case_insensitive(insensitive)
+                .prefilter(false)
                 .build(chosen.iter().map(|(_, l)| l.text.as_bytes()))
+                .map_err(|e| e.to_string())?;
+            let start = automaton
+                .start_state(Anchored::No)
                 .map_err(|e| e.to_string())?;
             groups.push(Group {
                 automaton,
+                start,
                 patterns: chosen.iter().map(|(i, l)| (*i, l.anchor)).collect(),
             });
         }
@@ -89,16 +100,27 @@ impl Literals {
         let starts_line = |at: usize| at == 0 || (self.multi && bytes[at - 1] == b'\n');
         let ends_line = |at: usize| at == bytes.len() || (self.multi && bytes[at] == b'\n');
         for group in &self.groups {
-            for found in group.automaton.find_overlapping_iter(bytes) {
-                let (pattern, anchor) = group.patterns[found.pattern().as_usize()];
-                let placed = match anchor {
-                    Anchor::Anywhere => true,
-                    Anchor::Start => starts_line(found.start()),
-                    Anchor::End => ends_line(found.end()),
-                    Anchor::Whole => starts_line(found.start()) && ends_line(found.end()),
-                };
-                if placed && hit(pattern) {
-                    return;
+            let dfa = &group.automaton;
+            let mut state = group.start;
+            for (at, byte) in bytes.iter().enumerate() {
+                state = dfa.next_state(Anchored::No, state, *byte);
+                if !(dfa.is_special(state) && dfa.is_match(state)) {
+                    continue;
+                }
+                let end = at + 1;
+                for k in 0..dfa.match_len(state) {
+                    let found = dfa.match_pattern(state, k);
+                    let (pattern, anchor) = group.patterns[found.as_usize()];
+                    let start = end - dfa.pattern_len(found);
+                    let placed = match anchor {
+                        Anchor::Anywhere => true,
+                        Anchor::Start => starts_line(start),
+                        Anchor::End => ends_line(end),
+                        Anchor::Whole => starts_line(start) && ends_line(end),
+                    };
+                    if placed && hit(pattern) {
+                        return;
+                    }
                 }
             }
         }
