@@ -176,7 +176,7 @@ pub fn programs(line: &str) -> Vec<String> {
 
 /// A program as `programs` names it: the path written, or `/name` when it gives no directory.
 fn push_program(out: &mut String, word: &str) {
-    if !word.contains('/') {
+    if !word.bytes().any(|b| b == b'/') {
         out.push('/');
     }
     out.push_str(word);
@@ -201,39 +201,216 @@ fn programs_joined(line: &str) -> String {
 /// Shells whose `-c` argument is a script run on this host.
 const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "su"];
 
-/// The words of the command being read: their text (quotes removed) one after another in
-/// `text`, and where each ends. Every field test reads `programs` of every command line, so
-/// the words live in two buffers rather than a `String` each.
-#[derive(Default)]
-struct Words {
-    text: String,
-    ends: Vec<usize>,
-    /// Whether a word is open (an empty quoted word `''` is a word too).
-    open: bool,
+/// Reads a line's words on demand, command by command: a command's program is decided from
+/// its first words, and the rest of it is only scanned for where it ends and for the command
+/// substitutions it holds (every field test reads `programs` of every line, so the words after
+/// the program are not copied anywhere).
+struct Reader<'a> {
+    line: &'a str,
+    /// The next byte to read.
+    at: usize,
+    /// The command being read has ended (at a separator or the line's end).
+    ended: bool,
+    /// The word last read, quotes removed.
+    word: String,
+    /// Command substitutions met so far, read after the line's own commands.
+    nested: Vec<&'a str>,
 }
 
-impl Words {
-    fn end_word(&mut self) {
-        if self.open {
-            self.ends.push(self.text.len());
-            self.open = false;
+/// Where a [`Reader`] was, to read ahead and come back.
+#[derive(Clone, Copy)]
+struct Mark {
+    at: usize,
+    ended: bool,
+    nested: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(line: &'a str) -> Self {
+        Reader {
+            line,
+            at: 0,
+            ended: false,
+            word: String::with_capacity(32),
+            nested: Vec::new(),
         }
     }
 
-    fn get(&self, at: usize) -> Option<&str> {
-        let end = *self.ends.get(at)?;
-        let start = at.checked_sub(1).map_or(0, |before| self.ends[before]);
-        self.text.get(start..end)
+    fn mark(&self) -> Mark {
+        Mark {
+            at: self.at,
+            ended: self.ended,
+            nested: self.nested.len(),
+        }
     }
 
-    fn len(&self) -> usize {
-        self.ends.len()
+    fn back_to(&mut self, mark: Mark) {
+        self.at = mark.at;
+        self.ended = mark.ended;
+        self.nested.truncate(mark.nested);
     }
 
-    fn clear(&mut self) {
-        self.text.clear();
-        self.ends.clear();
-        self.open = false;
+    /// Reads the command's next word into `word` (`false` once the command has ended).
+    fn next_word(&mut self) -> bool {
+        self.word.clear();
+        self.read(true)
+    }
+
+    /// Skips what is left of the command, noting its substitutions. Words do not matter
+    /// here, only quotes, escapes, substitutions and separators (all ASCII), so every other
+    /// byte is passed over.
+    fn skip_command(&mut self) {
+        if self.ended {
+            return;
+        }
+        let (line, bytes) = (self.line, self.line.as_bytes());
+        while self.at < bytes.len() {
+            let i = self.at;
+            if !SPECIAL[usize::from(bytes[i])] {
+                self.at = bytes[i..]
+                    .iter()
+                    .position(|b| SPECIAL[usize::from(*b)])
+                    .map_or(bytes.len(), |p| i + p);
+                continue;
+            }
+            match bytes[i] {
+                b';' | b'|' | b'&' | b'\n' | b'(' | b')' | b'{' | b'}' => {
+                    self.at = i + 1;
+                    self.ended = true;
+                    return;
+                }
+                b'\\' => self.at = i + 1 + char_at(line, i + 1).map_or(0, |(_, len)| len),
+                b'\'' => {
+                    let close = bytes[i + 1..].iter().position(|b| *b == b'\'');
+                    self.at = close.map_or(bytes.len(), |p| i + 1 + p) + 1;
+                }
+                b'"' => self.double_quoted(false),
+                b'`' | b'$' => match substitution(line, i) {
+                    Some((script, next)) => {
+                        self.nested.push(script);
+                        self.at = next;
+                    }
+                    None => self.at = i + 1,
+                },
+                _ => self.at = i + 1,
+            }
+        }
+        self.ended = true;
+    }
+
+    /// Reads one word (kept in `word` if `keep`); `false` when the command ended before one.
+    /// An empty quoted word (`''`) or a bare substitution is a word too.
+    fn read(&mut self, keep: bool) -> bool {
+        if self.ended {
+            return false;
+        }
+        let (line, bytes) = (self.line, self.line.as_bytes());
+        let mut open = false;
+        while self.at < bytes.len() {
+            let i = self.at;
+            let b = bytes[i];
+            if ORDINARY[usize::from(b)] {
+                let mut end = i + 1;
+                while end < bytes.len() && ORDINARY[usize::from(bytes[end])] {
+                    end += 1;
+                }
+                if keep {
+                    self.word.push_str(&line[i..end]);
+                }
+                open = true;
+                self.at = end;
+                continue;
+            }
+            match b {
+                b'\\' => {
+                    open = true;
+                    match char_at(line, i + 1) {
+                        Some((next, len)) => {
+                            if keep {
+                                self.word.push(next);
+                            }
+                            self.at = i + 1 + len;
+                        }
+                        None => self.at = i + 1,
+                    }
+                    continue;
+                }
+                b'\'' => {
+                    let close = bytes[i + 1..].iter().position(|b| *b == b'\'');
+                    let stop = close.map_or(bytes.len(), |p| i + 1 + p);
+                    if keep {
+                        self.word.push_str(&line[i + 1..stop]);
+                    }
+                    open = true;
+                    self.at = stop + 1;
+                    continue;
+                }
+                b'"' => {
+                    self.double_quoted(keep);
+                    open = true;
+                    continue;
+                }
+                b'`' | b'$' => {
+                    if let Some((script, next)) = substitution(line, i) {
+                        self.nested.push(script);
+                        open = true;
+                        self.at = next;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            let (c, len) = if b.is_ascii() {
+                (char::from(b), 1)
+            } else {
+                char_at(line, i).unwrap_or(('\u{fffd}', 1))
+            };
+            self.at = i + len;
+            if c.is_whitespace() && c != '\n' {
+                if open {
+                    return true;
+                }
+            } else if matches!(c, ';' | '|' | '&' | '\n' | '(' | ')' | '{' | '}') {
+                self.ended = true;
+                return open;
+            } else {
+                if keep {
+                    self.word.push(c);
+                }
+                open = true;
+            }
+        }
+        self.ended = true;
+        open
+    }
+
+    /// Reads a double-quoted part from its opening quote: escapes, substitutions (run here
+    /// too) and the text, up to the closing quote.
+    fn double_quoted(&mut self, keep: bool) {
+        let (line, bytes) = (self.line, self.line.as_bytes());
+        let mut i = self.at + 1;
+        while i < bytes.len() && bytes[i] != b'"' {
+            if bytes[i] == b'\\'
+                && let Some((next, len)) = char_at(line, i + 1)
+            {
+                if keep {
+                    self.word.push(next);
+                }
+                i += 1 + len;
+                continue;
+            }
+            if let Some((script, next)) = substitution(line, i) {
+                self.nested.push(script);
+                i = next;
+                continue;
+            }
+            let (c, len) = char_at(line, i).unwrap_or(('\u{fffd}', 1));
+            if keep {
+                self.word.push(c);
+            }
+            i += len;
+        }
+        self.at = i + 1;
     }
 }
 
@@ -252,6 +429,19 @@ const ORDINARY: [bool; 256] = {
     table
 };
 
+/// Whether a byte ends a command or starts a quote, an escape or a substitution: all that
+/// matters in the words after a command's program.
+const SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let special = b";|&\n(){}\\'\"`$";
+    let mut k = 0;
+    while k < special.len() {
+        table[special[k] as usize] = true;
+        k += 1;
+    }
+    table
+};
+
 /// The character at byte `at` of `line` and its length in bytes.
 fn char_at(line: &str, at: usize) -> Option<(char, usize)> {
     let c = line.get(at..)?.chars().next()?;
@@ -264,98 +454,13 @@ fn collect_programs(line: &str, found: &mut dyn FnMut(&str), depth: usize) {
     if depth > 4 {
         return;
     }
-    let bytes = line.as_bytes();
-    let mut nested: Vec<&str> = Vec::new();
-    let mut words = Words {
-        text: String::with_capacity(line.len()),
-        ends: Vec::with_capacity(8),
-        open: false,
-    };
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => {
-                if let Some((next, len)) = char_at(line, i + 1) {
-                    words.text.push(next);
-                    words.open = true;
-                    i += 1 + len;
-                } else {
-                    i += 1;
-                }
-                continue;
-            }
-            b'\'' => {
-                let close = bytes[i + 1..].iter().position(|b| *b == b'\'');
-                let stop = close.map_or(bytes.len(), |p| i + 1 + p);
-                words.text.push_str(&line[i + 1..stop]);
-                words.open = true;
-                i = stop + 1;
-                continue;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    if bytes[i] == b'\\'
-                        && let Some((next, len)) = char_at(line, i + 1)
-                    {
-                        words.text.push(next);
-                        i += 1 + len;
-                        continue;
-                    }
-                    if let Some((script, next)) = substitution(line, i) {
-                        nested.push(script);
-                        i = next;
-                        continue;
-                    }
-                    let (c, len) = char_at(line, i).unwrap_or(('\u{fffd}', 1));
-                    words.text.push(c);
-                    i += len;
-                }
-                words.open = true;
-                i += 1;
-                continue;
-            }
-            _ => {}
-        }
-        if matches!(bytes[i], b'`' | b'$')
-            && let Some((script, next)) = substitution(line, i)
-        {
-            nested.push(script);
-            words.open = true;
-            i = next;
-            continue;
-        }
-        // A run of ordinary ASCII is copied at once (most of a command line is).
-        let run = bytes[i..]
-            .iter()
-            .position(|b| !ORDINARY[usize::from(*b)])
-            .unwrap_or(bytes.len() - i);
-        if run > 0 {
-            words.text.push_str(&line[i..i + run]);
-            words.open = true;
-            i += run;
-            continue;
-        }
-        let (c, len) = char_at(line, i).unwrap_or(('\u{fffd}', 1));
-        if c.is_whitespace() && c != '\n' {
-            words.end_word();
-        } else if matches!(c, ';' | '|' | '&' | '\n' | '(' | ')' | '{' | '}') {
-            words.end_word();
-            if words.len() > 0 {
-                program_of(&words, found, depth);
-                words.clear();
-            }
-        } else {
-            words.text.push(c);
-            words.open = true;
-        }
-        i += len;
+    let mut reader = Reader::new(line);
+    while reader.at < line.len() {
+        reader.ended = false;
+        program_of(&mut reader, found, depth);
+        reader.skip_command();
     }
-    words.end_word();
-    if words.len() > 0 {
-        program_of(&words, found, depth);
-    }
-    for script in nested {
+    for script in std::mem::take(&mut reader.nested) {
         collect_programs(script, found, depth + 1);
     }
 }
@@ -388,11 +493,11 @@ fn substitution(line: &str, i: usize) -> Option<(&str, usize)> {
 }
 
 /// The program (and those it wraps) one command starts; a shell's `-c` script is read too.
-fn program_of(words: &Words, found: &mut dyn FnMut(&str), depth: usize) {
-    let mut wrapper: Option<&str> = None;
+fn program_of(reader: &mut Reader<'_>, found: &mut dyn FnMut(&str), depth: usize) {
+    let mut wrapper: Option<&'static str> = None;
     let mut skip_value = false;
-    for at in 0..words.len() {
-        let Some(word) = words.get(at) else { continue };
+    while reader.next_word() {
+        let word = reader.word.as_str();
         if word.is_empty() {
             continue;
         }
@@ -415,22 +520,37 @@ fn program_of(words: &Words, found: &mut dyn FnMut(&str), depth: usize) {
         ) {
             continue;
         }
-        let name = word.rsplit('/').next().unwrap_or(word);
         found(word);
-        if SHELLS.contains(&name)
-            && let Some(script) = (at + 1..words.len())
-                .position(|k| words.get(k) == Some("-c"))
-                .and_then(|p| words.get(at + 2 + p))
-        {
-            collect_programs(script, found, depth + 1);
-            return;
+        let name = match word.bytes().rposition(|b| b == b'/') {
+            Some(slash) => &word[slash + 1..],
+            None => word,
+        };
+        let shell = SHELLS.contains(&name);
+        let wraps = WRAPPERS.iter().find(|w| **w == name).copied();
+        if shell {
+            // The script after `-c`, read ahead; without one, read on from here.
+            let mark = reader.mark();
+            if let Some(script) = script_after_dash_c(reader) {
+                collect_programs(&script, found, depth + 1);
+                return;
+            }
+            reader.back_to(mark);
         }
-        if WRAPPERS.contains(&name) {
-            wrapper = Some(name);
-        } else {
-            return;
+        match wraps {
+            Some(name) => wrapper = Some(name),
+            None => return,
         }
     }
+}
+
+/// The word after the command's first `-c`, reading on.
+fn script_after_dash_c(reader: &mut Reader<'_>) -> Option<String> {
+    while reader.next_word() {
+        if reader.word == "-c" {
+            return reader.next_word().then(|| reader.word.clone());
+        }
+    }
+    None
 }
 
 #[cfg(test)]
