@@ -134,6 +134,14 @@ pub enum Condition {
         /// The pattern's index in that field's automaton.
         pattern: usize,
     },
+    /// One of these patterns of field slot `slot` matched (a Sigma value list: `any` of
+    /// leaves on one field, decided from the few tests that passed rather than leaf by leaf).
+    AnyOf {
+        /// The field's slot in its table.
+        slot: usize,
+        /// The patterns, sorted.
+        patterns: Vec<usize>,
+    },
     /// A test no automaton answers (a network, a number), made on the field's value.
     Check {
         /// The field.
@@ -203,16 +211,21 @@ impl Check {
 }
 
 impl Condition {
-    fn eval(
-        &self,
-        hit: &dyn Fn(usize, usize) -> bool,
-        check: &dyn Fn(&Accessor, &Check) -> bool,
-    ) -> bool {
+    /// Whether the condition holds, given the tests that passed on the event.
+    fn eval(&self, tests: &[FieldScratch], check: &dyn Fn(&Accessor, &Check) -> bool) -> bool {
         match self {
-            Condition::All(parts) => parts.iter().all(|c| c.eval(hit, check)),
-            Condition::Any(parts) => parts.iter().any(|c| c.eval(hit, check)),
-            Condition::Not(inner) => !inner.eval(hit, check),
-            Condition::Leaf { slot, pattern } => hit(*slot, *pattern),
+            Condition::All(parts) => parts.iter().all(|c| c.eval(tests, check)),
+            Condition::Any(parts) => parts.iter().any(|c| c.eval(tests, check)),
+            Condition::Not(inner) => !inner.eval(tests, check),
+            Condition::Leaf { slot, pattern } => passed(tests, *slot, *pattern),
+            Condition::AnyOf { slot, patterns } => {
+                let hits = tests.get(*slot).map_or(&[][..], |t| t.hits.as_slice());
+                if hits.len() < patterns.len() {
+                    hits.iter().any(|hit| patterns.binary_search(hit).is_ok())
+                } else {
+                    patterns.iter().any(|p| passed(tests, *slot, *p))
+                }
+            }
             Condition::Check { field, check: c } => check(field, c),
         }
     }
@@ -221,8 +234,44 @@ impl Condition {
         match self {
             Condition::All(parts) | Condition::Any(parts) => parts.iter().any(Self::has_check),
             Condition::Not(inner) => inner.has_check(),
-            Condition::Leaf { .. } => false,
+            Condition::Leaf { .. } | Condition::AnyOf { .. } => false,
             Condition::Check { .. } => true,
+        }
+    }
+
+    /// The same condition with each `any` of three or more leaves on one field as one
+    /// [`Condition::AnyOf`].
+    fn gathered(self) -> Condition {
+        match self {
+            Condition::All(parts) => {
+                Condition::All(parts.into_iter().map(Condition::gathered).collect())
+            }
+            Condition::Not(inner) => Condition::Not(Box::new(inner.gathered())),
+            Condition::Any(parts) => {
+                let parts: Vec<Condition> = parts.into_iter().map(Condition::gathered).collect();
+                let leaves: Option<Vec<(usize, usize)>> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Condition::Leaf { slot, pattern } => Some((*slot, *pattern)),
+                        _ => None,
+                    })
+                    .collect();
+                match leaves {
+                    Some(leaves)
+                        if leaves.len() >= 3 && leaves.iter().all(|(s, _)| *s == leaves[0].0) =>
+                    {
+                        let mut patterns: Vec<usize> = leaves.iter().map(|(_, p)| *p).collect();
+                        patterns.sort_unstable();
+                        patterns.dedup();
+                        Condition::AnyOf {
+                            slot: leaves[0].0,
+                            patterns,
+                        }
+                    }
+                    _ => Condition::Any(parts),
+                }
+            }
+            other => other,
         }
     }
 }
@@ -560,7 +609,7 @@ impl Engine {
         }
         for (index, rule) in rules.iter().enumerate() {
             let table = tables.entry(rule.table).or_default();
-            if rule.condition.has_check() || rule.condition.eval(&|_, _| false, &|_, _| false) {
+            if rule.condition.has_check() || rule.condition.eval(&[], &|_, _| false) {
                 table.always.push(index);
             }
         }
@@ -739,12 +788,11 @@ impl Engine {
         candidates.sort_unstable();
         candidates.dedup();
         let caches = &*caches;
-        let hit = |slot: usize, pattern: usize| passed(caches, slot, pattern);
         let check = |field: &Accessor, check: &Check| check_event(event, field, check);
         candidates
             .iter()
             .map(|&i| &self.rules[i])
-            .filter(|rule| rule.condition.eval(&hit, &check))
+            .filter(|rule| rule.condition.eval(caches, &check))
             .collect()
     }
 
@@ -760,13 +808,12 @@ impl Engine {
         else {
             return Vec::new();
         };
-        let hit = |slot: usize, pattern: usize| passed(caches, slot, pattern);
         let check = |field: &Accessor, check: &Check| check_event(event, field, check);
         sequence
             .steps
             .iter()
             .enumerate()
-            .filter(|(_, step)| step.eval(&hit, &check))
+            .filter(|(_, step)| step.eval(caches, &check))
             .map(|(i, _)| i)
             .collect()
     }
@@ -823,6 +870,7 @@ fn collect_leaves(condition: &Condition, out: &mut Vec<(usize, usize)>) {
         }
         Condition::Not(inner) => collect_leaves(inner, out),
         Condition::Leaf { slot, pattern } => out.push((*slot, *pattern)),
+        Condition::AnyOf { slot, patterns } => out.extend(patterns.iter().map(|p| (*slot, *p))),
         Condition::Check { .. } => {}
     }
 }
@@ -1076,9 +1124,19 @@ impl RuleBuilder<'_> {
             }
         };
         let (condition, sequence) = match (&spec.condition, &spec.sequence) {
-            (Some(condition), None) => (self.condition(table, condition), None),
+            (Some(condition), None) => (
+                self.condition(table, condition).map(Condition::gathered),
+                None,
+            ),
             (None, Some(sequence)) => match self.sequence(table, sequence) {
-                Some(sequence) => (Some(Condition::Any(sequence.steps.clone())), Some(sequence)),
+                Some(mut sequence) => {
+                    sequence.steps = sequence
+                        .steps
+                        .into_iter()
+                        .map(Condition::gathered)
+                        .collect();
+                    (Some(Condition::Any(sequence.steps.clone())), Some(sequence))
+                }
                 None => (None, None),
             },
             _ => {

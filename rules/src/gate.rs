@@ -28,6 +28,10 @@ pub(crate) fn necessary(
         Condition::Leaf { slot, pattern } => {
             eligible((*slot, *pattern)).then(|| vec![(*slot, *pattern)])
         }
+        Condition::AnyOf { slot, patterns } => patterns
+            .iter()
+            .map(|pattern| eligible((*slot, *pattern)).then_some((*slot, *pattern)))
+            .collect(),
         // Every part holds: any part's set will do; the smallest opens the fewest texts.
         Condition::All(parts) => parts
             .iter()
