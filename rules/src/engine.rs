@@ -401,8 +401,9 @@ struct TableRules {
     fields: Vec<FieldMatcher>,
     /// The field whose plain-text tests open others (see [`crate::gate`]).
     gate_slot: Option<usize>,
-    /// For a test of that field: the plain-text tests it opens, by field slot.
-    opens: HashMap<usize, Vec<(usize, Literals)>>,
+    /// For each test of that field (by pattern index): the plain-text tests it opens, by
+    /// field slot.
+    opens: Vec<Vec<(usize, Literals)>>,
     /// Rules that can hold when no pattern matched (a bare `not`, a check): decided on every
     /// event.
     always: Vec<usize>,
@@ -590,11 +591,10 @@ impl Engine {
                     Ok((matcher, opens)) => {
                         compiled.fields.push(matcher);
                         for (gate, literals) in opens {
-                            compiled
-                                .opens
-                                .entry(gate)
-                                .or_default()
-                                .push((slot, literals));
+                            if compiled.opens.len() <= gate {
+                                compiled.opens.resize_with(gate + 1, Vec::new);
+                            }
+                            compiled.opens[gate].push((slot, literals));
                         }
                     }
                     Err(message) => errors.push(RuleError {
@@ -734,7 +734,7 @@ impl Engine {
             let mut k = 0;
             while let Some(&gate) = caches.get(gate_slot).and_then(|c| c.hits.get(k)) {
                 k += 1;
-                for (slot, literals) in table.opens.get(&gate).into_iter().flatten() {
+                for (slot, literals) in table.opens.get(gate).into_iter().flatten() {
                     if let (Some(Some(text)), Some(cache)) =
                         (texts.get(*slot), caches.get_mut(*slot))
                     {

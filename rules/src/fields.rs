@@ -226,12 +226,13 @@ struct Mark {
 }
 
 impl<'a> Reader<'a> {
-    fn new(line: &'a str) -> Self {
+    /// A reader of `line` keeping its words in `word` (a buffer lent for the line).
+    fn new(line: &'a str, word: String) -> Self {
         Reader {
             line,
             at: 0,
             ended: false,
-            word: String::with_capacity(32),
+            word,
             nested: Vec::new(),
         }
     }
@@ -454,15 +455,24 @@ fn collect_programs(line: &str, found: &mut dyn FnMut(&str), depth: usize) {
     if depth > 4 {
         return;
     }
-    let mut reader = Reader::new(line);
+    // The word buffer is this thread's, lent to the line (a nested script, rare, gets one of
+    // its own): one allocation less a line.
+    let lent = WORD.with_borrow_mut(std::mem::take);
+    let mut reader = Reader::new(line, lent);
     while reader.at < line.len() {
         reader.ended = false;
         program_of(&mut reader, found, depth);
         reader.skip_command();
     }
-    for script in std::mem::take(&mut reader.nested) {
+    let Reader { word, nested, .. } = reader;
+    WORD.with_borrow_mut(|kept| *kept = word);
+    for script in nested {
         collect_programs(script, found, depth + 1);
     }
+}
+
+thread_local! {
+    static WORD: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// A command substitution starting at byte `i` (`$(...)` or a backtick): its text and where
