@@ -764,6 +764,11 @@ impl Engine {
                 {
                     continue;
                 }
+                if let [pattern] = regexes.ids.as_slice() {
+                    // Alone in its group: the first search said which.
+                    cache.record(*pattern);
+                    continue;
+                }
                 which_set.clear();
                 regexes
                     .which
