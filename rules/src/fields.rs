@@ -159,7 +159,9 @@ fn takes_value(wrapper: &str, option: &str) -> bool {
 /// parentheses separate commands outside quotes; quoted text is one word (so `ssh host "cd /x;
 /// nohup y"` starts only `ssh`: the rest runs elsewhere), except what runs here after all: the
 /// `-c` script of a shell (`sh -c 'curl x | sh'`) and command substitutions (`$(...)` and
-/// backticks, also inside double quotes).
+/// backticks, also inside double quotes). Braces are words, as in the shell: a group's `{`
+/// and `}` are passed over where a program would be (`{ curl x | sh; }`), and `find . -exec
+/// cp {} /tmp/x \;` starts `find` alone, not a program `/tmp/x`.
 pub fn programs(line: &str) -> Vec<String> {
     let mut found = Vec::new();
     collect_programs(
@@ -275,7 +277,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             match bytes[i] {
-                b';' | b'|' | b'&' | b'\n' | b'(' | b')' | b'{' | b'}' => {
+                b';' | b'|' | b'&' | b'\n' | b'(' | b')' => {
                     self.at = i + 1;
                     self.ended = true;
                     return;
@@ -371,7 +373,7 @@ impl<'a> Reader<'a> {
                 if open {
                     return true;
                 }
-            } else if matches!(c, ';' | '|' | '&' | '\n' | '(' | ')' | '{' | '}') {
+            } else if matches!(c, ';' | '|' | '&' | '\n' | '(' | ')') {
                 self.ended = true;
                 return open;
             } else {
@@ -423,7 +425,7 @@ const ORDINARY: [bool; 256] = {
     while b < 0x7f {
         table[b] = !matches!(
             b as u8,
-            b'\\' | b'\'' | b'"' | b'`' | b'$' | b';' | b'|' | b'&' | b'(' | b')' | b'{' | b'}'
+            b'\\' | b'\'' | b'"' | b'`' | b'$' | b';' | b'|' | b'&' | b'(' | b')'
         );
         b += 1;
     }
@@ -434,7 +436,7 @@ const ORDINARY: [bool; 256] = {
 /// matters in the words after a command's program.
 const SPECIAL: [bool; 256] = {
     let mut table = [false; 256];
-    let special = b";|&\n(){}\\'\"`$";
+    let special = b";|&\n()\\'\"`$";
     let mut k = 0;
     while k < special.len() {
         table[special[k] as usize] = true;
@@ -526,7 +528,7 @@ fn program_of(reader: &mut Reader<'_>, found: &mut dyn FnMut(&str), depth: usize
         }
         if matches!(
             word,
-            "if" | "then" | "else" | "do" | "while" | "until" | "!"
+            "if" | "then" | "else" | "do" | "while" | "until" | "!" | "{" | "}"
         ) {
             continue;
         }
@@ -656,7 +658,7 @@ mod tests {
                 }
                 if c.is_whitespace() && c != '\n' {
                     end_word(&mut words, &mut word, &mut in_word);
-                } else if matches!(c, ';' | '|' | '&' | '\n' | '(' | ')' | '{' | '}') {
+                } else if matches!(c, ';' | '|' | '&' | '\n' | '(' | ')') {
                     end_word(&mut words, &mut word, &mut in_word);
                     if !words.is_empty() {
                         commands.push(std::mem::take(&mut words));
@@ -723,7 +725,7 @@ mod tests {
                 }
                 if matches!(
                     word,
-                    "if" | "then" | "else" | "do" | "while" | "until" | "!"
+                    "if" | "then" | "else" | "do" | "while" | "until" | "!" | "{" | "}" | "{" | "}"
                 ) {
                     continue;
                 }
@@ -800,6 +802,12 @@ mod tests {
             ("echo \"id: `id -u`\"", &["/echo", "/id"]),
             ("sudo su -c 'chmod +x /tmp/a'", &["/sudo", "/su", "/chmod"]),
             ("grep 'a;b|c' f", &["/grep"]),
+            (
+                "find . -name '*.mp3' -exec cp {} /tmp/MusicFiles \\;",
+                &["/find"],
+            ),
+            ("{ curl -s x | sh; }", &["/curl", "/sh"]),
+            ("echo ${HOME}/x; id", &["/echo", "/id"]),
             ("", &[]),
         ];
         for (line, expected) in cases {
