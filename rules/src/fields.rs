@@ -725,7 +725,7 @@ mod tests {
                 }
                 if matches!(
                     word,
-                    "if" | "then" | "else" | "do" | "while" | "until" | "!" | "{" | "}" | "{" | "}"
+                    "if" | "then" | "else" | "do" | "while" | "until" | "!" | "{" | "}"
                 ) {
                     continue;
                 }
