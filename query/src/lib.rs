@@ -188,8 +188,8 @@ struct LakeSchema {
 impl LakeSchema {
     async fn open(&self, table: Table) -> Result<Arc<dyn TableProvider>, QueryError> {
         let provider: Arc<dyn TableProvider> =
-            match scan::LakeTable::open(&self.lake, table, &self.runtime).await? {
-                Some(provider) => Arc::new(provider),
+            match scan::LakeTable::provider(&self.lake, table, &self.runtime).await? {
+                Some(provider) => provider,
                 // Never written: empty, so any statement over the documented schema plans.
                 None => Arc::new(
                     MemTable::try_new(table.schema(), vec![vec![]])

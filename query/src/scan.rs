@@ -11,8 +11,9 @@
 //! deltalake remains the writer. Its own DataFusion provider is not built: it turns on
 //! DataFusion's default features and doubles the part of a clean build that runs after DataFusion
 //! (BENCHMARKS.md, "First build"). A table using a Delta reader feature this scan does not apply
-//! (deletion vectors, column mapping) is refused with an error naming the feature, never read
-//! wrongly.
+//! (deletion vectors, column mapping: auditq never writes them, another engine may) is read
+//! through the Delta kernel instead ([`Lake::read_through_kernel`]), which applies them; a
+//! feature the kernel cannot read either is refused with an error naming it, never read wrongly.
 
 use std::sync::Arc;
 
@@ -66,13 +67,28 @@ pub struct LakeTable {
 }
 
 impl LakeTable {
-    /// The table's current snapshot, or `None` if it has never been written. The lake's object
-    /// store is registered with `runtime` under a URL of its own.
-    pub async fn open(
+    /// The table's current snapshot as DataFusion reads it, or `None` if it has never been
+    /// written: this scan, or the Delta kernel's reading of every row when the table uses a
+    /// reader feature this scan does not apply. The lake's object store is registered with
+    /// `runtime` under a URL of its own.
+    pub async fn provider(
         lake: &Lake,
         table: Table,
         runtime: &datafusion::execution::runtime_env::RuntimeEnv,
-    ) -> Result<Option<Self>, QueryError> {
+    ) -> Result<Option<Arc<dyn TableProvider>>, QueryError> {
+        match Self::open(lake, table, runtime).await {
+            Ok(scan) => Ok(scan.map(|scan| Arc::new(scan) as Arc<dyn TableProvider>)),
+            Err(OpenError::Feature(feature)) => kernel_table(lake, table, &feature).await.map(Some),
+            Err(OpenError::Query(e)) => Err(e),
+        }
+    }
+
+    /// The table's current snapshot, or `None` if it has never been written.
+    async fn open(
+        lake: &Lake,
+        table: Table,
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<Option<Self>, OpenError> {
         let delta = lake.open(table).await?;
         if delta.version().is_none() {
             return Ok(None);
@@ -93,7 +109,7 @@ impl LakeTable {
             .map(ToString::to_string)
             .find(|f| !READABLE_FEATURES.contains(&f.as_str()))
         {
-            return Err(unreadable(table, &feature));
+            return Err(OpenError::Feature(feature));
         }
         if let Some(mode) = snapshot
             .metadata()
@@ -101,7 +117,7 @@ impl LakeTable {
             .get("delta.columnMapping.mode")
             .filter(|mode| mode.as_str() != "none")
         {
-            return Err(unreadable(table, &format!("columnMapping (mode {mode})")));
+            return Err(OpenError::Feature(format!("columnMapping (mode {mode})")));
         }
 
         let (store, root) = lake.object_store()?;
@@ -129,7 +145,7 @@ impl LakeTable {
         let mut files = Vec::new();
         for view in snapshot.log_data().iter() {
             if view.deletion_vector_descriptor().is_some() {
-                return Err(unreadable(table, "deletionVectors"));
+                return Err(OpenError::Feature("deletionVectors".to_string()));
             }
             let relative = view.object_store_path();
             let path = relative
@@ -320,13 +336,55 @@ fn bounds_sort_key(filter: &Expr) -> bool {
     found
 }
 
-fn unreadable(table: Table, feature: &str) -> QueryError {
-    QueryError::User {
-        message: format!(
-            "table {table} uses the Delta feature {feature}, which auditq's reader does not \
-             apply; it was written by another tool (auditq never writes it)"
-        ),
+/// Why [`LakeTable::open`] did not open a table: a reader feature this scan does not apply, or
+/// anything else.
+enum OpenError {
+    Feature(String),
+    Query(QueryError),
+}
+
+impl<E: Into<QueryError>> From<E> for OpenError {
+    fn from(e: E) -> Self {
+        OpenError::Query(e.into())
     }
+}
+
+/// A table read through the Delta kernel (deletion vectors applied, mapped columns named as
+/// the table's), its rows in memory in the table's own columns and types.
+async fn kernel_table(
+    lake: &Lake,
+    table: Table,
+    feature: &str,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let batches = lake.read_through_kernel(table).await.map_err(|e| QueryError::User {
+        message: format!(
+            "table {table} uses the Delta feature {feature}, which auditq's scan does not apply, \
+             and the Delta kernel could not read it either (it was written by another tool; \
+             auditq never writes it): {e}"
+        ),
+    })?;
+    let schema = table.schema();
+    let conformed = batches
+        .iter()
+        .map(|batch| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|field| match batch.column_by_name(field.name()) {
+                    Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+                    Some(column) => arrow::compute::cast(column, field.data_type()),
+                    None => Ok(arrow::array::new_null_array(
+                        field.data_type(),
+                        batch.num_rows(),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            arrow::record_batch::RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let provider = datafusion::datasource::MemTable::try_new(schema, vec![conformed])
+        .map_err(QueryError::Execution)?;
+    Ok(Arc::new(provider))
 }
 
 /// A file's statistics from its Delta log entry: the row count, and the minimum, maximum and

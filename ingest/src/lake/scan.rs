@@ -997,6 +997,51 @@ fn project(batch: &RecordBatch, columns: Option<&[&str]>, table: Table) -> Resul
         .map_err(|source| IngestError::Arrow { table, source })
 }
 
+impl Lake {
+    /// Every row of a table as the Delta kernel reads it: with deletion vectors applied and
+    /// physical column names mapped back to the table's. The query's own scan reads the data
+    /// files directly and so cannot honour either; a table another engine wrote with them is
+    /// read through here instead (slower: one thread, the whole table in memory).
+    pub async fn read_through_kernel(
+        &self,
+        table: Table,
+    ) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        use deltalake::kernel::engine::arrow_data::ArrowEngineData;
+
+        let delta = self.open(table).await?;
+        let log_store = delta.log_store();
+        let snapshot = deltalake::kernel::Snapshot::try_new(log_store.as_ref(), delta.version())
+            .await
+            .map_err(|e| self.lake_error(table, e))?;
+        let scan = snapshot
+            .scan_builder()
+            .build()
+            .map_err(|e| self.lake_error(table, e))?;
+        let kernel_snapshot = scan.snapshot().clone();
+        let engine = log_store.engine(None);
+        // The kernel's reads are blocking calls driven by its own executor.
+        let read = tokio::task::spawn_blocking(move || {
+            let scan = kernel_snapshot
+                .scan_builder()
+                .build()
+                .map_err(|e| e.to_string())?;
+            scan.execute(engine)
+                .map_err(|e| e.to_string())?
+                .map(|data| {
+                    let data = data.and_then(ArrowEngineData::try_from_engine_data);
+                    Ok(data.map_err(|e| e.to_string())?.record_batch().clone())
+                })
+                .collect::<std::result::Result<Vec<_>, String>>()
+        })
+        .await;
+        match read {
+            Ok(Ok(batches)) => Ok(batches),
+            Ok(Err(message)) => Err(self.lake_error(table, std::io::Error::other(message))),
+            Err(e) => Err(self.lake_error(table, e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

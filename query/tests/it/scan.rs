@@ -1,5 +1,6 @@
 //! auditq's read path (`query/src/scan.rs`): DataFusion's Parquet scan over the files the Delta
-//! log lists, pruned by their `date` and log statistics, refusing Delta features it does not apply.
+//! log lists, pruned by their `date` and log statistics; a table using a Delta feature it does
+//! not apply is read through the Delta kernel.
 
 use auditq_ingest::{Lake, Limits, PipelineBuilder, ingest_paths};
 use auditq_tests::repo_root;
@@ -152,14 +153,9 @@ async fn columns_keep_the_tables_order_and_limits_hold() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_table_with_deletion_vectors_is_refused_not_misread() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let lake = sample_lake(dir.path()).await;
-    // Another tool turned deletion vectors on: rows it deletes would stay in the data files,
-    // marked only in the vectors, which this reader does not apply.
-    let log = dir.path().join("lake/commands/_delta_log");
-    let last = std::fs::read_dir(&log)
+/// The newest commit of a table's log.
+fn last_commit(log: &std::path::Path) -> u64 {
+    std::fs::read_dir(log)
         .unwrap_or_else(|e| panic!("{e}"))
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -170,10 +166,165 @@ async fn a_table_with_deletion_vectors_is_refused_not_misread() {
                 .ok()
         })
         .max()
-        .unwrap_or_else(|| panic!("no commit in {}", log.display()));
-    let protocol = r#"{"protocol":{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":["deletionVectors"],"writerFeatures":["deletionVectors"]}}"#;
+        .unwrap_or_else(|| panic!("no commit in {}", log.display()))
+}
+
+/// The live `add` actions of a table's log (adds not removed since), oldest first.
+fn live_adds(log: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut adds: Vec<serde_json::Value> = Vec::new();
+    for version in 0..=last_commit(log) {
+        let Ok(text) = std::fs::read_to_string(log.join(format!("{version:020}.json"))) else {
+            continue;
+        };
+        for line in text.lines() {
+            let action: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(add) = action.get("add") {
+                adds.push(add.clone());
+            }
+            if let Some(path) = action.pointer("/remove/path") {
+                adds.retain(|a| a.get("path") != Some(path));
+            }
+        }
+    }
+    adds
+}
+
+/// A deletion vector of `rows` stored inline, as the Delta protocol writes one: the portable
+/// serialization of a 64-bit roaring bitmap after its magic number, Z85-encoded.
+fn inline_deletion_vector(rows: &[u64]) -> serde_json::Value {
+    let bitmap: roaring::RoaringTreemap = rows.iter().copied().collect();
+    let mut bytes = 1_681_511_377u32.to_le_bytes().to_vec();
+    bitmap
+        .serialize_into(&mut bytes)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let size = bytes.len();
+    // Z85 encodes whole groups of four bytes; the bitmap reader stops at its own end.
+    bytes.resize(size.div_ceil(4) * 4, 0);
+    serde_json::json!({
+        "storageType": "i",
+        "pathOrInlineDv": z85::encode(&bytes),
+        "sizeInBytes": size,
+        "cardinality": rows.len(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_with_deletion_vectors_is_read_through_the_delta_kernel() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = sample_lake(dir.path()).await;
+    let ctx = context(&Lake::new(lake.location().to_string())).await;
+    let before = text(&ctx, "select event_id from commands order by event_id").await;
+    let count = |rendered: &str| rendered.lines().filter(|l| l.starts_with("| ")).count() - 1;
+    let rows_before = count(&before);
+
+    // Another engine deletes the first two rows of one data file the way Delta does it without
+    // rewriting the file: the file is re-added with a deletion vector marking them.
+    let table_dir = dir.path().join("lake/commands");
+    let log = table_dir.join("_delta_log");
+    let mut add = live_adds(&log)
+        .into_iter()
+        .find(|add| {
+            add["stats"]
+                .as_str()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                .and_then(|s| s["numRecords"].as_u64())
+                .is_some_and(|n| n >= 3)
+        })
+        .unwrap_or_else(|| panic!("no data file of three rows or more"));
+    let path = add["path"].as_str().unwrap_or_default().to_string();
+    let file = table_dir.join(
+        path.split('/')
+            .map(|part| {
+                part.replace("%3D", "=")
+                    .replace("%2D", "-")
+                    .replace("%3A", ":")
+            })
+            .collect::<Vec<_>>()
+            .join("/"),
+    );
+    let first_two = {
+        let file_ctx = datafusion::prelude::SessionContext::new();
+        let df = file_ctx
+            .read_parquet(
+                file.display().to_string(),
+                datafusion::prelude::ParquetReadOptions::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let rendered = pretty_format_batches(
+            &df.select_columns(&["event_id"])
+                .and_then(|df| df.limit(0, Some(2)))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
+        rendered
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains("event_id"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(first_two.len(), 2, "{first_two:?}");
+    let now = 1_796_000_000_000u64;
+    let remove = serde_json::json!({"remove": {
+        "path": path,
+        "deletionTimestamp": now,
+        "dataChange": true,
+        "extendedFileMetadata": true,
+        "partitionValues": add["partitionValues"],
+        "size": add["size"],
+    }});
+    add["deletionVector"] = inline_deletion_vector(&[0, 1]);
+    add["dataChange"] = serde_json::Value::Bool(true);
+    let protocol = serde_json::json!({"protocol": {
+        "minReaderVersion": 3,
+        "minWriterVersion": 7,
+        "readerFeatures": ["deletionVectors"],
+        "writerFeatures": ["deletionVectors"],
+    }});
+    let commit = [protocol, remove, serde_json::json!({ "add": add })]
+        .iter()
+        .map(|action| format!("{action}\n"))
+        .collect::<String>();
     std::fs::write(
-        log.join(format!("{:020}.json", last + 1)),
+        log.join(format!("{:020}.json", last_commit(&log) + 1)),
+        commit,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let ctx = context(&Lake::new(lake.location().to_string())).await;
+    let after = text(&ctx, "select event_id from commands order by event_id").await;
+    assert_eq!(count(&after), rows_before - 2, "{after}");
+    for row in &first_two {
+        assert!(before.contains(row.as_str()), "{row} was there before");
+        assert!(
+            !after.contains(row.as_str()),
+            "{row} is deleted but still read:\n{after}"
+        );
+    }
+    // Statements over it plan and filter as over any table; the other tables keep the scan.
+    let sudo = text(
+        &ctx,
+        "select count(*) as n from commands where cmd like 'sudo%'",
+    )
+    .await;
+    assert!(sudo.contains("| n "), "{sudo}");
+    let sessions = text(&ctx, "select count(*) as n from sessions").await;
+    assert!(sessions.contains("| 14 |"), "{sessions}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_feature_the_kernel_cannot_read_either_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = sample_lake(dir.path()).await;
+    let log = dir.path().join("lake/commands/_delta_log");
+    let protocol = r#"{"protocol":{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":["someFutureFeature"],"writerFeatures":["someFutureFeature"]}}"#;
+    std::fs::write(
+        log.join(format!("{:020}.json", last_commit(&log) + 1)),
         format!("{protocol}\n"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -183,10 +334,9 @@ async fn a_table_with_deletion_vectors_is_refused_not_misread() {
         Ok(df) => df.collect().await.err().map(|e| e.to_string()),
         Err(e) => Some(e.to_string()),
     }
-    .unwrap_or_else(|| panic!("a table with deletion vectors was read"));
-    assert!(error.contains("deletionVectors"), "{error}");
+    .unwrap_or_else(|| panic!("a table with an unknown reader feature was read"));
+    assert!(error.contains("someFutureFeature"), "{error}");
     assert!(error.contains("commands"), "{error}");
-    // The other tables are still read.
     let sessions = text(&ctx, "select count(*) as n from sessions").await;
     assert!(sessions.contains("| 14 |"), "{sessions}");
 }
