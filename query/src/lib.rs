@@ -10,6 +10,13 @@
 //! carries the catalogue of tables and columns to show next to the message; anything else is an
 //! internal error with its context.
 
+/// The allocator of every program built on this crate (the `auditq` command, its benches and
+/// tests). glibc's malloc returns large freed blocks to the kernel, so each batch's decoded
+/// Parquet pages were mapped, zero-filled and faulted in again: a quarter of the time of a
+/// 1.5M-row answer went to page faults (`perf`, BENCHMARKS.md "Queries: 50M commands").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write;
 use std::sync::Arc;
 
