@@ -446,12 +446,17 @@ impl FieldScratch {
 
     /// Notes that a test passed.
     fn record(&mut self, pattern: usize) {
-        if let Some(flag) = self.set.get_mut(pattern)
-            && !*flag
-        {
-            *flag = true;
-            self.hits.push(pattern);
-        }
+        record(&mut self.set, &mut self.hits, pattern);
+    }
+}
+
+/// Notes in a field's scratch (its set and list) that test `pattern` passed.
+fn record(set: &mut [bool], hits: &mut Vec<usize>, pattern: usize) {
+    if let Some(flag) = set.get_mut(pattern)
+        && !*flag
+    {
+        *flag = true;
+        hits.push(pattern);
     }
 }
 
@@ -597,15 +602,18 @@ impl Engine {
                             compiled.opens[gate].push((slot, literals));
                         }
                     }
-                    Err(message) => errors.push(RuleError {
+                    Err((what, e)) => errors.push(RuleError {
                         file: files.first().map(|f| f.file.clone()).unwrap_or_default(),
                         line: None,
                         rule: None,
-                        message: format!("the {message} on {table}.{name} together"),
+                        message: format!("the {what} on {table}.{name} together: {e}"),
                     }),
                 }
             }
             compiled.gate_slot = gating.slot;
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         for (index, rule) in rules.iter().enumerate() {
             let table = tables.entry(rule.table).or_default();
@@ -755,8 +763,10 @@ impl Engine {
                 {
                     continue;
                 }
-                let cache = &mut caches[slot];
-                let (any, which, which_set) = &mut cache.groups[group];
+                let FieldScratch {
+                    groups, set, hits, ..
+                } = &mut caches[slot];
+                let (any, which, which_set) = &mut groups[group];
                 if regexes
                     .any
                     .search_half_with(any, &input.clone().earliest(true))
@@ -766,19 +776,17 @@ impl Engine {
                 }
                 if let [pattern] = regexes.ids.as_slice() {
                     // Alone in its group: the first search said which.
-                    cache.record(*pattern);
+                    record(set, hits, *pattern);
                     continue;
                 }
                 which_set.clear();
                 regexes
                     .which
                     .which_overlapping_matches_with(which, &input, which_set);
-                let found: Vec<usize> = which_set
-                    .iter()
-                    .filter_map(|f| regexes.ids.get(f.as_usize()).copied())
-                    .collect();
-                for pattern in found {
-                    cache.record(pattern);
+                for found in which_set.iter() {
+                    if let Some(pattern) = regexes.ids.get(found.as_usize()) {
+                        record(set, hits, *pattern);
+                    }
                 }
             }
         }
@@ -959,6 +967,9 @@ impl Gating {
 /// A field's matcher, and the plain-text tests each gate opens on it.
 type CompiledField = (FieldMatcher, Vec<(usize, Literals)>);
 
+/// What of a field would not compile (its texts or its patterns), and why.
+type FieldError = (&'static str, String);
+
 /// Compiles one field's tests: plain texts searched on every event into one automaton, the
 /// gated ones into one automaton per gate, regular expressions grouped as they are gated.
 fn compile_field(
@@ -968,7 +979,7 @@ fn compile_field(
     collected: &FieldPatterns,
     gating: &Gating,
     limits: &Limits,
-) -> Result<CompiledField, String> {
+) -> Result<CompiledField, FieldError> {
     let text_gates = match gating.slot {
         Some(gate_slot) if gate_slot != slot => {
             gate::pattern_gates(&collected.rules, &gating.by_gate_field)
@@ -989,12 +1000,12 @@ fn compile_field(
         }
     }
     let multi = accessor.multi();
-    let texts = |e: String| format!("texts: {e}");
+    let texts = |e: String| ("texts", e);
     let literals = Literals::build(&always, multi).map_err(texts)?;
     let opens = opened
         .into_iter()
         .map(|(gate, tests)| Ok((gate, Literals::build(&tests, multi).map_err(texts)?)))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, FieldError>>()?;
 
     let regex_gates = gate::pattern_gates(&collected.rules, &gating.by_any_text);
     let ids: Vec<usize> = (0..collected.patterns.len())
@@ -1035,7 +1046,7 @@ fn compile_field(
             })
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("patterns: {e}"))?;
+        .map_err(|e| ("patterns", e.to_string()))?;
     let matcher = FieldMatcher {
         name: name.to_string(),
         accessor: accessor.clone(),
@@ -1540,6 +1551,39 @@ rules:
     table: commands
     match: { field: cmd, in: [REBOOT, halt], case_insensitive: true }
 "#;
+
+    #[test]
+    fn patterns_too_large_together_are_an_error_not_a_field_left_out() {
+        let rules = r#"
+rules:
+  - id: t.a
+    title: a
+    severity: low
+    table: commands
+    match: { field: cmd, regex: '[a-z]{40}x' }
+  - id: t.b
+    title: b
+    severity: low
+    table: commands
+    match: { field: cmd, regex: '[0-9]{40}y' }
+"#;
+        let file = parse_file("t.yaml", rules).unwrap_or_else(|e| panic!("{e:?}"));
+        let alone = nfa_states("[a-z]{40}x", &Limits::default());
+        assert!(alone > 0);
+        let limits = Limits {
+            field_nfa_bytes: 4096,
+            ..Limits::default()
+        };
+        let errors = Engine::compile_with(&[file], &limits)
+            .err()
+            .unwrap_or_else(|| panic!("two patterns over the field's limit compiled"));
+        assert!(
+            errors.iter().any(|e| e
+                .message
+                .starts_with("the patterns on commands.cmd together: ")),
+            "{errors:?}"
+        );
+    }
 
     #[test]
     fn rules_decided_from_pattern_sets() {
