@@ -253,12 +253,6 @@ impl<'a> Reader<'a> {
         self.nested.truncate(mark.nested);
     }
 
-    /// Reads the command's next word into `word` (`false` once the command has ended).
-    fn next_word(&mut self) -> bool {
-        self.word.clear();
-        self.read(true)
-    }
-
     /// Skips what is left of the command, noting its substitutions. Words do not matter
     /// here, only quotes, escapes, substitutions and separators (all ASCII), so every other
     /// byte is passed over.
@@ -301,9 +295,10 @@ impl<'a> Reader<'a> {
         self.ended = true;
     }
 
-    /// Reads one word (kept in `word` if `keep`); `false` when the command ended before one.
-    /// An empty quoted word (`''`) or a bare substitution is a word too.
-    fn read(&mut self, keep: bool) -> bool {
+    /// Reads the command's next word into `word`, quotes removed; `false` once the command
+    /// has ended. An empty quoted word (`''`) or a bare substitution is a word too.
+    fn next_word(&mut self) -> bool {
+        self.word.clear();
         if self.ended {
             return false;
         }
@@ -317,9 +312,7 @@ impl<'a> Reader<'a> {
                 while end < bytes.len() && ORDINARY[usize::from(bytes[end])] {
                     end += 1;
                 }
-                if keep {
-                    self.word.push_str(&line[i..end]);
-                }
+                self.word.push_str(&line[i..end]);
                 open = true;
                 self.at = end;
                 continue;
@@ -329,9 +322,7 @@ impl<'a> Reader<'a> {
                     open = true;
                     match char_at(line, i + 1) {
                         Some((next, len)) => {
-                            if keep {
-                                self.word.push(next);
-                            }
+                            self.word.push(next);
                             self.at = i + 1 + len;
                         }
                         None => self.at = i + 1,
@@ -341,15 +332,13 @@ impl<'a> Reader<'a> {
                 b'\'' => {
                     let close = bytes[i + 1..].iter().position(|b| *b == b'\'');
                     let stop = close.map_or(bytes.len(), |p| i + 1 + p);
-                    if keep {
-                        self.word.push_str(&line[i + 1..stop]);
-                    }
+                    self.word.push_str(&line[i + 1..stop]);
                     open = true;
                     self.at = stop + 1;
                     continue;
                 }
                 b'"' => {
-                    self.double_quoted(keep);
+                    self.double_quoted(true);
                     open = true;
                     continue;
                 }
@@ -377,9 +366,7 @@ impl<'a> Reader<'a> {
                 self.ended = true;
                 return open;
             } else {
-                if keep {
-                    self.word.push(c);
-                }
+                self.word.push(c);
                 open = true;
             }
         }
