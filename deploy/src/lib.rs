@@ -74,7 +74,7 @@ pub async fn pipeline(
         let sinks = config
             .alerts
             .iter()
-            .map(|spec| Sink::parse(spec, Some(&clients.sns)))
+            .map(|spec| Sink::parse(spec, Some(&clients.aws)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|message| DeployError::Config {
                 field: "alerts".to_string(),

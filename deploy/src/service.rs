@@ -160,12 +160,12 @@ pub async fn run(
             let limits = shared.config.limits();
             shared
                 .supervise(&name, || async {
-                    let url = queue_url(&shared.clients.sqs, &queue).await?;
+                    let url = queue_url(&shared.clients.aws, &queue).await?;
                     // Drains what is waiting (long polls of 1 s), then returns.
                     let summary = ingest_sqs(
                         &shared.pipeline,
                         &shared.clients.s3,
-                        &shared.clients.sqs,
+                        &shared.clients.aws,
                         &url,
                         &limits,
                     )

@@ -2,14 +2,13 @@
 //! (Session Manager streams, CloudTrail-to-CloudWatch).
 //!
 //! Each source has the same skeleton: a location parsed from a URI, a client built once by the
-//! caller (from the standard credential chain and region; `AWS_ENDPOINT_URL` is honoured by the
-//! SDK itself), a listing step that yields positions, and a read step that turns one position
+//! caller ([`auditq_aws::Aws`]: the standard credential chain and region, `AWS_ENDPOINT_URL`),
+//! a listing step that yields positions, and a read step that turns one position
 //! into [`Parsed`] rows, stored by the [`Pipeline`] with the positions they cover. Reading is
 //! idempotent: rows carry provenance ids, so a position read twice stores nothing new.
 
-use aws_sdk_cloudwatchlogs::Client as LogsClient;
-use aws_sdk_s3::Client as S3Client;
-use aws_sdk_s3::error::DisplayErrorContext;
+use auditq_aws::Aws;
+use serde_json::json;
 
 use std::collections::HashMap;
 
@@ -65,35 +64,26 @@ impl S3Object {
     }
 }
 
-fn aws_error(operation: &str, resource: &str, error: impl std::error::Error) -> IngestError {
+fn aws_error(error: auditq_aws::Error) -> IngestError {
     IngestError::Aws {
-        operation: operation.to_string(),
-        resource: resource.to_string(),
-        message: DisplayErrorContext(error).to_string(),
+        operation: error.operation.clone(),
+        resource: error.resource.clone(),
+        message: error.detail(),
     }
 }
 
 /// An S3 error on one object: a 4xx (other than throttling) concerns that object only and is
-/// [`IngestError::ObjectRefused`]; anything else (5xx, the network after the SDK's retries)
-/// stops the run before anything of it is committed.
-fn s3_object_error<E>(
-    operation: &str,
-    uri: &str,
-    e: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> IngestError
-where
-    E: std::error::Error + 'static,
-{
-    match e.raw_response().map(|r| r.status().as_u16()) {
-        Some(status) if (400..500).contains(&status) && status != 429 => {
-            IngestError::ObjectRefused {
-                operation: operation.to_string(),
-                uri: uri.to_string(),
-                status,
-                message: DisplayErrorContext(&e).to_string(),
-            }
-        }
-        _ => aws_error(operation, uri, e),
+/// [`IngestError::ObjectRefused`]; anything else (5xx, the network after the retries) stops
+/// the run before anything of it is committed.
+fn s3_object_error(error: auditq_aws::Error) -> IngestError {
+    match error.status {
+        Some(status) if error.is_refusal() => IngestError::ObjectRefused {
+            message: error.detail(),
+            operation: error.operation,
+            uri: error.resource,
+            status,
+        },
+        _ => aws_error(error),
     }
 }
 
@@ -117,82 +107,51 @@ fn refused_object(error: &IngestError, modified: Timestamp) -> Option<auditq_mod
     Some(reject(at, "object", "unknown", &reason, &[]))
 }
 
-fn smithy_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Timestamp {
-    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-        .unwrap_or_default()
+impl S3Object {
+    fn from_listed(bucket: &str, object: auditq_aws::s3::Object) -> Self {
+        S3Object {
+            bucket: bucket.to_string(),
+            key: object.key,
+            etag: object.etag,
+            size: object.size,
+            modified: object.modified,
+        }
+    }
 }
 
 /// Reads objects from S3.
 #[derive(Debug, Clone)]
 pub struct S3Source {
-    client: S3Client,
+    aws: Aws,
 }
 
 impl S3Source {
-    /// A source using `client`.
-    pub fn new(client: S3Client) -> Self {
-        Self { client }
+    /// A source using `aws`.
+    pub fn new(aws: Aws) -> Self {
+        Self { aws }
     }
 
     /// Every object under the location, in key order (CloudTrail keys sort by time).
     pub async fn list(&self, location: &S3Location) -> Result<Vec<S3Object>> {
-        let mut objects = Vec::new();
-        let mut token = None;
-        let resource = format!("s3://{}/{}", location.bucket, location.prefix);
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&location.bucket)
-                .prefix(&location.prefix)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| aws_error("ListObjectsV2", &resource, e))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                objects.push(S3Object {
-                    bucket: location.bucket.clone(),
-                    key: key.to_string(),
-                    etag: object
-                        .e_tag()
-                        .unwrap_or_default()
-                        .trim_matches('"')
-                        .to_string(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    modified: smithy_time(object.last_modified()),
-                });
-            }
-            token = page.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(objects)
+        let listed = self
+            .aws
+            .s3_list(&location.bucket, &location.prefix)
+            .await
+            .map_err(aws_error)?;
+        Ok(listed
+            .into_iter()
+            .map(|object| S3Object::from_listed(&location.bucket, object))
+            .collect())
     }
 
     /// The current version of one object.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<S3Object> {
-        let uri = format!("s3://{bucket}/{key}");
-        let head = self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
+        let object = self
+            .aws
+            .s3_head(bucket, key)
             .await
-            .map_err(|e| s3_object_error("HeadObject", &uri, e))?;
-        Ok(S3Object {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            etag: head
-                .e_tag()
-                .unwrap_or_default()
-                .trim_matches('"')
-                .to_string(),
-            size: head.content_length().unwrap_or(0).max(0) as u64,
-            modified: smithy_time(head.last_modified()),
-        })
+            .map_err(s3_object_error)?;
+        Ok(S3Object::from_listed(bucket, object))
     }
 
     /// Reads and parses one object; one larger than the cap is rejected without downloading.
@@ -237,28 +196,18 @@ impl S3Source {
     }
 
     async fn get(&self, object: &S3Object, as_listed: bool) -> Result<(Vec<u8>, Option<String>)> {
-        let uri = object.uri();
-        let mut request = self
-            .client
-            .get_object()
-            .bucket(&object.bucket)
-            .key(&object.key);
-        if as_listed {
-            request = request.if_match(format!("\"{}\"", object.etag));
-        }
-        let response = request
-            .send()
+        let if_match = as_listed.then_some(object.etag.as_str());
+        let got = self
+            .aws
+            .s3_get(&object.bucket, &object.key, if_match)
             .await
-            .map_err(|e| s3_object_error("GetObject", &uri, e))?;
-        let signature = response
-            .metadata()
-            .and_then(|m| m.get("signature").cloned());
-        let bytes = response
-            .body
-            .collect()
-            .await
-            .map_err(|e| aws_error("GetObject", &uri, e))?;
-        Ok((bytes.into_bytes().to_vec(), signature))
+            .map_err(s3_object_error)?;
+        let signature = got
+            .metadata
+            .into_iter()
+            .find(|(name, _)| name == "signature")
+            .map(|(_, value)| value);
+        Ok((got.body, signature))
     }
 }
 
@@ -328,13 +277,69 @@ impl LogStreamEvents {
 /// Reads CloudWatch Logs with the polling API (GetLogEvents from the head of each stream).
 #[derive(Debug, Clone)]
 pub struct CwlSource {
-    client: LogsClient,
+    aws: Aws,
 }
 
+/// The JSON target prefix of CloudWatch Logs' operations.
+const LOGS: &str = "Logs_20140328";
+
 impl CwlSource {
-    /// A source using `client`.
-    pub fn new(client: LogsClient) -> Self {
-        Self { client }
+    /// A source using `aws`.
+    pub fn new(aws: Aws) -> Self {
+        Self { aws }
+    }
+
+    /// One CloudWatch Logs call in the configured region.
+    async fn call(
+        &self,
+        operation: &str,
+        request: serde_json::Value,
+        resource: &str,
+    ) -> Result<serde_json::Value> {
+        let region = self
+            .aws
+            .need_region(operation, resource)
+            .map_err(aws_error)?;
+        self.aws
+            .json(
+                "logs",
+                &region,
+                auditq_aws::JSON_1_1,
+                &format!("{LOGS}.{operation}"),
+                &request,
+                resource,
+            )
+            .await
+            .map_err(aws_error)
+    }
+
+    /// The log groups whose names start with `prefix`, one page: (name, ARN) and the next
+    /// page's token.
+    async fn groups(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+        resource: &str,
+    ) -> Result<(Vec<(String, String)>, Option<String>)> {
+        let mut request = json!({ "logGroupNamePrefix": prefix });
+        if let Some(token) = token {
+            request["nextToken"] = token.into();
+        }
+        let page = self.call("DescribeLogGroups", request, resource).await?;
+        let groups = page["logGroups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| {
+                let name = g["logGroupName"].as_str()?.to_string();
+                let arn = g["logGroupArn"]
+                    .as_str()
+                    .or(g["arn"].as_str())
+                    .unwrap_or_default();
+                Some((name, arn.trim_end_matches(":*").to_string()))
+            })
+            .collect();
+        Ok((groups, next_token(&page, "nextToken")))
     }
 
     /// Resolves `cwl://path` to a log group and stream prefix.
@@ -354,24 +359,14 @@ impl CwlSource {
             };
             let mut token = None;
             loop {
-                let page = self
-                    .client
-                    .describe_log_groups()
-                    .log_group_name_prefix(&prefix)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("DescribeLogGroups", uri, e))?;
-                for group in page.log_groups() {
-                    let Some(name) = group.log_group_name() else {
-                        continue;
-                    };
+                let (groups, next) = self.groups(&prefix, token, uri).await?;
+                for (name, _) in groups {
                     let fits = candidate == name || candidate.starts_with(&format!("{name}/"));
                     if fits && best.as_ref().is_none_or(|b| name.len() > b.len()) {
-                        best = Some(name.to_string());
+                        best = Some(name);
                     }
                 }
-                token = page.next_token().map(str::to_string);
+                token = next;
                 if token.is_none() {
                     break;
                 }
@@ -396,24 +391,24 @@ impl CwlSource {
         let mut names = Vec::new();
         let mut token = None;
         loop {
-            let mut request = self
-                .client
-                .describe_log_streams()
-                .log_group_name(&location.group);
+            let mut request = json!({ "logGroupName": location.group });
             if !location.stream_prefix.is_empty() {
-                request = request.log_stream_name_prefix(&location.stream_prefix);
+                request["logStreamNamePrefix"] = location.stream_prefix.clone().into();
             }
-            let page = request
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| aws_error("DescribeLogStreams", &location.group, e))?;
+            if let Some(token) = token {
+                request["nextToken"] = serde_json::Value::String(token);
+            }
+            let page = self
+                .call("DescribeLogStreams", request, &location.group)
+                .await?;
             names.extend(
-                page.log_streams()
-                    .iter()
-                    .filter_map(|s| s.log_stream_name().map(str::to_string)),
+                page["logStreams"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["logStreamName"].as_str().map(str::to_string)),
             );
-            token = page.next_token().map(str::to_string);
+            token = next_token(&page, "nextToken");
             if token.is_none() {
                 break;
             }
@@ -440,23 +435,29 @@ impl CwlSource {
         let mut token: Option<String> = from.map(str::to_string);
         let resource = format!("{group}/{stream}");
         loop {
-            let page = self
-                .client
-                .get_log_events()
-                .log_group_name(group)
-                .log_stream_name(stream)
-                .start_from_head(true)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| aws_error("GetLogEvents", &resource, e))?;
-            for event in page.events() {
-                if let Some(message) = event.message() {
-                    events.push((event.timestamp().unwrap_or(0), message.to_string()));
+            let mut request = json!({
+                "logGroupName": group,
+                "logStreamName": stream,
+                "startFromHead": true,
+            });
+            if let Some(token) = &token {
+                request["nextToken"] = token.clone().into();
+            }
+            let page = self.call("GetLogEvents", request, &resource).await?;
+            let page_events = page["events"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for event in page_events {
+                if let Some(message) = event["message"].as_str() {
+                    events.push((
+                        event["timestamp"].as_i64().unwrap_or(0),
+                        message.to_string(),
+                    ));
                 }
             }
-            let next = page.next_forward_token().map(str::to_string);
-            let done = page.events().is_empty() || next.is_none() || next == token;
+            let next = next_token(&page, "nextForwardToken");
+            let done = page_events.is_empty() || next.is_none() || next == token;
             if next.is_some() {
                 token = next;
             }
@@ -472,6 +473,14 @@ impl CwlSource {
             next_token: token,
         })
     }
+}
+
+/// A page's token, if it names one.
+fn next_token(page: &serde_json::Value, key: &str) -> Option<String> {
+    page[key]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 /// Whether a stream's records stand alone, so it is read on from where the last run stopped:
@@ -602,26 +611,19 @@ pub async fn ingest_s3_notification(
 pub async fn ingest_sqs(
     pipeline: &Pipeline,
     source: &S3Source,
-    sqs: &aws_sdk_sqs::Client,
+    aws: &Aws,
     queue_url: &str,
     limits: &Limits,
 ) -> Result<IngestSummary> {
     let mut summary = IngestSummary::default();
     loop {
-        let page = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .map_err(|e| aws_error("ReceiveMessage", queue_url, e))?;
-        if page.messages().is_empty() {
+        let page = aws.sqs_receive(queue_url, 10, 1).await.map_err(aws_error)?;
+        if page.is_empty() {
             break;
         }
-        for message in page.messages() {
-            let body = message.body().unwrap_or_default();
-            let id = message.message_id().unwrap_or_default();
+        for message in &page {
+            let body = message.body.as_str();
+            let id = message.id.as_str();
             let not_a_notification = match serde_json::from_str::<serde_json::Value>(body) {
                 Err(e) => Some(format!("malformed JSON: {e}")),
                 Ok(value) => match crate::notify::created_objects(&value) {
@@ -652,14 +654,9 @@ pub async fn ingest_sqs(
                 };
                 summary.add(pipeline.store(bad).await?);
             }
-            if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("DeleteMessage", queue_url, e))?;
-            }
+            aws.sqs_delete(queue_url, &message.receipt_handle)
+                .await
+                .map_err(aws_error)?;
         }
     }
     Ok(summary)
@@ -807,31 +804,6 @@ pub async fn ingest_streams(
     Ok(summary)
 }
 
-/// Removes the `stream-` host prefix that StartLiveTail puts before the endpoint.
-///
-/// Against AWS the prefix selects the streaming endpoint; against an emulator at an IP address
-/// or `localhost` it makes the host unresolvable. Install it only when `AWS_ENDPOINT_URL` points
-/// at an emulator.
-#[derive(Debug)]
-pub struct NoEndpointPrefix;
-
-impl aws_sdk_cloudwatchlogs::config::Intercept for NoEndpointPrefix {
-    fn name(&self) -> &'static str {
-        "NoEndpointPrefix"
-    }
-
-    fn modify_before_retry_loop(
-        &self,
-        _context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
-        _components: &aws_sdk_cloudwatchlogs::config::RuntimeComponents,
-        cfg: &mut aws_sdk_cloudwatchlogs::config::ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        cfg.interceptor_state()
-            .unset::<aws_smithy_runtime_api::client::endpoint::EndpointPrefix>();
-        Ok(())
-    }
-}
-
 /// How a follower learns that a log group has new events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowMode {
@@ -844,18 +816,11 @@ pub enum FollowMode {
 impl CwlSource {
     /// The ARN of a log group (StartLiveTail names groups by ARN).
     pub async fn group_arn(&self, group: &str) -> Result<String> {
-        let page = self
-            .client
-            .describe_log_groups()
-            .log_group_name_prefix(group)
-            .send()
-            .await
-            .map_err(|e| aws_error("DescribeLogGroups", group, e))?;
-        page.log_groups()
-            .iter()
-            .find(|g| g.log_group_name() == Some(group))
-            .and_then(|g| g.log_group_arn().or(g.arn()))
-            .map(|arn| arn.trim_end_matches(":*").to_string())
+        let (groups, _) = self.groups(group, None, group).await?;
+        groups
+            .into_iter()
+            .find(|(name, arn)| name == group && !arn.is_empty())
+            .map(|(_, arn)| arn)
             .ok_or_else(|| IngestError::Aws {
                 operation: "DescribeLogGroups".to_string(),
                 resource: group.to_string(),
@@ -874,24 +839,20 @@ impl CwlSource {
         let mut newest = since_ms;
         let mut token = None;
         loop {
-            let page = self
-                .client
-                .filter_log_events()
-                .log_group_name(group)
-                .start_time(since_ms)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| aws_error("FilterLogEvents", group, e))?;
-            for event in page.events() {
-                newest = newest.max(event.timestamp().unwrap_or(0));
-                if let Some(name) = event.log_stream_name()
+            let mut request = json!({ "logGroupName": group, "startTime": since_ms });
+            if let Some(token) = token {
+                request["nextToken"] = serde_json::Value::String(token);
+            }
+            let page = self.call("FilterLogEvents", request, group).await?;
+            for event in page["events"].as_array().into_iter().flatten() {
+                newest = newest.max(event["timestamp"].as_i64().unwrap_or(0));
+                if let Some(name) = event["logStreamName"].as_str()
                     && !streams.iter().any(|s| s == name)
                 {
                     streams.push(name.to_string());
                 }
             }
-            token = page.next_token().map(str::to_string);
+            token = next_token(&page, "nextToken");
             if token.is_none() {
                 break;
             }
@@ -900,47 +861,67 @@ impl CwlSource {
     }
 
     /// Waits for one live-tail session and returns the streams that had events, in order of
-    /// first appearance, each with the newest ingestion time seen for it. The session ends when the service closes it (AWS after hours, the
-    /// emulator after its snapshot) or after `max_wait`.
+    /// first appearance, each with the newest ingestion time seen for it. The session ends
+    /// when the service closes it (AWS after hours, the emulator after its snapshot) or after
+    /// `max_wait`.
+    ///
+    /// StartLiveTail answers on its own host (`stream-logs.REGION.amazonaws.com`; an emulator's
+    /// endpoint as it is) with an event stream of `sessionStart` and `sessionUpdate` messages.
     pub async fn live_tail_streams(
         &self,
         group_arn: &str,
         max_wait: std::time::Duration,
     ) -> Result<Vec<(String, i64)>> {
-        let output = self
-            .client
-            .start_live_tail()
-            .log_group_identifiers(group_arn)
-            .send()
+        let region = auditq_aws::arn_region(group_arn)
+            .map(str::to_string)
+            .map_or_else(|| self.aws.need_region("StartLiveTail", group_arn), Ok)
+            .map_err(aws_error)?;
+        let request = json!({ "logGroupIdentifiers": [group_arn] });
+        let mut stream = self
+            .aws
+            .json_stream(
+                self.aws.endpoint("stream-logs", &region),
+                "logs",
+                &region,
+                &format!("{LOGS}.StartLiveTail"),
+                &request,
+                group_arn,
+            )
             .await
-            .map_err(|e| aws_error("StartLiveTail", group_arn, e))?;
-        let mut stream = output.response_stream;
+            .map_err(aws_error)?;
         let mut changed: Vec<(String, i64)> = Vec::new();
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, stream.recv()).await;
-            let event = match next {
+            let next = tokio::time::timeout_at(deadline, stream.next()).await;
+            let (kind, message) = match next {
                 Err(_) | Ok(Ok(None)) => break,
                 Ok(Ok(Some(event))) => event,
-                Ok(Err(e)) => return Err(aws_error("StartLiveTail", group_arn, e)),
+                Ok(Err(e)) => return Err(aws_error(e)),
             };
-            if let aws_sdk_cloudwatchlogs::types::StartLiveTailResponseStream::SessionUpdate(
-                update,
-            ) = event
-            {
-                for result in update.session_results() {
-                    let Some(name) = result.log_stream_name() else {
-                        continue;
-                    };
-                    let ingested = result.ingestion_time().or(result.timestamp()).unwrap_or(0);
-                    match changed.iter_mut().find(|(c, _)| c == name) {
-                        Some((_, newest)) => *newest = (*newest).max(ingested),
-                        None => changed.push((name.to_string(), ingested)),
-                    }
+            if kind != "sessionUpdate" {
+                continue;
+            }
+            let update: serde_json::Value =
+                serde_json::from_slice(&message.payload).map_err(|e| IngestError::Aws {
+                    operation: "StartLiveTail".to_string(),
+                    resource: group_arn.to_string(),
+                    message: format!("a session update that is not JSON: {e}"),
+                })?;
+            for result in update["sessionResults"].as_array().into_iter().flatten() {
+                let Some(name) = result["logStreamName"].as_str() else {
+                    continue;
+                };
+                let ingested = result["ingestionTime"]
+                    .as_i64()
+                    .or(result["timestamp"].as_i64())
+                    .unwrap_or(0);
+                match changed.iter_mut().find(|(c, _)| c == name) {
+                    Some((_, newest)) => *newest = (*newest).max(ingested),
+                    None => changed.push((name.to_string(), ingested)),
                 }
-                if !changed.is_empty() {
-                    break;
-                }
+            }
+            if !changed.is_empty() {
+                break;
             }
         }
         Ok(changed)
@@ -1058,17 +1039,15 @@ pub struct AwsSettings {
     pub lake_retry_timeout_seconds: Option<u64>,
 }
 
-/// The AWS clients auditq uses, built once from one SDK configuration.
+/// The AWS clients auditq uses, built once from one configuration.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     /// S3 objects (transcripts, CloudTrail deliveries).
     pub s3: S3Source,
     /// CloudWatch Logs groups.
     pub cwl: CwlSource,
-    /// SNS, for alerts and subscriptions.
-    pub sns: aws_sdk_sns::Client,
-    /// SQS, for queues of S3 notifications.
-    pub sqs: aws_sdk_sqs::Client,
+    /// Every call, signed: SNS (alerts, subscriptions) and SQS (queues of S3 notifications).
+    pub aws: Aws,
 }
 
 impl AwsSettings {
@@ -1109,58 +1088,24 @@ impl AwsSettings {
 
     /// Every client, from the standard chain (no network call until one is used).
     pub async fn clients(&self) -> AwsClients {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        // Emulators on `localhost` need path-style addressing; IP literals get it by themselves.
-        let path_style = self
-            .endpoint_url
-            .as_deref()
-            .is_some_and(|u| u.contains("localhost"));
-        let s3 = aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(path_style)
-            .build();
-        let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(&config);
-        if self.endpoint_url.is_some() {
-            // StartLiveTail's `stream-` host prefix does not resolve on an emulator endpoint.
-            logs = logs.interceptor(NoEndpointPrefix);
-        }
+        let aws = Aws::from_env(self.endpoint_url.clone()).await;
         AwsClients {
-            s3: S3Source::new(aws_sdk_s3::Client::from_conf(s3)),
-            cwl: CwlSource::new(aws_sdk_cloudwatchlogs::Client::from_conf(logs.build())),
-            sns: aws_sdk_sns::Client::new(&config),
-            sqs: aws_sdk_sqs::Client::new(&config),
+            s3: S3Source::new(aws.clone()),
+            cwl: CwlSource::new(aws.clone()),
+            aws,
         }
     }
-}
 
-impl AwsSettings {
     /// The client of the names look-up ([`crate::lookup`]), from the standard chain.
     pub async fn lookup(&self) -> crate::lookup::Lookup {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        crate::lookup::Lookup::new(config, self.endpoint_url.clone())
+        crate::lookup::Lookup::new(Aws::from_env(self.endpoint_url.clone()).await)
     }
 }
 
 /// A queue's URL, given its name (`auditq-s3-events`) or its URL.
-pub async fn queue_url(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<String> {
+pub async fn queue_url(aws: &Aws, queue: &str) -> Result<String> {
     if queue.starts_with("https://") || queue.starts_with("http://") {
         return Ok(queue.to_string());
     }
-    let found = sqs
-        .get_queue_url()
-        .queue_name(queue)
-        .send()
-        .await
-        .map_err(|e| aws_error("GetQueueUrl", queue, e))?;
-    found
-        .queue_url()
-        .map(str::to_string)
-        .ok_or_else(|| IngestError::Aws {
-            operation: "GetQueueUrl".to_string(),
-            resource: queue.to_string(),
-            message: "no URL in the answer".to_string(),
-        })
+    aws.sqs_queue_url(queue).await.map_err(aws_error)
 }

@@ -5,19 +5,12 @@
 //! Run Command invocations sent (SSM `ListCommands`), which CloudTrail hides.
 //!
 //! These are AWS Query-protocol calls (a form-encoded POST, an XML answer) and, for SSM,
-//! JSON-protocol ones, made here with
-//! the SDK's own configuration (credentials chain, region, `AWS_ENDPOINT_URL`) and signed with
-//! SigV4 by `aws-sigv4`, the SDK's signer, over the HTTP client the lake's object store already
-//! uses. The generated SDK crates would add 1.24 million lines of Rust to the build for EC2
-//! alone (`aws-sdk-ec2` 1.274; `aws-sdk-s3` is 252 thousand), for two calls.
+//! JSON-protocol ones, made with [`auditq_aws`] (the SDK's configuration and signer over the
+//! HTTP client the lake's object store already uses). The generated SDK crates would add 1.24
+//! million lines of Rust to the build for EC2 alone (`aws-sdk-ec2` 1.274), for two calls.
 
-use std::time::SystemTime;
-
+use auditq_aws::Aws;
 use auditq_model::{Name, Timestamp};
-use aws_config::SdkConfig;
-use aws_credential_types::provider::ProvideCredentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 
 use crate::error::{IngestError, Result};
 use crate::names::{name, tag_attribute};
@@ -30,25 +23,18 @@ const TAG_KEYS: [&str; 6] = ["Name", "name", "Environment", "environment", "Env"
 /// A client for the Query-protocol calls of the look-up.
 #[derive(Debug, Clone)]
 pub struct Lookup {
-    config: SdkConfig,
-    http: reqwest::Client,
-    endpoint_url: Option<String>,
+    aws: Aws,
 }
 
 impl Lookup {
-    /// A client from the SDK's configuration; `endpoint_url` (an emulator) replaces every
-    /// service's endpoint.
-    pub fn new(config: SdkConfig, endpoint_url: Option<String>) -> Self {
-        Lookup {
-            config,
-            http: reqwest::Client::new(),
-            endpoint_url,
-        }
+    /// A client over `aws`.
+    pub fn new(aws: Aws) -> Self {
+        Lookup { aws }
     }
 
     /// The configured region.
     pub fn region(&self) -> Option<String> {
-        self.config.region().map(|r| r.to_string())
+        self.aws.region()
     }
 
     /// Every name AWS holds now: the account's alias, and the instance tags of each region.
@@ -186,38 +172,10 @@ impl Lookup {
         action: &str,
         params: &[(String, String)],
     ) -> Result<String> {
-        let mut body = format!("Action={}&Version={}", encode(action), encode(version));
-        for (key, value) in params {
-            body.push_str(&format!("&{}={}", encode(key), encode(value)));
-        }
-        let operation = format!("{service}:{action}");
-        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-        let (status, text) = self
-            .send(
-                service,
-                region,
-                &operation,
-                &[("content-type", content_type)],
-                body,
-            )
-            .await?;
-        if !status.is_success() {
-            let mut code = String::new();
-            let mut message = String::new();
-            let _ = walk(&text, "", &mut |path, value| {
-                if path.ends_with("/Code") {
-                    code = value.to_string();
-                } else if path.ends_with("/Message") {
-                    message = value.to_string();
-                }
-            });
-            return Err(failure(
-                &operation,
-                service,
-                &format!("{status}: {code} {message}"),
-            ));
-        }
-        Ok(text)
+        self.aws
+            .query(service, region, version, action, params, service)
+            .await
+            .map_err(|e| failure(&format!("{service}:{action}"), service, &e.detail()))
     }
 
     /// One signed JSON-protocol call (`target`: `AmazonSSM.ListCommands`); the answer, or the
@@ -230,81 +188,17 @@ impl Lookup {
         request: &serde_json::Value,
     ) -> Result<serde_json::Value> {
         let operation = format!("{service}:{}", target.rsplit('.').next().unwrap_or(target));
-        let headers = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target),
-        ];
-        let (status, text) = self
-            .send(service, region, &operation, &headers, request.to_string())
-            .await?;
-        let answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            failure(
-                &operation,
+        self.aws
+            .json(
                 service,
-                &format!("{status}: not JSON ({e}): {text:.200}"),
+                region,
+                auditq_aws::JSON_1_1,
+                target,
+                request,
+                service,
             )
-        })?;
-        if !status.is_success() {
-            let code = answer["__type"].as_str().unwrap_or_default();
-            let message = answer["message"]
-                .as_str()
-                .or(answer["Message"].as_str())
-                .unwrap_or_default();
-            return Err(failure(
-                &operation,
-                service,
-                &format!("{status}: {code} {message}"),
-            ));
-        }
-        Ok(answer)
-    }
-
-    /// A POST to `service`'s endpoint in `region` (or the emulator's), signed with SigV4.
-    async fn send(
-        &self,
-        service: &str,
-        region: &str,
-        operation: &str,
-        headers: &[(&str, &str)],
-        body: String,
-    ) -> Result<(reqwest::StatusCode, String)> {
-        let endpoint = match (&self.endpoint_url, service) {
-            (Some(url), _) => format!("{}/", url.trim_end_matches('/')),
-            (None, "iam") => "https://iam.amazonaws.com/".to_string(),
-            (None, service) => format!("https://{service}.{region}.amazonaws.com/"),
-        };
-        let fail = |e: &dyn std::fmt::Display| failure(operation, &endpoint, &e.to_string());
-        let provider = self
-            .config
-            .credentials_provider()
-            .ok_or_else(|| fail(&"no AWS credentials configured"))?;
-        let credentials = provider.provide_credentials().await.map_err(|e| fail(&e))?;
-        let identity = credentials.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name(service)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| fail(&e))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            endpoint.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| fail(&e))?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| fail(&e))?.into_parts();
-        let mut request = self.http.post(&endpoint).body(body);
-        for (header, value) in headers.iter().copied().chain(instructions.headers()) {
-            request = request.header(header, value);
-        }
-        let response = request.send().await.map_err(|e| fail(&e))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| fail(&e))?;
-        Ok((status, text))
+            .await
+            .map_err(|e| failure(&operation, service, &e.detail()))
     }
 
     /// The Run Command invocations of a region sent after `after` (all that Systems Manager
@@ -426,99 +320,13 @@ fn failure(operation: &str, resource: &str, message: &str) -> IngestError {
     }
 }
 
-/// Percent-encoding of a form value (RFC 3986 unreserved characters kept), as SigV4 expects.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
 /// Every element of an answer that holds text: (path, text).
 pub fn leaves(xml: &str) -> Result<Vec<(String, String)>> {
-    let mut leaves = Vec::new();
-    walk(xml, "answer", &mut |path, value| {
-        leaves.push((path.to_string(), value.to_string()))
-    })?;
-    Ok(leaves)
+    auditq_aws::xml::leaves(xml).map_err(|e| failure("answer", "answer", &e))
 }
 
 /// Calls `leaf` with the path (`/Response/.../Tag`) and the text of every element that holds
 /// text, entities resolved.
 fn walk(xml: &str, action: &str, leaf: &mut dyn FnMut(&str, &str)) -> Result<()> {
-    use quick_xml::events::Event;
-    let bad = |e: &dyn std::fmt::Display| failure(action, "answer", &format!("bad XML: {e}"));
-    let mut reader = quick_xml::Reader::from_str(xml);
-    let mut path = String::new();
-    let mut text = String::new();
-    loop {
-        match reader.read_event().map_err(|e| bad(&e))? {
-            Event::Start(element) => {
-                path.push('/');
-                path.push_str(&String::from_utf8_lossy(element.local_name().as_ref()));
-                text.clear();
-            }
-            Event::Text(t) => text.push_str(&t.decode().map_err(|e| bad(&e))?),
-            Event::CData(t) => text.push_str(&t.decode().map_err(|e| bad(&e))?),
-            Event::GeneralRef(r) => {
-                let entity = match r.resolve_char_ref().map_err(|e| bad(&e))? {
-                    Some(c) => c,
-                    None => match r.decode().map_err(|e| bad(&e))?.as_ref() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        other => return Err(bad(&format!("unknown entity &{other};"))),
-                    },
-                };
-                text.push(entity);
-            }
-            Event::End(_) => {
-                if !text.trim().is_empty() {
-                    leaf(&path, text.trim());
-                }
-                text.clear();
-                let cut = path.rfind('/').unwrap_or(0);
-                path.truncate(cut);
-            }
-            Event::Eof => return Ok(()),
-            _ => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_are_read_as_paths_and_text() {
-        let xml = r#"<?xml version="1.0"?>
-<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
-  <tagSet><item><resourceId>i-1</resourceId><key>Name</key><value>a &amp; b</value></item></tagSet>
-  <nextToken>t2</nextToken>
-</DescribeTagsResponse>"#;
-        let mut seen = Vec::new();
-        walk(xml, "DescribeTags", &mut |path, value| {
-            seen.push(format!("{path}={value}"))
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            seen,
-            [
-                "/DescribeTagsResponse/tagSet/item/resourceId=i-1",
-                "/DescribeTagsResponse/tagSet/item/key=Name",
-                "/DescribeTagsResponse/tagSet/item/value=a & b",
-                "/DescribeTagsResponse/nextToken=t2",
-            ]
-        );
-        assert_eq!(encode("a b/c~"), "a%20b%2Fc~");
-    }
+    auditq_aws::xml::walk(xml, leaf).map_err(|e| failure(action, "answer", &e))
 }

@@ -477,7 +477,7 @@ async fn raise_coverage_alerts(
 ) -> anyhow::Result<()> {
     use auditq_rules::publish::{AlertOutbox, Publisher, Retry, Sink};
     let sns = match sinks.iter().any(|s| s.starts_with("sns://")) {
-        true => Some(aws.clients().await.sns),
+        true => Some(aws.clients().await.aws),
         false => None,
     };
     let sinks = sinks
@@ -1022,7 +1022,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Limits::default()
             };
             let sns = match alerting.needs_sns() {
-                true => Some(aws.clients().await.sns),
+                true => Some(aws.clients().await.aws),
                 false => None,
             };
             let pipeline = writing.pipeline(&lake, alerting.rules(sns)?).await?;
@@ -1035,7 +1035,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             alerting,
         }) => {
             let sns = match alerting.needs_sns() {
-                true => Some(aws.clients().await.sns),
+                true => Some(aws.clients().await.aws),
                 false => None,
             };
             let pipeline = writing.pipeline(&lake, alerting.rules(sns)?).await?;
@@ -1071,7 +1071,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Alerts(command)) => {
-            rules_cli::alerts(command, &aws.clients().await.sns).await?;
+            rules_cli::alerts(command, &aws.clients().await.aws).await?;
         }
         Some(Command::Schema { table }) => {
             let text = auditq_query::describe_schema(&table)?;
@@ -1572,7 +1572,11 @@ async fn ingest_sources(
     if remote.is_empty() {
         return Ok(summary);
     }
-    let AwsClients { s3, cwl, sqs, .. } = aws.clients().await;
+    let AwsClients {
+        s3,
+        cwl,
+        aws: calls,
+    } = aws.clients().await;
     for uri in remote {
         let bar = progress_bar();
         let progress = |p: Progress<'_>| {
@@ -1585,8 +1589,8 @@ async fn ingest_sources(
         } else if uri.starts_with("cwl://") {
             auditq_ingest::aws::ingest_cwl(pipeline, &cwl, uri, &progress).await
         } else if let Some(queue) = uri.strip_prefix("sqs://") {
-            let queue_url = auditq_ingest::aws::queue_url(&sqs, queue).await?;
-            auditq_ingest::aws::ingest_sqs(pipeline, &s3, &sqs, &queue_url, limits).await
+            let queue_url = auditq_ingest::aws::queue_url(&calls, queue).await?;
+            auditq_ingest::aws::ingest_sqs(pipeline, &s3, &calls, &queue_url, limits).await
         } else if let Some(region) = uri.strip_prefix("ssm-commands://") {
             let lookup = aws.lookup().await;
             let region = match (region.trim_matches('/'), lookup.region()) {

@@ -53,7 +53,7 @@ impl AlertingArgs {
     /// The compiled rules and their sinks, when `--rules` or `--alerts` is given.
     pub fn rules(
         &self,
-        sns: Option<aws_sdk_sns::Client>,
+        sns: Option<auditq_aws::Aws>,
     ) -> anyhow::Result<Option<(Arc<Engine>, Vec<Sink>)>> {
         let Some(rules) = self.source() else {
             return Ok(None);
@@ -395,7 +395,7 @@ fn json_event(json: &str, table: Option<&str>) -> anyhow::Result<FieldsEvent> {
 }
 
 /// Runs `auditq alerts ...`.
-pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow::Result<()> {
+pub async fn alerts(command: AlertsCommand, sns: &auditq_aws::Aws) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
         AlertsCommand::Subscribe {
@@ -424,29 +424,23 @@ pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow
             };
             let policy =
                 filter_policy(min, &rule, &account, &environment).map_err(anyhow::Error::msg)?;
-            let mut request = sns
-                .subscribe()
-                .topic_arn(&topic)
-                .protocol(protocol)
-                .endpoint(&endpoint)
-                .return_subscription_arn(true);
-            if let Some(policy) = &policy {
-                request = request
-                    .attributes("FilterPolicy", policy)
-                    .attributes("FilterPolicyScope", "MessageAttributes");
-            }
-            let response = request
-                .send()
+            let attributes: Vec<(&str, &str)> = match &policy {
+                Some(policy) => vec![
+                    ("FilterPolicy", policy.as_str()),
+                    ("FilterPolicyScope", "MessageAttributes"),
+                ],
+                None => vec![],
+            };
+            let arn = sns
+                .sns_subscribe(&topic, protocol, &endpoint, &attributes)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", auditq_rules::error_chain(&e)))
                 .with_context(|| format!("subscribe {protocol}:{endpoint} to {topic}"))?;
-            writeln!(
-                out,
-                "{}",
-                response
-                    .subscription_arn()
-                    .unwrap_or("pending confirmation")
-            )?;
+            let arn = if arn.is_empty() {
+                "pending confirmation"
+            } else {
+                arn.as_str()
+            };
+            writeln!(out, "{arn}")?;
             writeln!(
                 out,
                 "filter: {}",
@@ -454,56 +448,35 @@ pub async fn alerts(command: AlertsCommand, sns: &aws_sdk_sns::Client) -> anyhow
             )?;
         }
         AlertsCommand::Subscriptions { topic } => {
-            let mut token = None;
-            loop {
-                let page = sns
-                    .list_subscriptions_by_topic()
-                    .topic_arn(&topic)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", auditq_rules::error_chain(&e)))
-                    .with_context(|| format!("list subscriptions of {topic}"))?;
-                for subscription in page.subscriptions() {
-                    let arn = subscription.subscription_arn().unwrap_or_default();
-                    // A subscription still pending confirmation has no ARN and no attributes.
-                    let filter = if arn.starts_with("arn:") {
-                        match sns
-                            .get_subscription_attributes()
-                            .subscription_arn(arn)
-                            .send()
-                            .await
-                        {
-                            Ok(got) => got
-                                .attributes()
-                                .and_then(|m| m.get("FilterPolicy").cloned())
-                                .unwrap_or_else(|| "none (every alert)".to_string()),
-                            Err(e) => {
-                                format!("unknown ({})", auditq_rules::error_chain(&e))
-                            }
-                        }
-                    } else {
-                        "none (every alert)".to_string()
-                    };
-                    writeln!(
-                        out,
-                        "{arn}\n    {}:{}\n    filter: {filter}",
-                        subscription.protocol().unwrap_or_default(),
-                        subscription.endpoint().unwrap_or_default(),
-                    )?;
-                }
-                token = page.next_token().map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
+            let subscriptions = sns
+                .sns_subscriptions(&topic)
+                .await
+                .with_context(|| format!("list subscriptions of {topic}"))?;
+            for subscription in subscriptions {
+                let arn = subscription.arn;
+                // A subscription still pending confirmation has no ARN and no attributes.
+                let filter = if arn.starts_with("arn:") {
+                    match sns.sns_subscription_attributes(&arn).await {
+                        Ok(attributes) => attributes
+                            .into_iter()
+                            .find(|(name, _)| name == "FilterPolicy")
+                            .map(|(_, policy)| policy)
+                            .unwrap_or_else(|| "none (every alert)".to_string()),
+                        Err(e) => format!("unknown ({})", e.detail()),
+                    }
+                } else {
+                    "none (every alert)".to_string()
+                };
+                writeln!(
+                    out,
+                    "{arn}\n    {}:{}\n    filter: {filter}",
+                    subscription.protocol, subscription.endpoint,
+                )?;
             }
         }
         AlertsCommand::Unsubscribe { subscription } => {
-            sns.unsubscribe()
-                .subscription_arn(&subscription)
-                .send()
+            sns.sns_unsubscribe(&subscription)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", auditq_rules::error_chain(&e)))
                 .with_context(|| format!("unsubscribe {subscription}"))?;
             writeln!(out, "removed {subscription}")?;
         }

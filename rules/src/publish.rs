@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -25,7 +24,7 @@ pub enum Sink {
     /// An SNS topic.
     Sns {
         /// The client (built once).
-        client: aws_sdk_sns::Client,
+        client: auditq_aws::Aws,
         /// The topic.
         topic_arn: String,
     },
@@ -38,7 +37,7 @@ pub enum Sink {
 impl Sink {
     /// A sink from its name: `sns://TOPIC_ARN` (with the SNS client built once by the caller),
     /// `stdout`, or `file://PATH`.
-    pub fn parse(spec: &str, sns: Option<&aws_sdk_sns::Client>) -> Result<Sink, String> {
+    pub fn parse(spec: &str, sns: Option<&auditq_aws::Aws>) -> Result<Sink, String> {
         if let Some(topic) = spec.strip_prefix("sns://") {
             let client = sns.ok_or_else(|| format!("{spec:?}: no SNS client"))?;
             Ok(Sink::Sns {
@@ -143,61 +142,45 @@ fn sns_batches<'a>(notices: &'a [&'a AlertNotice]) -> Vec<&'a [&'a AlertNotice]>
 }
 
 async fn publish_batch(
-    client: &aws_sdk_sns::Client,
+    client: &auditq_aws::Aws,
     topic_arn: &str,
     notices: &[&AlertNotice],
 ) -> Vec<Result<(), String>> {
-    use aws_sdk_sns::types::PublishBatchRequestEntry;
-    let mut entries = Vec::with_capacity(notices.len());
-    for (i, notice) in notices.iter().enumerate() {
-        let mut entry = PublishBatchRequestEntry::builder()
-            .id(format!("a{i}"))
-            .subject(notice.subject())
-            .message(notice.body());
-        for (name, value) in notice.attributes() {
-            match MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-            {
-                Ok(value) => entry = entry.message_attributes(name, value),
-                Err(e) => return vec![Err(e.to_string()); notices.len()],
-            }
-        }
-        match entry.build() {
-            Ok(entry) => entries.push(entry),
-            Err(e) => return vec![Err(e.to_string()); notices.len()],
-        }
-    }
-    let answer = client
-        .publish_batch()
-        .topic_arn(topic_arn)
-        .set_publish_batch_request_entries(Some(entries))
-        .send()
-        .await;
-    match answer {
-        Err(e) => vec![Err(crate::error_chain(&e)); notices.len()],
+    let entries: Vec<auditq_aws::sns::Entry> = notices
+        .iter()
+        .enumerate()
+        .map(|(i, notice)| auditq_aws::sns::Entry {
+            id: format!("a{i}"),
+            subject: notice.subject().to_string(),
+            message: notice.body().to_string(),
+            attributes: notice
+                .attributes()
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+        })
+        .collect();
+    match client.sns_publish_batch(topic_arn, &entries).await {
+        Err(e) => vec![Err(e.to_string()); notices.len()],
         Ok(answer) => {
             let mut results = vec![Ok(()); notices.len()];
-            for failed in answer.failed() {
-                let index = failed
-                    .id()
-                    .strip_prefix('a')
-                    .and_then(|i| i.parse::<usize>().ok());
+            for (id, code, message) in &answer.failed {
+                let index = id.strip_prefix('a').and_then(|i| i.parse::<usize>().ok());
                 if let Some(result) = index.and_then(|i| results.get_mut(i)) {
-                    *result = Err(format!(
-                        "{}: {}",
-                        failed.code(),
-                        failed.message().unwrap_or("rejected")
-                    ));
+                    let message = if message.is_empty() {
+                        "rejected"
+                    } else {
+                        message
+                    };
+                    *result = Err(format!("{code}: {message}"));
                 }
             }
             // An entry the answer names neither way was not taken.
             let answered: std::collections::HashSet<&str> = answer
-                .successful()
+                .successful
                 .iter()
-                .filter_map(|s| s.id())
-                .chain(answer.failed().iter().map(|f| f.id()))
+                .map(String::as_str)
+                .chain(answer.failed.iter().map(|(id, ..)| id.as_str()))
                 .collect();
             for (i, result) in results.iter_mut().enumerate() {
                 if !answered.contains(format!("a{i}").as_str()) {

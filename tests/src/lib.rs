@@ -50,6 +50,11 @@ pub fn emulator() -> String {
     url
 }
 
+/// auditq's own AWS calls, against the emulator (checked to answer, as [`emulator`]).
+pub async fn aws_calls() -> auditq_aws::Aws {
+    auditq_aws::Aws::from_env(Some(emulator())).await
+}
+
 /// A name no other test run uses (buckets, groups and queues of concurrent tests stay apart).
 pub fn run_id(name: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -700,9 +700,7 @@ async fn run_command_output_in_s3_and_log_groups_is_the_record_of_its_access() {
 /// commands of each instance's access; read again from the stored position, nothing doubles.
 #[tokio::test(flavor = "multi_thread")]
 async fn run_command_scripts_come_from_systems_manager() {
-    let endpoint = emulator();
-    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let lookup = auditq_ingest::lookup::Lookup::new(config, Some(endpoint));
+    let lookup = auditq_ingest::lookup::Lookup::new(auditq_tests::aws_calls().await);
     let region = "eu-north-1";
     let (web, db) = ("i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2");
     let sent = lookup

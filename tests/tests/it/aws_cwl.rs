@@ -109,7 +109,7 @@ async fn cloudtrail_stream_is_paged_then_resumed_from_its_token() {
         .build()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let source = CwlSource::new(logs.clone());
+    let source = CwlSource::new(auditq_tests::aws_calls().await);
     let uri = format!("cwl://{group}");
     let summary = ingest_cwl(&pipeline, &source, &uri, &|_| {})
         .await
@@ -216,7 +216,7 @@ async fn upload_form_stream_reads_like_the_s3_transcript() {
         .unwrap_or_else(|e| panic!("{e}"));
     let summary = ingest_cwl(
         &pipeline,
-        &CwlSource::new(logs),
+        &CwlSource::new(auditq_tests::aws_calls().await),
         &format!("cwl://{group}"),
         &|_| {},
     )

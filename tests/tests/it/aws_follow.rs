@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use auditq_ingest::aws::{CwlSource, FollowMode, NoEndpointPrefix, follow_cwl};
+use auditq_ingest::aws::{CwlSource, FollowMode, follow_cwl};
 use auditq_ingest::{Lake, PipelineBuilder};
 use auditq_tests::{emulator, repo_root};
 use aws_config::BehaviorVersion;
@@ -39,10 +39,7 @@ async fn polling_follower_finds_new_streams_with_filter_log_events() {
 async fn follower_stores_new_commands_within(mode: FollowMode, limit: Duration) {
     let _ = emulator();
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let logs_config = aws_sdk_cloudwatchlogs::config::Builder::from(&config)
-        .interceptor(NoEndpointPrefix)
-        .build();
-    let logs = aws_sdk_cloudwatchlogs::Client::from_conf(logs_config);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -65,7 +62,7 @@ async fn follower_stores_new_commands_within(mode: FollowMode, limit: Duration) 
         let (pipeline, stop, source, uri) = (
             pipeline.clone(),
             stop.clone(),
-            CwlSource::new(logs.clone()),
+            CwlSource::new(auditq_tests::aws_calls().await),
             format!("cwl://{group}"),
         );
         tokio::spawn(

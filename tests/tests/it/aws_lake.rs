@@ -67,7 +67,7 @@ async fn notifications_in_every_envelope_ingest_each_object_once() {
     )
     .await;
 
-    let source = S3Source::new(client.clone());
+    let source = S3Source::new(auditq_tests::aws_calls().await);
     let lake = s3_lake(&lake_bucket);
     let pipeline = pipeline(&lake).await;
     let encoded = format!("session+logs/{}.log", sid.replace('@', "%40"));
@@ -168,7 +168,7 @@ async fn bad_objects_in_s3_are_rejected_with_reasons_and_large_ones_not_download
         S3Location::parse(&format!("s3://{source_bucket}/a/")).unwrap_or_else(|| panic!("uri"));
     let summary = ingest_s3(
         &pipeline,
-        &S3Source::new(client),
+        &S3Source::new(auditq_tests::aws_calls().await),
         &location,
         &limits,
         &|_| {},
@@ -329,7 +329,7 @@ async fn an_object_s3_refuses_is_set_aside_and_tried_again() {
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let pipeline = pipeline(&Lake::new(dir.path().join("lake").display().to_string())).await;
-    let source = S3Source::new(client);
+    let source = S3Source::new(auditq_tests::aws_calls().await);
     let location =
         S3Location::parse(&format!("s3://{source_bucket}/t/")).unwrap_or_else(|| panic!("uri"));
     let limits = Limits::default();

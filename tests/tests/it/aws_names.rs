@@ -38,7 +38,7 @@ fn failed<T>(e: auditq_ingest::IngestError) -> T {
 async fn looked_up_names_and_later_renames_label_each_session_as_it_was() {
     let endpoint = emulator();
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let lookup = Lookup::new(config, Some(endpoint));
+    let lookup = Lookup::new(auditq_aws::Aws::new(config, Some(endpoint)));
 
     // An instance launched with its tags, and an account alias: AWS's present state.
     let name = run_id("web");

@@ -162,7 +162,7 @@ async fn cloudtrail_digests_validate_and_each_tampering_is_named() {
         digests.insert(hour, (digest, signature.clone()));
         previous = Some((digest_key(hour), sha256, signature));
     }
-    let s3 = S3Source::new(client.clone());
+    let s3 = S3Source::new(auditq_tests::aws_calls().await);
     let location = S3Location::parse(&format!("s3://{bucket}")).unwrap_or_else(|| panic!("uri"));
     let period = |h: u32| {
         auditq_ingest::time::parse_rfc3339(&format!("2026-10-05T{h:02}:00:00Z"))
