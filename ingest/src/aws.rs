@@ -78,7 +78,11 @@ fn aws_error(error: auditq_aws::Error) -> IngestError {
 fn s3_object_error(error: auditq_aws::Error) -> IngestError {
     match error.status {
         Some(status) if error.is_refusal() => IngestError::ObjectRefused {
-            message: error.detail(),
+            // The status is in the refusal's own words ("refused (404)").
+            message: match (error.code.as_str(), error.message.as_str()) {
+                ("", message) | (message, "") => message.to_string(),
+                (code, message) => format!("{code}: {message}"),
+            },
             operation: error.operation,
             uri: error.resource,
             status,
