@@ -127,7 +127,7 @@ impl Filters {
             Err(message) => {
                 return Ok(Arc::new(Refused {
                     message,
-                    schema: table.schema(),
+                    schema: crate::scan::sql_schema(table),
                 }));
             }
         };

@@ -199,7 +199,7 @@ impl LakeSchema {
                 Some(provider) => provider,
                 // Never written: empty, so any statement over the documented schema plans.
                 None => Arc::new(
-                    MemTable::try_new(table.schema(), vec![vec![]])
+                    MemTable::try_new(scan::sql_schema(table), vec![vec![]])
                         .map_err(QueryError::Execution)?,
                 ),
             };

@@ -153,6 +153,59 @@ async fn columns_keep_the_tables_order_and_limits_hold() {
     );
 }
 
+/// Strings are read as views (`Utf8View`) by the scan, and declared so by a table never
+/// written: the same statement plans over both, and filters over views answer as over text.
+#[tokio::test(flavor = "multi_thread")]
+async fn strings_are_read_as_views_written_or_not() {
+    use datafusion::arrow::datatypes::DataType;
+    let expected: Vec<DataType> = auditq_model::Table::Commands
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => DataType::Utf8View,
+            other => other.clone(),
+        })
+        .collect();
+    assert!(expected.contains(&DataType::Utf8View));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let written = context(&sample_lake(dir.path()).await).await;
+    let empty_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let empty = context(&Lake::new(empty_dir.path().display().to_string())).await;
+    for (ctx, rows) in [(&written, 1), (&empty, 0)] {
+        let df = ctx
+            .sql("select * from commands limit 1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let declared: Vec<DataType> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(declared, expected);
+        let batches = df.collect().await.unwrap_or_else(|e| panic!("{e}"));
+        let returned: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(returned, rows);
+        // The batches the reader produced, not only the plan's declared schema.
+        for batch in &batches {
+            let types: Vec<DataType> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect();
+            assert_eq!(types, expected);
+        }
+    }
+    let sudo = text(
+        &written,
+        "select count(*) as n from commands where cmd like 'sudo%' and user <> ''",
+    )
+    .await;
+    assert!(sudo.contains("| 14 |"), "{sudo}");
+}
+
 /// The newest commit of a table's log.
 fn last_commit(log: &std::path::Path) -> u64 {
     std::fs::read_dir(log)
