@@ -37,6 +37,7 @@ pub mod coverage;
 pub mod evidence;
 pub mod filters;
 pub mod fit;
+pub mod local_reads;
 pub mod questions;
 pub mod replay;
 pub mod report;
