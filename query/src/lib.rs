@@ -146,12 +146,12 @@ pub async fn context_limited(
     limits: &QueryLimits,
     settings: &[(String, String)],
 ) -> Result<SessionContext, QueryError> {
-    // Filters are evaluated inside the Parquet reader, most selective first, and the other
-    // columns are decoded only for the rows that pass (late materialisation): an audit
-    // question usually selects a few rows of many.
+    // Filters are evaluated inside the Parquet reader (most selective first, the other columns
+    // decoded only for the rows that pass) for statements that look values up: the scan turns
+    // it on for those (`scan.rs`), where it pays. `pushdown_filters` set here turns it on for
+    // every statement, as DataFusion reads either switch.
     let mut config = SessionConfig::new().with_information_schema(true);
     let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
     for (key, value) in settings {
         config
@@ -726,7 +726,7 @@ mod tests {
         let lake = Lake::new(dir.path().display().to_string());
         let set = datafusion_settings(|name| match name {
             "DATAFUSION_EXECUTION_TARGET_PARTITIONS" => Some("3".into()),
-            "DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS" => Some("false".into()),
+            "DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS" => Some("true".into()),
             _ => None,
         });
         let mut sorted = set.clone();
@@ -734,7 +734,7 @@ mod tests {
         let expected: Vec<(String, String)> = vec![
             (
                 "datafusion.execution.parquet.pushdown_filters".into(),
-                "false".into(),
+                "true".into(),
             ),
             ("datafusion.execution.target_partitions".into(), "3".into()),
         ];
@@ -744,14 +744,14 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let options = ctx.state().config().options().clone();
         assert_eq!(options.execution.target_partitions, 3);
-        assert!(!options.execution.parquet.pushdown_filters);
+        assert!(options.execution.parquet.pushdown_filters);
 
         // Nothing set: auditq's defaults, whatever this process's environment holds.
         let ctx = context_limited(&lake, &Filters::default(), &QueryLimits::default(), &[])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let options = ctx.state().config().options().clone();
-        assert!(options.execution.parquet.pushdown_filters);
+        assert!(!options.execution.parquet.pushdown_filters);
         assert!(options.execution.parquet.reorder_filters);
 
         // A value DataFusion refuses is an error, not ignored.

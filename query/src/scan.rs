@@ -55,6 +55,8 @@ const READABLE_FEATURES: [&str; 4] = [
 /// One stored table as DataFusion sees it: its files as the Delta log lists them.
 #[derive(Debug)]
 pub struct LakeTable {
+    /// Which table.
+    table: Table,
     /// The table's schema, `date` in its place.
     schema: SchemaRef,
     /// The scan's own columns: those stored in the files (the table's without `date`), then
@@ -174,6 +176,7 @@ impl LakeTable {
             files.push(file.with_statistics(Arc::new(stats)));
         }
         Ok(Some(Self {
+            table,
             schema,
             scan_schema,
             date_at,
@@ -286,9 +289,11 @@ impl PruningStatistics for LogStatistics<'_> {
 /// page index prunes pages only on these.
 const SORT_KEYS: [&str; 3] = ["time", "started_at", "date"];
 
-/// Whether a filter asks for given values of a column (`col = value`, `col IN (...)`), which a
-/// bloom filter can rule out.
-fn asks_for_values(filter: &Expr) -> bool {
+/// Whether a filter looks up values (`col = value`, `col IN (...)`) of a column the files carry
+/// bloom filters on (`bloomed`: ids, users, targets, many values a file), which rules row groups
+/// out and selects few rows. A value of another column (`event_name = 'StartSession'`) is in
+/// every file and many rows.
+fn asks_for_values(filter: &Expr, bloomed: &[&str]) -> bool {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{BinaryExpr, Operator, expr::InList};
     let mut found = false;
@@ -298,17 +303,17 @@ fn asks_for_values(filter: &Expr) -> bool {
                 left,
                 op: Operator::Eq,
                 right,
-            }) => {
-                matches!(
-                    (left.as_ref(), right.as_ref()),
-                    (Expr::Column(_), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(_))
-                )
-            }
+            }) => match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(c)) => {
+                    bloomed.contains(&c.name.as_str())
+                }
+                _ => false,
+            },
             Expr::InList(InList {
                 expr,
                 negated: false,
                 ..
-            }) => matches!(expr.as_ref(), Expr::Column(_)),
+            }) => matches!(expr.as_ref(), Expr::Column(c) if bloomed.contains(&c.name.as_str())),
             _ => false,
         };
         Ok(if found {
@@ -489,8 +494,19 @@ impl TableProvider for LakeTable {
         // answers `=` and `IN`, and a page index only prunes on the column the files are sorted
         // by. Read for statements that cannot use them, they cost a file's opening twice over
         // (BENCHMARKS.md, "Queries"). A setting the user turned off stays off.
-        global.bloom_filter_on_read &= filters.iter().any(asks_for_values);
+        let bloomed: Vec<&str> = auditq_ingest::lake::bloom_columns(self.table)
+            .iter()
+            .map(|(column, _)| *column)
+            .collect();
+        let looks_up = filters.iter().any(|f| asks_for_values(f, &bloomed));
+        global.bloom_filter_on_read &= looks_up;
         global.enable_page_index &= filters.iter().any(bounds_sort_key);
+        // Filtering rows inside the reader pays for a lookup of values (one user among
+        // hundreds), where most of the other columns' pages need never be decoded. For the rest
+        // (`like`, `not in`, ranges), decoding the columns as views and filtering after is
+        // faster: the sudo question and both joins by 7% to 15% (BENCHMARKS.md, "Queries").
+        // The session's own switch, when a user sets it, turns it on everywhere.
+        global.pushdown_filters |= looks_up;
         let options = TableParquetOptions {
             global,
             ..Default::default()
@@ -545,9 +561,13 @@ mod tests {
         let unequal = col("logged").not_eq(lit("stream"));
         let like = col("cmd").like(lit("sudo%"));
         let time = col("time").gt_eq(lit("2026-10-01"));
-        assert!(asks_for_values(&equal) && asks_for_values(&listed));
-        assert!(asks_for_values(&like.clone().and(equal.clone())));
-        assert!(!asks_for_values(&unequal) && !asks_for_values(&like) && !asks_for_values(&time));
+        let bloomed = ["user", "session_id"];
+        let asks = |f: &Expr| asks_for_values(f, &bloomed);
+        assert!(asks(&equal) && asks(&listed));
+        assert!(asks(&like.clone().and(equal.clone())));
+        assert!(!asks(&unequal) && !asks(&like) && !asks(&time));
+        // A value of a column without bloom filters is not a lookup.
+        assert!(!asks(&col("event_name").eq(lit("StartSession"))));
         assert!(bounds_sort_key(&time) && bounds_sort_key(&like.clone().and(time.clone())));
         assert!(!bounds_sort_key(&equal) && !bounds_sort_key(&like));
     }

@@ -32,7 +32,7 @@ mod write;
 
 pub use compact::{Compaction, cluster_column};
 pub use scan::{Filter, ScanStats};
-pub use write::{Committed, Replace};
+pub use write::{Committed, Replace, bloom_columns};
 
 use std::collections::HashMap;
 use std::sync::Arc;
