@@ -274,23 +274,20 @@ impl Aws {
         request: &serde_json::Value,
         resource: &str,
     ) -> Result<serde_json::Value> {
-        let operation = target.rsplit('.').next().unwrap_or(target);
-        let answer = self
-            .call(json_request(
-                self.endpoint(service, region),
-                service,
-                region,
-                content_type,
-                target,
-                request,
-                operation,
-                resource,
-            ))
-            .await?;
+        let request = json_request(
+            self.endpoint(service, region),
+            service,
+            region,
+            content_type,
+            target,
+            request,
+            resource,
+        );
+        let answer = self.call(request).await?;
         serde_json::from_slice(&answer.body).map_err(|e| Error {
             status: Some(answer.status),
             ..Error::new(
-                operation,
+                operation_of(target),
                 resource,
                 format!("an answer that is not JSON: {e}"),
             )
@@ -308,9 +305,8 @@ impl Aws {
         request: &serde_json::Value,
         resource: &str,
     ) -> Result<eventstream::Reader> {
-        let operation = target.rsplit('.').next().unwrap_or(target);
         let request = json_request(
-            endpoint, service, region, JSON_1_1, target, request, operation, resource,
+            endpoint, service, region, JSON_1_1, target, request, resource,
         );
         let response = self.send(&request).await?;
         let status = response.status().as_u16();
@@ -330,7 +326,11 @@ impl Aws {
                 },
             ));
         }
-        Ok(eventstream::Reader::new(response, operation, resource))
+        Ok(eventstream::Reader::new(
+            response,
+            request.operation,
+            resource,
+        ))
     }
 
     /// Sends a request, with retries; a 2xx (or 3xx) answer, or the service's error.
@@ -442,17 +442,17 @@ impl Aws {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A JSON-protocol request: the operation is the target's last part (`GetLogEvents`).
 fn json_request<'a>(
     endpoint: String,
     service: &'a str,
     region: &str,
     content_type: &str,
-    target: &str,
+    target: &'a str,
     request: &serde_json::Value,
-    operation: &'a str,
     resource: &'a str,
 ) -> Request<'a> {
+    let operation = operation_of(target);
     Request {
         method: "POST",
         url: format!("{endpoint}/"),
@@ -466,6 +466,11 @@ fn json_request<'a>(
         operation,
         resource,
     }
+}
+
+/// The operation a JSON target names: `Logs_20140328.GetLogEvents` -> `GetLogEvents`.
+fn operation_of(target: &str) -> &str {
+    target.rsplit('.').next().unwrap_or(target)
 }
 
 /// The error of an answer with a status of 400 or more: its code and message from the JSON

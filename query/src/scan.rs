@@ -125,12 +125,13 @@ impl LakeTable {
         let (store, root) = lake.object_store()?;
         // A lake on local disk is read in place (`local_reads`), not through tokio's blocking
         // pool.
-        let store: Arc<dyn object_store::ObjectStore> = if lake.location().contains("://") {
-            store
-        } else {
-            let local = object_store::local::LocalFileSystem::new_with_prefix(lake.location())
-                .map_err(|e| lake_error(e.to_string()))?;
-            Arc::new(crate::local_reads::InPlace::new(local))
+        let store: Arc<dyn object_store::ObjectStore> = match lake.local_dir() {
+            None => store,
+            Some(dir) => {
+                let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| lake_error(e.to_string()))?;
+                Arc::new(crate::local_reads::InPlace::new(local))
+            }
         };
         let store_url =
             ObjectStoreUrl::parse("auditq-lake://tables").map_err(QueryError::Execution)?;

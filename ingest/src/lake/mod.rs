@@ -144,6 +144,12 @@ impl Lake {
         &self.location
     }
 
+    /// The folder of a lake on local disk (any location not in S3, as [`Lake::object_store`]
+    /// takes it); `None` for a lake in S3.
+    pub fn local_dir(&self) -> Option<&str> {
+        (!self.location.starts_with("s3://")).then_some(self.location.as_str())
+    }
+
     /// What the reads of this lake (and its clones) have cost so far.
     pub fn scan_stats(&self) -> ScanStats {
         self.stats.snapshot()
