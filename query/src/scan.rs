@@ -200,23 +200,14 @@ impl LakeTable {
     /// the Delta log gives for each column. DataFusion's own file pruning reads only statistics
     /// it may call exact, which the log's are not (times in milliseconds), so it is done here,
     /// before the plan is made: a pruned file is never opened.
-    fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<PartitionedFile>> {
-        let Some(filter) = conjunction(filters.iter().cloned()) else {
+    fn pruned(&self, filters: &[&Expr]) -> DfResult<Vec<PartitionedFile>> {
+        let Some(filter) = conjunction(filters.iter().map(|f| (*f).clone())) else {
             return Ok(self.files.clone());
         };
-        let schema = self.scan_schema.table_schema();
-        let predicate = state.create_physical_expr(filter, &DFSchema::try_from(schema.clone())?)?;
         // An expression the pruning cannot reason about keeps every file.
-        let Some(pruning) = PruningPredicateBuilder::new()
-            .with_file_schema(schema.clone())
-            .build(predicate)
-        else {
-            return Ok(self.files.clone());
-        };
-        let keep = pruning.prune(&LogStatistics {
-            files: &self.files,
-            schema,
-        })?;
+        let keep = self
+            .may_hold(&self.files, filter)?
+            .unwrap_or_else(|| vec![true; self.files.len()]);
         Ok(self
             .files
             .iter()
@@ -224,6 +215,75 @@ impl LakeTable {
             .filter(|(_, keep)| *keep)
             .map(|(file, _)| file.clone())
             .collect())
+    }
+
+    /// Which of `filters` every row of every file they keep satisfies, as the log's statistics
+    /// show: a week's bounds on `time` and `date` over the files of that week. Those are not
+    /// evaluated again, row by row, above the scan or inside the reader, and do not make the
+    /// reader load the files' page indexes (which cost more than the rest of opening a file,
+    /// and prune nothing when every page is inside the bounds).
+    ///
+    /// A filter holds for a whole file when the statistics rule out any row where it does not
+    /// (its negation prunes the file). Only filters over columns that cannot be null are
+    /// considered: a null makes a filter and its negation both unknown.
+    fn settled(&self, filters: &[&Expr]) -> DfResult<Vec<bool>> {
+        let kept = self.pruned(filters)?;
+        let schema = self.scan_schema.table_schema();
+        filters
+            .iter()
+            .map(|filter| {
+                let never_null = filter.column_refs().iter().all(|c| {
+                    schema
+                        .field_with_name(c.name())
+                        .is_ok_and(|f| !f.is_nullable())
+                });
+                if !never_null || !compares_values(filter) {
+                    return Ok(false);
+                }
+                let negation = Expr::Not(Box::new((*filter).clone()));
+                Ok(self
+                    .may_hold(&kept, negation)?
+                    .is_some_and(|may| may.iter().all(|may| !may)))
+            })
+            .collect()
+    }
+
+    /// For each of `files`, whether it may hold rows `filter` keeps, by the log's statistics;
+    /// `None` when the pruning cannot reason about `filter`.
+    fn may_hold(&self, files: &[PartitionedFile], filter: Expr) -> DfResult<Option<Vec<bool>>> {
+        use datafusion::execution::context::ExecutionProps;
+        use datafusion::logical_expr::simplify::SimplifyContext;
+        use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+        let schema = self.scan_schema.table_schema();
+        let dfschema = Arc::new(DFSchema::try_from(schema.clone())?);
+        // `NOT (time >= t)` as `time < t`, `NOT (date BETWEEN a AND b)` as the two ranges
+        // outside: forms the pruning reasons about.
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(dfschema.clone())
+                .build(),
+        );
+        // Columns as the table names them (a statement's may be qualified, `commands.user`).
+        let filter = datafusion::logical_expr::expr_rewriter::unnormalize_col(filter);
+        let filter = simplifier.simplify(filter)?;
+        let props = ExecutionProps::new();
+        let predicate = datafusion::physical_expr::create_physical_expr(
+            &filter,
+            &dfschema,
+            &props,
+            &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default(
+            ),
+        )?;
+        let Some(pruning) = PruningPredicateBuilder::new()
+            .with_file_schema(schema.clone())
+            .build(predicate)
+        else {
+            return Ok(None);
+        };
+        if pruning.always_true() {
+            return Ok(None);
+        }
+        Ok(Some(pruning.prune(&LogStatistics { files, schema })?))
     }
 }
 
@@ -324,6 +384,34 @@ fn asks_for_values(filter: &Expr, bloomed: &[&str]) -> bool {
         })
     });
     found
+}
+
+/// Whether a filter only compares columns with values (`=`, `<`, `BETWEEN`, `IN`, joined by
+/// `AND`, `OR`, `NOT`): it is null only where a column is, which [`LakeTable::settled`] needs.
+/// A function or a cast may be null where its input is not (`try_cast`, `nullif`).
+fn compares_values(filter: &Expr) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Operator;
+    let mut plain = true;
+    let _ = filter.apply(|e| {
+        plain &= matches!(
+            e,
+            Expr::Column(_)
+                | Expr::Literal(..)
+                | Expr::BinaryExpr(_)
+                | Expr::Between(_)
+                | Expr::InList(_)
+                | Expr::Not(_)
+        ) && !matches!(e, Expr::BinaryExpr(b) if !matches!(b.op,
+            Operator::Eq | Operator::NotEq | Operator::Lt | Operator::LtEq | Operator::Gt
+                | Operator::GtEq | Operator::And | Operator::Or));
+        Ok(if plain {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    plain
 }
 
 /// Whether a filter compares a sort key ([`SORT_KEYS`]), which a page index can prune on.
@@ -485,7 +573,8 @@ impl TableProvider for LakeTable {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
-        let files = self.pruned(state, filters)?;
+        let filters: Vec<&Expr> = filters.iter().collect();
+        let files = self.pruned(&filters)?;
         if files.is_empty() {
             let schema = Arc::new(self.schema.project(&wanted)?);
             return Ok(Arc::new(EmptyExec::new(schema)));
@@ -501,7 +590,11 @@ impl TableProvider for LakeTable {
             .collect();
         let looks_up = filters.iter().any(|f| asks_for_values(f, &bloomed));
         global.bloom_filter_on_read &= looks_up;
-        global.enable_page_index &= filters.iter().any(bounds_sort_key);
+        let settled = self.settled(&filters)?;
+        global.enable_page_index &= filters
+            .iter()
+            .zip(&settled)
+            .any(|(f, settled)| !settled && bounds_sort_key(f));
         // Filtering rows inside the reader pays for a lookup of values (one user among
         // hundreds), where most of the other columns' pages need never be decoded. For the rest
         // (`like`, `not in`, ranges), decoding the columns as views and filtering after is
@@ -529,11 +622,24 @@ impl TableProvider for LakeTable {
         format.create_physical_plan(state, config).await
     }
 
+    /// A filter the log's statistics show every kept row satisfies ([`Self::settled`]) is
+    /// exact: the scan's choice of files applies it. The others are inexact: DataFusion pushes
+    /// them into the reader and applies them again above the scan.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(self
+            .settled(filters)?
+            .into_iter()
+            .map(|settled| {
+                if settled {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 }
 

@@ -393,3 +393,114 @@ async fn a_reader_feature_the_kernel_cannot_read_either_is_refused_by_name() {
     let sessions = text(&ctx, "select count(*) as n from sessions").await;
     assert!(sessions.contains("| 14 |"), "{sessions}");
 }
+
+/// Bounds the Delta log shows every kept file lies within (a day's `time` over that day's file,
+/// the `date` partition) are settled by the choice of files: not evaluated again above the scan
+/// or inside the reader, and no page index is loaded for them. A bound that cuts a file, and a
+/// bound on a column that may be null, are still applied row by row, with the same answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn bounds_the_log_settles_are_not_applied_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ctx = context(&sample_lake(dir.path()).await).await;
+    let physical = |plan: &str| -> String {
+        plan.lines()
+            .skip_while(|l| !l.contains("physical_plan"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let day =
+        "time >= timestamp '2026-10-06T00:00:00Z' and time < timestamp '2026-10-07T00:00:00Z'";
+
+    // A whole day's bounds, with and without `date`: nothing is left to evaluate.
+    for bounds in [
+        day.to_string(),
+        format!("{day} and date = date '2026-10-06'"),
+    ] {
+        let plan = physical(
+            &text(
+                &ctx,
+                &format!("explain select cmd from commands where {bounds}"),
+            )
+            .await,
+        );
+        assert_eq!(planned(&plan, "2026-10-06"), 1, "{plan}");
+        assert!(
+            !plan.contains("FilterExec") && !plan.contains("predicate="),
+            "{bounds}: {plan}"
+        );
+    }
+    // With a lookup beside them, only the lookup is evaluated.
+    let plan = physical(
+        &text(
+            &ctx,
+            &format!("explain select cmd from commands where user = 'bob' and {day}"),
+        )
+        .await,
+    );
+    assert!(plan.contains("user@") && !plan.contains("time@"), "{plan}");
+    // A bound inside the day cuts the file: applied, in the reader and above it.
+    let noon = "time >= timestamp '2026-10-06T12:00:00Z'";
+    let plan = physical(
+        &text(
+            &ctx,
+            &format!("explain select cmd from commands where {noon}"),
+        )
+        .await,
+    );
+    assert!(
+        plan.contains("FilterExec") && plan.contains("time@"),
+        "{plan}"
+    );
+    // `started_at` may be null: its bounds are applied even over a whole day.
+    let plan = physical(
+        &text(
+            &ctx,
+            "explain select session_id from sessions where started_at >= timestamp \
+             '2026-10-01T00:00:00Z' and date >= date '2026-10-01'",
+        )
+        .await,
+    );
+    assert!(plan.contains("started_at@"), "{plan}");
+
+    // The page index is loaded for the cutting bound only.
+    let analyzed = |sql: String| {
+        let ctx = &ctx;
+        async move { text(ctx, &format!("explain analyze {sql}")).await }
+    };
+    let settled = analyzed(format!("select cmd from commands where {day}")).await;
+    assert!(
+        settled.contains("page_index_pages_pruned=0 total"),
+        "{settled}"
+    );
+    let cut = analyzed(format!("select cmd from commands where {noon}")).await;
+    assert!(!cut.contains("page_index_pages_pruned=0 total"), "{cut}");
+
+    // The same rows as a filter the statistics cannot reason about.
+    for (bounds, by_text) in [
+        (
+            day.to_string(),
+            "cast(time as varchar) >= '2026-10-06T00' and cast(time as varchar) < '2026-10-07T00'",
+        ),
+        (noon.to_string(), "cast(time as varchar) >= '2026-10-06T12'"),
+        (
+            format!("user = 'bob' and {day}"),
+            "user = 'bob' and cast(time as varchar) like '2026-10-06T%'",
+        ),
+    ] {
+        let settled = text(
+            &ctx,
+            &format!("select event_id from commands where {bounds} order by event_id"),
+        )
+        .await;
+        let all = text(
+            &ctx,
+            &format!("select event_id from commands where {by_text} order by event_id"),
+        )
+        .await;
+        assert_eq!(settled, all, "{bounds}");
+        assert!(
+            settled.lines().count() > 4 || bounds.contains("bob"),
+            "{bounds}: {settled}"
+        );
+    }
+}
