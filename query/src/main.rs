@@ -353,7 +353,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(cli))
+    let result = runtime.block_on(run_async(cli));
+    if result.is_err() {
+        // A failed ingest can leave deltalake work running on the runtime's blocking threads: a
+        // sibling table's snapshot load, abandoned when the first error stopped the rest. Shutting
+        // the runtime down drops the tasks that work waits on, and the Delta kernel's executor
+        // then panics ("TokioMultiThreadExecutor has crashed"). The process exits once the error
+        // is printed, which ends those threads without a panic.
+        std::mem::forget(runtime);
+    }
+    result
 }
 
 /// Where and how an answer is written.
