@@ -220,8 +220,8 @@ impl LakeTable {
     /// Which of `filters` every row of every file they keep satisfies, as the log's statistics
     /// show: a week's bounds on `time` and `date` over the files of that week. Those are not
     /// evaluated again, row by row, above the scan or inside the reader, and do not make the
-    /// reader load the files' page indexes (which cost more than the rest of opening a file,
-    /// and prune nothing when every page is inside the bounds).
+    /// reader load the files' page indexes (a read and a parse a file, which prune nothing when
+    /// every page is inside the bounds).
     ///
     /// A filter holds for a whole file when the statistics rule out any row where it does not
     /// (its negation prunes the file). Only filters over columns that cannot be null are
