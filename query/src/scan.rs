@@ -217,17 +217,16 @@ impl LakeTable {
             .collect())
     }
 
-    /// Which of `filters` every row of every file they keep satisfies, as the log's statistics
-    /// show: a week's bounds on `time` and `date` over the files of that week. Those are not
-    /// evaluated again, row by row, above the scan or inside the reader, and do not make the
-    /// reader load the files' page indexes (a read and a parse a file, which prune nothing when
-    /// every page is inside the bounds).
+    /// Which of `filters` every row of `kept` (the files [`Self::pruned`] keeps for them)
+    /// satisfies, as the log's statistics show: a week's bounds on `time` and `date` over the
+    /// files of that week. Those are not evaluated again, row by row, above the scan or inside
+    /// the reader, and do not make the reader load the files' page indexes (a read and a parse
+    /// a file, which prune nothing when every page is inside the bounds).
     ///
     /// A filter holds for a whole file when the statistics rule out any row where it does not
     /// (its negation prunes the file). Only filters over columns that cannot be null are
     /// considered: a null makes a filter and its negation both unknown.
-    fn settled(&self, filters: &[&Expr]) -> DfResult<Vec<bool>> {
-        let kept = self.pruned(filters)?;
+    fn settled(&self, filters: &[&Expr], kept: &[PartitionedFile]) -> DfResult<Vec<bool>> {
         let schema = self.scan_schema.table_schema();
         filters
             .iter()
@@ -242,7 +241,7 @@ impl LakeTable {
                 }
                 let negation = Expr::Not(Box::new((*filter).clone()));
                 Ok(self
-                    .may_hold(&kept, negation)?
+                    .may_hold(kept, negation)?
                     .is_some_and(|may| may.iter().all(|may| !may)))
             })
             .collect()
@@ -355,88 +354,70 @@ const SORT_KEYS: [&str; 3] = ["time", "started_at", "date"];
 /// out and selects few rows. A value of another column (`event_name = 'StartSession'`) is in
 /// every file and many rows.
 fn asks_for_values(filter: &Expr, bloomed: &[&str]) -> bool {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{BinaryExpr, Operator, expr::InList};
-    let mut found = false;
-    let _ = filter.apply(|e| {
-        found |= match e {
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Eq,
-                right,
-            }) => match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(c)) => {
-                    bloomed.contains(&c.name.as_str())
-                }
-                _ => false,
-            },
-            Expr::InList(InList {
-                expr,
-                negated: false,
-                ..
-            }) => matches!(expr.as_ref(), Expr::Column(c) if bloomed.contains(&c.name.as_str())),
+    let bloomed = |c: &Column| bloomed.contains(&c.name.as_str());
+    any_part(filter, |e| match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(c)) => {
+                bloomed(c)
+            }
             _ => false,
-        };
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
+        },
+        Expr::InList(InList {
+            expr,
+            negated: false,
+            ..
+        }) => matches!(expr.as_ref(), Expr::Column(c) if bloomed(c)),
+        _ => false,
+    })
 }
 
 /// Whether a filter only compares columns with values (`=`, `<`, `BETWEEN`, `IN`, joined by
 /// `AND`, `OR`, `NOT`): it is null only where a column is, which [`LakeTable::settled`] needs.
 /// A function or a cast may be null where its input is not (`try_cast`, `nullif`).
 fn compares_values(filter: &Expr) -> bool {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Operator;
-    let mut plain = true;
-    let _ = filter.apply(|e| {
-        plain &= matches!(
-            e,
-            Expr::Column(_)
-                | Expr::Literal(..)
-                | Expr::BinaryExpr(_)
-                | Expr::Between(_)
-                | Expr::InList(_)
-                | Expr::Not(_)
-        ) && !matches!(e, Expr::BinaryExpr(b) if !matches!(b.op,
-            Operator::Eq | Operator::NotEq | Operator::Lt | Operator::LtEq | Operator::Gt
-                | Operator::GtEq | Operator::And | Operator::Or));
-        Ok(if plain {
-            TreeNodeRecursion::Continue
-        } else {
-            TreeNodeRecursion::Stop
-        })
-    });
-    plain
+    !any_part(filter, |e| match e {
+        Expr::Column(_) | Expr::Literal(..) | Expr::Between(_) | Expr::InList(_) | Expr::Not(_) => {
+            false
+        }
+        Expr::BinaryExpr(b) => !matches!(
+            b.op,
+            Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::And
+                | Operator::Or
+        ),
+        _ => true,
+    })
 }
 
 /// Whether a filter compares a sort key ([`SORT_KEYS`]), which a page index can prune on.
 fn bounds_sort_key(filter: &Expr) -> bool {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{BinaryExpr, Operator};
-    let mut found = false;
-    let _ = filter.apply(|e| {
-        if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e
-            && matches!(
-                op,
-                Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
-            )
-        {
-            found |= [left, right].iter().any(|side| {
-                matches!(side.as_ref(), Expr::Column(c) if SORT_KEYS.contains(&c.name.as_str()))
-            });
-        }
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
+    any_part(filter, |e| {
+        matches!(e, Expr::BinaryExpr(BinaryExpr { left, op, right })
+        if matches!(
+            op,
+            Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+        ) && [left, right].iter().any(|side| {
+            matches!(side.as_ref(), Expr::Column(c) if SORT_KEYS.contains(&c.name.as_str()))
+        }))
+    })
+}
+
+/// Whether any part of `filter` (itself included) is one `is` picks.
+fn any_part(filter: &Expr, is: impl Fn(&Expr) -> bool) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    filter.exists(|e| Ok(is(e))).unwrap_or(false)
 }
 
 /// Why [`LakeTable::open`] did not open a table: a reader feature this scan does not apply, or
@@ -590,7 +571,7 @@ impl TableProvider for LakeTable {
             .collect();
         let looks_up = filters.iter().any(|f| asks_for_values(f, &bloomed));
         global.bloom_filter_on_read &= looks_up;
-        let settled = self.settled(&filters)?;
+        let settled = self.settled(&filters, &files)?;
         global.enable_page_index &= filters
             .iter()
             .zip(&settled)
@@ -630,7 +611,7 @@ impl TableProvider for LakeTable {
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         Ok(self
-            .settled(filters)?
+            .settled(filters, &self.pruned(filters)?)?
             .into_iter()
             .map(|settled| {
                 if settled {
